@@ -1,0 +1,33 @@
+#pragma once
+// The daemon: builds every stage from the config, starts them in order, stops them in reverse.
+
+#include <memory>
+
+#include "sluice/config/config.hpp"
+#include "sluice/core/result.hpp"
+
+namespace sluice {
+
+/// Owns every stage, queue and store. start() and stop() are called from the main thread.
+class daemon {
+public:
+    explicit daemon(const config& cfg);
+    ~daemon();
+
+    /// Starts stores, writer, preprocess workers, the embedded broker (if configured), consumers,
+    /// the HTTP server and the event generator, in that order.
+    status start();
+    /// Stops fetching, drains the queues, flushes the stores, commits offsets, stops serving.
+    /// True when everything queued was written within pipeline.shutdown_timeout_ms.
+    bool stop();
+    std::uint16_t http_port() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// Creates the named loggers (one per module) on one stderr sink, text or JSON.
+void setup_logging(const log_config& cfg);
+
+}  // namespace sluice

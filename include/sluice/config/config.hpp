@@ -1,0 +1,124 @@
+#pragma once
+// The typed configuration: one struct per section of the JSON file (DESIGN §4).
+// Defaults here are the documented defaults; bounds live with the loader's key table.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sluice/core/record.hpp"
+
+namespace sluice {
+
+enum class field_type { int64, float64, boolean, string, timestamp, json };
+
+/// "int", "double", "bool", "string", "timestamp", "json".
+const char* to_string(field_type t);
+
+struct field_config {
+    std::string name;
+    field_type type = field_type::string;
+    bool required = false;
+    value default_value;              // null (monostate) unless "default" is given; coerced to type
+    std::optional<double> min;        // numeric fields only
+    std::optional<double> max;
+};
+
+struct feature_set_config {
+    std::string name;                 // identifier: [a-z_][a-z0-9_]*, at most 48 chars
+    std::string topic;
+    std::string key_field;            // JSON "key"
+    std::string event_time_field;     // JSON "event_time"
+    std::vector<field_config> fields; // in the order they appear in the file
+    std::int64_t ttl_ms = 24LL * 3600 * 1000;  // JSON "ttl": "24h"; 0 = never expires
+};
+
+struct embedded_kafka_config {
+    int brokers = 1;                  // mock cluster brokers
+    int partitions = 4;               // partitions of each feature set's topic
+};
+
+struct kafka_config {
+    std::string brokers = "127.0.0.1:9092";  // or "embedded"
+    std::string group_id = "sluice";
+    int consumer_threads = 1;
+    std::int64_t max_message_bytes = 1048576;
+    std::map<std::string, std::string> properties;  // passed to librdkafka as they are
+    std::string dead_letter_topic;
+    int poll_timeout_ms = 100;
+    embedded_kafka_config embedded;
+
+    bool is_embedded() const { return brokers == "embedded"; }
+};
+
+struct pipeline_config {
+    int preprocess_threads = 1;
+    std::int64_t queue_capacity = 65536;
+    std::int64_t batch_max_records = 5000;
+    std::int64_t batch_linger_ms = 5;
+    double pause_watermark = 0.9;     // fraction of queue_capacity that pauses partitions
+    double resume_watermark = 0.5;    // fraction below which they resume
+    std::int64_t shutdown_timeout_ms = 30000;
+};
+
+struct postgres_config {
+    std::string dsn;
+    int pool_size = 4;
+    std::string schema = "sluice";
+};
+
+struct redis_config {
+    std::string host = "127.0.0.1";
+    int port = 6379;
+    int pool_size = 4;
+    std::string key_prefix = "sluice";
+    std::string password;
+    int db = 0;
+    int timeout_ms = 1000;
+};
+
+struct api_key_config {
+    std::string name;
+    std::string sha256;               // lowercase hex of SHA-256(key)
+    std::vector<std::string> scopes;  // "read", "write", "admin"
+};
+
+struct http_config {
+    std::string listen = "0.0.0.0:8080";
+    int threads = 1;
+    std::int64_t body_limit_bytes = 1048576;
+    std::int64_t header_limit_bytes = 8192;
+    std::int64_t read_timeout_ms = 10000;
+    std::int64_t idle_timeout_ms = 60000;
+    int lookup_threads = 2;           // pool for Redis/PostgreSQL reads (never on io threads)
+    std::vector<api_key_config> api_keys;  // JSON "auth": {"api_keys": [...]}
+};
+
+struct log_config {
+    std::string level = "info";       // trace, debug, info, warn, error, critical, off
+    std::string format = "text";      // text or json
+};
+
+struct generator_config {
+    bool enabled = false;
+    double events_per_sec = 50;
+    int keys = 1000;
+};
+
+struct config {
+    kafka_config kafka;
+    std::vector<feature_set_config> feature_sets;
+    pipeline_config pipeline;
+    std::optional<postgres_config> postgres;  // absent: PostgreSQL is not used
+    std::optional<redis_config> redis;        // absent: Redis is not used
+    http_config http;
+    log_config log;
+    generator_config generator;
+
+    /// Index of the feature set with this name, or -1.
+    int find_set(const std::string& name) const;
+};
+
+}  // namespace sluice

@@ -1,0 +1,76 @@
+#pragma once
+// The values that travel through the pipeline: raw Kafka messages, validated records, dead letters.
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace sluice {
+
+/// A typed field value. The alternative follows the field's declared type:
+/// int and timestamp (epoch milliseconds) → int64_t, double → double, bool → bool,
+/// string → std::string, json → std::string holding compact JSON text. monostate is null.
+using value = std::variant<std::monostate, std::int64_t, double, bool, std::string>;
+
+/// Where a record came from: a Kafka topic-partition-offset, or an HTTP push (partition < 0).
+struct record_source {
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+
+    bool from_kafka() const { return partition >= 0; }
+};
+
+/// One Kafka message as the ingest stage hands it to preprocessing.
+struct raw_message {
+    std::uint32_t set_index = 0;       // feature set fed by the message's topic
+    std::uint32_t consumer_index = 0;  // consumer thread that owns the partition
+    record_source source;
+    std::int64_t kafka_timestamp_ms = -1;
+    bool has_value = true;  // false for a tombstone (null value)
+    std::string payload;
+};
+
+/// One validated event: key, event time and values in the order of the set's declared fields.
+struct record {
+    std::uint32_t set_index = 0;
+    std::string key;
+    std::int64_t event_time_ms = 0;
+    std::int64_t ingested_at_ms = 0;
+    std::vector<value> values;
+    record_source source;
+};
+
+/// An input that failed validation, kept with the reason so nothing is silently dropped.
+struct dead_letter {
+    std::uint32_t set_index = 0;
+    record_source source;
+    std::string payload;
+    std::string error;
+    std::int64_t received_at_ms = 0;
+};
+
+/// What preprocessing hands to the store writer: a record or a dead letter, in partition order.
+using processed = std::variant<record, dead_letter>;
+
+/// The newest known state of one key of one feature set, as every store serves it.
+struct latest_entry {
+    std::string key;
+    std::int64_t event_time_ms = 0;
+    std::int64_t ingested_at_ms = 0;
+    std::vector<value> values;  // in the order of the set's declared fields
+};
+
+}  // namespace sluice
+
+namespace sluice {
+
+/// The next offset to consume for one partition (Kafka's committed-offset convention).
+struct partition_offset {
+    std::string topic;
+    std::int32_t partition = 0;
+    std::int64_t next_offset = 0;
+};
+
+}  // namespace sluice

@@ -1,0 +1,84 @@
+#pragma once
+// The Kafka ingest stage: librdkafka consumers in one group, feeding the preprocess queues.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sluice/config/config.hpp"
+#include "sluice/core/bounded_queue.hpp"
+#include "sluice/core/record.hpp"
+#include "sluice/core/result.hpp"
+#include "sluice/ingest/offset_sink.hpp"
+#include "sluice/store/durable_store.hpp"
+
+namespace sluice {
+
+/// kafka.consumer_threads consumer threads, each with its own librdkafka consumer in
+/// kafka.group_id, subscribed to every feature set's topic. A message goes to the preprocess
+/// queue chosen by its partition, so a partition stays in order. When a queue passes the pause
+/// watermark the thread pauses the partitions feeding it (and keeps polling, so the group keeps
+/// it); below the resume watermark it resumes them. Positions of newly assigned partitions are
+/// seeded from PostgreSQL's consumer_offsets when a durable store is given. Offsets are stored
+/// (and then committed by librdkafka) only through offsets_durable(). Owned by the app.
+class kafka_ingest final : public offset_sink {
+public:
+    kafka_ingest(const config& cfg, std::string bootstrap_servers, std::vector<channel<raw_message>*> outputs,
+                 durable_store* offsets_source);
+    ~kafka_ingest() override;
+
+    status start();
+    /// Pauses every partition and hands any held-back message to the queues; returns when every
+    /// consumer thread has stopped producing into the queues (or the deadline passes).
+    void stop_fetching(std::chrono::milliseconds deadline);
+    /// Commits the stored offsets, leaves the group and joins the threads.
+    void close();
+
+    void offsets_durable(const std::vector<partition_offset>& offsets) override;
+
+    /// True when this instance's consumers hold at least one partition.
+    bool has_assignment() const;
+    std::uint64_t messages_consumed() const;
+
+    struct consumer;  // one consumer thread (defined in kafka_ingest.cpp)
+
+private:
+    const config& cfg_;
+    std::string bootstrap_;
+    std::vector<channel<raw_message>*> outputs_;
+    durable_store* offsets_source_;
+    std::vector<std::unique_ptr<consumer>> consumers_;
+};
+
+/// librdkafka's mock cluster: a Kafka-protocol broker on loopback inside this process, with one
+/// topic per feature set. For demos and tests ("brokers": "embedded").
+class embedded_kafka {
+public:
+    embedded_kafka();
+    ~embedded_kafka();
+    status start(const config& cfg);
+    /// "127.0.0.1:port[,...]"
+    const std::string& bootstrap_servers() const { return bootstrap_; }
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+    std::string bootstrap_;
+};
+
+/// Produces realistic-looking events for every feature set at generator.events_per_sec, so the
+/// demo shows live data. Its own thread and producer.
+class event_generator {
+public:
+    event_generator(const config& cfg, std::string bootstrap_servers);
+    ~event_generator();
+    status start();
+    void stop();
+    std::uint64_t produced() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,41 @@
+#pragma once
+// The preprocess workers: raw messages in, records and dead letters out, in partition order.
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "sluice/config/config.hpp"
+#include "sluice/core/bounded_queue.hpp"
+#include "sluice/core/record.hpp"
+#include "sluice/preprocess/record_parser.hpp"
+
+namespace sluice {
+
+/// pipeline.preprocess_threads workers; worker i reads inputs[i] and writes outputs[i], so one
+/// partition (always routed to the same input) stays in order. Owned by the app.
+class preprocess_stage {
+public:
+    preprocess_stage(const config& cfg, std::vector<channel<raw_message>*> inputs,
+                     std::vector<channel<processed>*> outputs);
+    ~preprocess_stage();
+
+    void start();
+    /// Processes everything already queued, then joins. abort (set by the app on timeout) ends sooner.
+    void drain_and_join(const std::atomic<bool>& abort);
+    std::uint64_t processed_count() const { return processed_.load(std::memory_order_relaxed); }
+
+private:
+    void run(std::size_t worker, const std::atomic<bool>* abort_flag);
+
+    record_parser parser_;
+    std::vector<channel<raw_message>*> inputs_;
+    std::vector<channel<processed>*> outputs_;
+    std::vector<std::thread> threads_;
+    std::atomic<bool> draining_{false};
+    std::atomic<const std::atomic<bool>*> abort_{nullptr};
+    std::atomic<std::uint64_t> processed_{0};
+};
+
+}  // namespace sluice

@@ -1,0 +1,38 @@
+#pragma once
+// The in-memory latest index: the first place a read looks.
+
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sluice/core/record.hpp"
+
+namespace sluice {
+
+/// Latest entry per (feature set, key), sharded by key hash with one shared_mutex per shard.
+/// Written by the store writer (after PostgreSQL commits) and by read-through fills; read by
+/// HTTP io threads (a lookup holds a shard lock for a hash-map find and a pointer copy only).
+class memory_index {
+public:
+    explicit memory_index(std::size_t feature_sets, std::size_t shards = 64);
+
+    /// Stores the entry unless the index holds one with a greater event time. Returns true if stored.
+    bool upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry);
+    std::shared_ptr<const latest_entry> find(std::uint32_t set_index, const std::string& key) const;
+    std::size_t size(std::uint32_t set_index) const;
+
+private:
+    struct shard {
+        mutable std::shared_mutex mutex;
+        std::unordered_map<std::string, std::shared_ptr<const latest_entry>> entries;
+    };
+    shard& shard_for(std::uint32_t set_index, const std::string& key) const;
+
+    std::size_t shards_per_set_;
+    std::vector<std::unique_ptr<shard>> shards_;
+};
+
+}  // namespace sluice

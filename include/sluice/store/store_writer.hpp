@@ -1,0 +1,60 @@
+#pragma once
+// The store writer: batches processed items and makes them durable, then cached, then acknowledged.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sluice/config/config.hpp"
+#include "sluice/core/bounded_queue.hpp"
+#include "sluice/ingest/offset_sink.hpp"
+#include "sluice/store/durable_store.hpp"
+#include "sluice/store/latest_cache.hpp"
+#include "sluice/store/memory_index.hpp"
+
+namespace sluice {
+
+/// One thread. Collects up to pipeline.batch_max_records items (or what arrived within
+/// pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one transaction (retrying
+/// with backoff while PostgreSQL is away: the queues fill and ingestion pauses), then updates Redis
+/// and the memory index, and only then reports the offsets as durable. Owned by the app; the
+/// stores it writes to outlive it.
+class store_writer {
+public:
+    store_writer(const config& cfg, std::vector<channel<processed>*> inputs, wakeup& readable,
+                 durable_store* durable, latest_cache* cache, memory_index& memory, offset_sink* offsets);
+    ~store_writer();
+
+    void start();
+    /// Writes everything queued, then joins. abort (set by the app on timeout) ends sooner.
+    void drain_and_join(const std::atomic<bool>& abort);
+
+    std::uint64_t records_written() const { return records_.load(std::memory_order_relaxed); }
+    std::uint64_t dead_letters_written() const { return dead_letters_.load(std::memory_order_relaxed); }
+    /// Empty while the last write succeeded; otherwise why it failed.
+    std::string last_error() const;
+
+private:
+    void run();
+    void flush(write_batch& batch);
+    bool aborted() const;
+
+    const config& cfg_;
+    std::vector<channel<processed>*> inputs_;
+    wakeup& readable_;
+    durable_store* durable_;
+    latest_cache* cache_;
+    memory_index& memory_;
+    offset_sink* offsets_;
+    std::thread thread_;
+    std::atomic<bool> draining_{false};
+    std::atomic<const std::atomic<bool>*> abort_{nullptr};
+    std::atomic<std::uint64_t> records_{0};
+    std::atomic<std::uint64_t> dead_letters_{0};
+    mutable std::mutex error_mutex_;
+    std::string last_error_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Sluice needs to build, test and run (idempotent).
+# Usage: scripts/setup.sh            (as root on Debian 12)
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  librdkafka-dev libpq-dev libhiredis-dev libboost-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
+  libssl-dev libconcurrentqueue-dev
+  postgresql-15 postgresql-client-15 redis-server redis-tools
+  curl python3 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi

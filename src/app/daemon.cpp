@@ -1,0 +1,206 @@
+#include "sluice/app/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "lookup_pool.hpp"
+#include "sluice/core/bounded_queue.hpp"
+#include "sluice/ingest/kafka_ingest.hpp"
+#include "sluice/preprocess/preprocess_stage.hpp"
+#include "sluice/serve/http_server.hpp"
+#include "sluice/store/memory_index.hpp"
+#include "sluice/store/postgres_store.hpp"
+#include "sluice/store/redis_cache.hpp"
+#include "sluice/store/store_writer.hpp"
+
+namespace sluice {
+
+namespace {
+
+constexpr std::size_t lookup_backlog = 10000;
+
+/// Latest values for the API: the memory index on the calling thread; on a miss, Redis and then
+/// PostgreSQL on the lookup pool.
+class tiered_reader final : public feature_reader {
+public:
+    tiered_reader(memory_index& memory, latest_cache* cache, durable_store* durable, lookup_pool& pool)
+        : memory_(memory), cache_(cache), durable_(durable), pool_(pool) {}
+
+    void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
+        if (auto hit = memory_.find(set_index, key)) {
+            done(std::optional<latest_entry>{*hit});
+            return;
+        }
+        if (!cache_ && !durable_) {
+            done(std::optional<latest_entry>{});
+            return;
+        }
+        auto task = [this, set_index, key = std::move(key), done]() mutable {
+            std::string errors;
+            if (cache_) {
+                auto r = cache_->read_latest(set_index, key);
+                if (r && r.value()) return done(std::move(r));
+                if (!r) errors = r.message();
+            }
+            if (durable_) {
+                auto r = durable_->read_latest(set_index, key);
+                if (r) return done(std::move(r));
+                errors += (errors.empty() ? "" : "; ") + r.message();
+            }
+            if (errors.empty()) return done(std::optional<latest_entry>{});
+            done(result<std::optional<latest_entry>>::failure(errors));
+        };
+        if (!pool_.submit(std::move(task)))
+            done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+    }
+
+private:
+    memory_index& memory_;
+    latest_cache* cache_;
+    durable_store* durable_;
+    lookup_pool& pool_;
+};
+
+}  // namespace
+
+struct daemon::impl final : health_source {
+    explicit impl(const config& c) : cfg(c), memory(c.feature_sets.size()) {}
+
+    const config& cfg;
+    std::shared_ptr<spdlog::logger> log = spdlog::get("main") ? spdlog::get("main") : spdlog::default_logger();
+    durable_store_ptr durable;
+    latest_cache_ptr cache;
+    memory_index memory;
+    wakeup writer_wakeup;
+    std::vector<std::unique_ptr<wakeup>> worker_wakeups;
+    std::vector<std::unique_ptr<channel<raw_message>>> raw_channels;
+    std::vector<std::unique_ptr<channel<processed>>> processed_channels;
+    std::unique_ptr<store_writer> writer;
+    std::unique_ptr<preprocess_stage> preprocess;
+    std::unique_ptr<embedded_kafka> broker;
+    std::unique_ptr<kafka_ingest> ingest;
+    std::unique_ptr<lookup_pool> lookups;
+    std::unique_ptr<tiered_reader> reader;
+    serve_context serve_ctx;
+    http_server_ptr http;
+    std::unique_ptr<event_generator> generator;
+    std::atomic<bool> stopping{false};
+
+    std::vector<std::string> not_ready_reasons() const override {
+        std::vector<std::string> reasons;
+        if (stopping.load()) reasons.emplace_back("shutting down");
+        if (durable && !durable->healthy()) {
+            const auto e = writer ? writer->last_error() : std::string();
+            reasons.push_back("postgres: " + (e.empty() ? std::string("not reachable") : e));
+        }
+        if (cache && !cache->healthy()) reasons.emplace_back("redis: not reachable");
+        if (!ingest || !ingest->has_assignment()) reasons.emplace_back("kafka: no partitions assigned yet");
+        return reasons;
+    }
+};
+
+daemon::daemon(const config& cfg) : impl_(std::make_unique<impl>(cfg)) {}
+
+daemon::~daemon() {
+    if (impl_->writer || impl_->ingest || impl_->http) stop();
+}
+
+status daemon::start() {
+    auto& d = *impl_;
+    const auto& cfg = d.cfg;
+    if (cfg.postgres) {
+        d.durable = make_postgres_store(cfg);
+        if (auto s = d.durable->prepare(); !s) return s;
+    }
+    if (cfg.redis) {
+        d.cache = make_redis_cache(cfg);
+        // Redis may come later: the writer keeps trying and reads fall back meanwhile.
+        if (auto s = d.cache->ping(); !s) d.log->warn("{}", s.message());
+    }
+
+    const auto capacity = static_cast<std::size_t>(cfg.pipeline.queue_capacity);
+    std::vector<channel<raw_message>*> raw;
+    std::vector<channel<processed>*> done;
+    for (int i = 0; i < cfg.pipeline.preprocess_threads; ++i) {
+        d.worker_wakeups.push_back(std::make_unique<wakeup>());
+        d.raw_channels.push_back(std::make_unique<channel<raw_message>>(capacity, d.worker_wakeups.back().get()));
+        d.processed_channels.push_back(std::make_unique<channel<processed>>(capacity, &d.writer_wakeup));
+        raw.push_back(d.raw_channels.back().get());
+        done.push_back(d.processed_channels.back().get());
+    }
+
+    std::string bootstrap = cfg.kafka.brokers;
+    if (cfg.kafka.is_embedded()) {
+        d.broker = std::make_unique<embedded_kafka>();
+        if (auto s = d.broker->start(cfg); !s) return s;
+        bootstrap = d.broker->bootstrap_servers();
+    }
+    d.ingest = std::make_unique<kafka_ingest>(cfg, bootstrap, raw, d.durable.get());
+    d.writer = std::make_unique<store_writer>(cfg, done, d.writer_wakeup, d.durable.get(), d.cache.get(), d.memory,
+                                              d.ingest.get());
+    d.preprocess = std::make_unique<preprocess_stage>(cfg, raw, done);
+    d.writer->start();
+    d.preprocess->start();
+    if (auto s = d.ingest->start(); !s) return s;
+
+    d.lookups = std::make_unique<lookup_pool>(cfg.http.lookup_threads, lookup_backlog);
+    d.reader = std::make_unique<tiered_reader>(d.memory, d.cache.get(), d.durable.get(), *d.lookups);
+    d.serve_ctx.cfg = &cfg;
+    d.serve_ctx.reader = d.reader.get();
+    d.serve_ctx.health = &d;
+    d.http = make_http_server(d.serve_ctx);
+    if (auto s = d.http->start(); !s) return s;
+
+    if (cfg.generator.enabled) {
+        d.generator = std::make_unique<event_generator>(cfg, bootstrap);
+        if (auto s = d.generator->start(); !s) return s;
+        d.log->info("event generator: {} events/s over {} keys", cfg.generator.events_per_sec, cfg.generator.keys);
+    }
+    d.log->info("sluice {} started: {} feature sets, {} consumer threads, {} preprocess threads, http port {}",
+                SLUICE_VERSION, cfg.feature_sets.size(), cfg.kafka.consumer_threads, cfg.pipeline.preprocess_threads,
+                d.http->port());
+    return status::success();
+}
+
+bool daemon::stop() {
+    auto& d = *impl_;
+    d.stopping.store(true);
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + std::chrono::milliseconds(d.cfg.pipeline.shutdown_timeout_ms);
+    std::atomic<bool> abort{false};
+    // A watchdog turns the deadline into the abort flag the stages check.
+    std::atomic<bool> finished{false};
+    std::thread watchdog([&] {
+        while (!finished.load() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (!finished.load()) abort.store(true);
+    });
+
+    if (d.generator) d.generator->stop();
+    if (d.ingest) {
+        d.ingest->stop_fetching(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    }
+    if (d.preprocess) d.preprocess->drain_and_join(abort);
+    if (d.writer) d.writer->drain_and_join(abort);
+    const bool complete = !abort.load();
+    finished.store(true);
+    watchdog.join();
+    if (d.ingest) d.ingest->close();  // commits the stored offsets and leaves the group
+    if (d.http) d.http->stop();
+    if (d.lookups) d.lookups->stop();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    if (d.writer)
+        d.log->info("stopped in {} ms: {} records and {} dead letters written since start{}", ms.count(),
+                    d.writer->records_written(), d.writer->dead_letters_written(),
+                    complete ? "" : "; shutdown timed out, unwritten records will be consumed again");
+    d.http.reset();
+    d.ingest.reset();
+    d.writer.reset();
+    d.preprocess.reset();
+    d.generator.reset();
+    d.broker.reset();
+    return complete;
+}
+
+std::uint16_t daemon::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+
+}  // namespace sluice

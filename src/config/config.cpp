@@ -1,0 +1,23 @@
+#include "sluice/config/config.hpp"
+
+namespace sluice {
+
+const char* to_string(field_type t) {
+    switch (t) {
+        case field_type::int64: return "int";
+        case field_type::float64: return "double";
+        case field_type::boolean: return "bool";
+        case field_type::string: return "string";
+        case field_type::timestamp: return "timestamp";
+        case field_type::json: return "json";
+    }
+    return "unknown";
+}
+
+int config::find_set(const std::string& name) const {
+    for (std::size_t i = 0; i < feature_sets.size(); ++i)
+        if (feature_sets[i].name == name) return static_cast<int>(i);
+    return -1;
+}
+
+}  // namespace sluice

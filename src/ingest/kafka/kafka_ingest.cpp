@@ -1,0 +1,339 @@
+#include "sluice/ingest/kafka_ingest.hpp"
+
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "kafka_util.hpp"
+
+namespace sluice {
+
+namespace {
+constexpr std::chrono::milliseconds full_wait{10};
+}  // namespace
+
+/// One consumer thread and its librdkafka handle. The rebalance callback and the poll loop run on
+/// this thread; offsets_durable() may come from the store writer thread (librdkafka is thread-safe,
+/// and owned_ is guarded).
+struct kafka_ingest::consumer {
+    kafka_ingest& owner;
+    std::size_t index;
+    std::shared_ptr<spdlog::logger> log;
+    rd_kafka_t* rk = nullptr;
+    std::thread thread;
+    std::atomic<bool> running{true};
+    std::atomic<bool> stop_fetch{false};
+    std::atomic<bool> fetch_stopped{false};
+    std::atomic<std::uint64_t> consumed{0};
+    std::unordered_map<std::string, std::uint32_t> topic_to_set;
+
+    mutable std::mutex owned_mutex;
+    std::set<std::pair<std::string, std::int32_t>> owned;  // assigned partitions
+
+    // Per preprocess queue: paused or not, and messages held back while it was full.
+    std::vector<bool> paused;
+    std::vector<std::deque<raw_message>> pending;
+
+    consumer(kafka_ingest& o, std::size_t i) : owner(o), index(i) {
+        log = spdlog::get("ingest.kafka");
+        if (!log) log = spdlog::default_logger();
+        paused.assign(o.outputs_.size(), false);
+        pending.resize(o.outputs_.size());
+        for (std::size_t s = 0; s < o.cfg_.feature_sets.size(); ++s)
+            topic_to_set[o.cfg_.feature_sets[s].topic] = static_cast<std::uint32_t>(s);
+    }
+
+    std::size_t route(const std::string& topic, std::int32_t partition) const {
+        return (std::hash<std::string>{}(topic) + static_cast<std::size_t>(partition)) % owner.outputs_.size();
+    }
+
+    /// The partitions this consumer holds that feed queue w (all of them when w is npos).
+    rd_kafka_topic_partition_list_t* partitions_for(std::size_t w) {
+        std::lock_guard lock(owned_mutex);
+        auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(owned.size()));
+        for (const auto& [topic, p] : owned)
+            if (w == std::string::npos || route(topic, p) == w) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+        return list;
+    }
+
+    void set_paused(std::size_t w, bool pause) {
+        auto* list = partitions_for(w);
+        if (list->cnt > 0) {
+            auto err = pause ? rd_kafka_pause_partitions(rk, list) : rd_kafka_resume_partitions(rk, list);
+            if (err) log->warn("{} partitions: {}", pause ? "pausing" : "resuming", rd_kafka_err2str(err));
+            log->debug("{} {} partitions feeding queue {}", pause ? "paused" : "resumed", list->cnt, w);
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+        paused[w] = pause;
+    }
+
+    // Moves held-back messages into their queues while there is room.
+    void push_pending() {
+        for (std::size_t w = 0; w < pending.size(); ++w) {
+            auto& q = pending[w];
+            auto& out = *owner.outputs_[w];
+            bool pushed = false;
+            while (!q.empty() && out.queue.try_push(q.front())) {
+                q.pop_front();
+                pushed = true;
+            }
+            if (pushed) out.readable->notify();
+        }
+    }
+
+    // Pauses queues above the high watermark, resumes those below the low one.
+    void apply_backpressure() {
+        for (std::size_t w = 0; w < owner.outputs_.size(); ++w) {
+            const auto& q = owner.outputs_[w]->queue;
+            const double fill = static_cast<double>(q.size()) / static_cast<double>(q.capacity());
+            if (!paused[w] && (fill >= owner.cfg_.pipeline.pause_watermark || !pending[w].empty()))
+                set_paused(w, true);
+            else if (paused[w] && pending[w].empty() && fill <= owner.cfg_.pipeline.resume_watermark &&
+                     !stop_fetch.load())
+                set_paused(w, false);
+        }
+    }
+
+    void handle(rd_kafka_message_t* m) {
+        const char* topic = rd_kafka_topic_name(m->rkt);
+        auto it = topic_to_set.find(topic);
+        if (it == topic_to_set.end()) return;
+        raw_message msg;
+        msg.set_index = it->second;
+        msg.consumer_index = static_cast<std::uint32_t>(index);
+        msg.source.topic = topic;
+        msg.source.partition = m->partition;
+        msg.source.offset = m->offset;
+        rd_kafka_timestamp_type_t tstype;
+        msg.kafka_timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
+        msg.has_value = m->payload != nullptr;
+        if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
+        consumed.fetch_add(1, std::memory_order_relaxed);
+
+        const std::size_t w = route(msg.source.topic, msg.source.partition);
+        auto& out = *owner.outputs_[w];
+        // Keep partition order: once something is held back for this queue, everything after waits too.
+        if (pending[w].empty() && out.queue.try_push(msg)) {
+            out.readable->notify();
+            return;
+        }
+        pending[w].push_back(std::move(msg));
+    }
+
+    void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+        const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+            seed_positions(parts);
+            rd_kafka_error_t* e = nullptr;
+            rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+            if (cooperative)
+                e = rd_kafka_incremental_assign(rk, parts);
+            else
+                rerr = rd_kafka_assign(rk, parts);
+            if (e) {
+                log->error("assign failed: {}", rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+            } else if (rerr) {
+                log->error("assign failed: {}", rd_kafka_err2str(rerr));
+            }
+            {
+                std::lock_guard lock(owned_mutex);
+                if (!cooperative) owned.clear();
+                for (int i = 0; i < parts->cnt; ++i) owned.insert({parts->elems[i].topic, parts->elems[i].partition});
+            }
+            log->info("assigned {} partitions ({})", parts->cnt, cooperative ? "cooperative" : "eager");
+            // Partitions feeding a queue that is paused start paused too.
+            for (std::size_t w = 0; w < paused.size(); ++w)
+                if (paused[w] || stop_fetch.load()) set_paused(w, true);
+        } else {
+            const bool lost = rd_kafka_assignment_lost(rk);
+            if (cooperative) {
+                if (auto* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
+            } else {
+                rd_kafka_assign(rk, nullptr);
+            }
+            std::lock_guard lock(owned_mutex);
+            if (!cooperative) {
+                owned.clear();
+            } else {
+                for (int i = 0; i < parts->cnt; ++i) owned.erase({parts->elems[i].topic, parts->elems[i].partition});
+            }
+            log->info("revoked {} partitions{}", parts->cnt, lost ? " (assignment lost)" : "");
+        }
+    }
+
+    // PostgreSQL's consumer_offsets is written in the same transaction as the rows: it is where
+    // durable data ends, so consumption resumes exactly there.
+    void seed_positions(rd_kafka_topic_partition_list_t* parts) {
+        if (!owner.offsets_source_) return;
+        auto stored = owner.offsets_source_->read_offsets(owner.cfg_.kafka.group_id);
+        if (!stored) {
+            log->warn("cannot read consumer_offsets from PostgreSQL, using Kafka's committed offsets: {}",
+                      stored.message());
+            return;
+        }
+        std::map<std::pair<std::string, std::int32_t>, std::int64_t> by_partition;
+        for (const auto& o : stored.value()) by_partition[{o.topic, o.partition}] = o.next_offset;
+        for (int i = 0; i < parts->cnt; ++i) {
+            auto it = by_partition.find({parts->elems[i].topic, parts->elems[i].partition});
+            if (it != by_partition.end()) parts->elems[i].offset = it->second;
+        }
+    }
+
+    void run() {
+        const auto poll_ms = owner.cfg_.kafka.poll_timeout_ms;
+        while (running.load()) {
+            push_pending();
+            if (stop_fetch.load() && !fetch_stopped.load()) {
+                for (std::size_t w = 0; w < paused.size(); ++w)
+                    if (!paused[w]) set_paused(w, true);
+                bool empty = true;
+                for (const auto& q : pending) empty = empty && q.empty();
+                if (empty) {
+                    fetch_stopped.store(true);
+                } else {
+                    owner.outputs_[0]->writable.wait_for(full_wait);
+                }
+            }
+            if (!stop_fetch.load()) apply_backpressure();
+            rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, poll_ms);
+            if (!m) continue;
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    log->warn("consumer error: {}", rd_kafka_message_errstr(m));
+            } else if (!fetch_stopped.load()) {
+                handle(m);
+            }
+            // After stop_fetching() a message is left unprocessed: its offset is never stored, so the
+            // next run consumes it.
+            rd_kafka_message_destroy(m);
+        }
+        auto err = rd_kafka_commit(rk, nullptr, /*async=*/0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) log->warn("final offset commit: {}", rd_kafka_err2str(err));
+        err = rd_kafka_consumer_close(rk);
+        if (err) log->warn("consumer close: {}", rd_kafka_err2str(err));
+    }
+};
+
+namespace {
+void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts, void* opaque) {
+    static_cast<kafka_ingest::consumer*>(opaque)->on_rebalance(err, parts);
+}
+}  // namespace
+
+kafka_ingest::kafka_ingest(const config& cfg, std::string bootstrap_servers, std::vector<channel<raw_message>*> outputs,
+                           durable_store* offsets_source)
+    : cfg_(cfg), bootstrap_(std::move(bootstrap_servers)), outputs_(std::move(outputs)), offsets_source_(offsets_source) {}
+
+kafka_ingest::~kafka_ingest() { close(); }
+
+status kafka_ingest::start() {
+    std::vector<std::string> topics;
+    for (const auto& s : cfg_.feature_sets) topics.push_back(s.topic);
+    for (int i = 0; i < cfg_.kafka.consumer_threads; ++i) {
+        auto c = std::make_unique<consumer>(*this, static_cast<std::size_t>(i));
+        // Our defaults first; kafka.properties override them, except the two settings the
+        // delivery guarantee rests on.
+        std::map<std::string, std::string> props = {
+            {"bootstrap.servers", bootstrap_},
+            {"group.id", cfg_.kafka.group_id},
+            {"client.id", "sluice-" + std::to_string(i)},
+            {"auto.offset.reset", "earliest"},
+            {"enable.auto.commit", "true"},
+            {"auto.commit.interval.ms", "1000"},
+            {"session.timeout.ms", "6000"},
+            {"heartbeat.interval.ms", "1500"},
+            {"queued.max.messages.kbytes", "16384"},
+            {"enable.partition.eof", "false"},
+        };
+        for (const auto& [k, v] : cfg_.kafka.properties) props[k] = v;
+        props["enable.auto.offset.store"] = "false";
+        if (cfg_.kafka.properties.count("enable.auto.offset.store") && cfg_.kafka.properties.at("enable.auto.offset.store") != "false")
+            c->log->warn("kafka.properties enable.auto.offset.store is ignored: offsets are stored only once durable");
+        std::string error;
+        rd_kafka_conf_t* conf = kafka::make_conf(props, error);
+        if (!conf) return status::failure("kafka config: " + error);
+        rd_kafka_conf_set_opaque(conf, c.get());
+        rd_kafka_conf_set_rebalance_cb(conf, rebalance_trampoline);
+        char errstr[512];
+        c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+        if (!c->rk) {
+            rd_kafka_conf_destroy(conf);
+            return status::failure(std::string("kafka consumer: ") + errstr);
+        }
+        rd_kafka_poll_set_consumer(c->rk);
+        auto* sub = rd_kafka_topic_partition_list_new(static_cast<int>(topics.size()));
+        for (const auto& t : topics) rd_kafka_topic_partition_list_add(sub, t.c_str(), RD_KAFKA_PARTITION_UA);
+        auto err = rd_kafka_subscribe(c->rk, sub);
+        rd_kafka_topic_partition_list_destroy(sub);
+        if (err) {
+            rd_kafka_destroy(c->rk);
+            return status::failure(std::string("kafka subscribe: ") + rd_kafka_err2str(err));
+        }
+        consumers_.push_back(std::move(c));
+    }
+    for (auto& c : consumers_) c->thread = std::thread([p = c.get()] { p->run(); });
+    return status::success();
+}
+
+void kafka_ingest::stop_fetching(std::chrono::milliseconds deadline) {
+    for (auto& c : consumers_) c->stop_fetch.store(true);
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    for (auto& c : consumers_)
+        while (!c->fetch_stopped.load() && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+void kafka_ingest::close() {
+    for (auto& c : consumers_) c->running.store(false);
+    for (auto& c : consumers_) {
+        if (c->thread.joinable()) c->thread.join();
+        if (c->rk) {
+            rd_kafka_destroy(c->rk);
+            c->rk = nullptr;
+        }
+    }
+    consumers_.clear();
+}
+
+void kafka_ingest::offsets_durable(const std::vector<partition_offset>& offsets) {
+    for (auto& c : consumers_) {
+        auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+        {
+            std::lock_guard lock(c->owned_mutex);
+            for (const auto& o : offsets)
+                if (c->owned.count({o.topic, o.partition}))
+                    rd_kafka_topic_partition_list_add(list, o.topic.c_str(), o.partition)->offset = o.next_offset;
+        }
+        if (list->cnt > 0 && c->rk) {
+            // A partition revoked meanwhile fails with __STATE: its new owner resumes from
+            // consumer_offsets, which this batch already advanced.
+            auto err = rd_kafka_offsets_store(c->rk, list);
+            if (err) c->log->debug("storing offsets: {}", rd_kafka_err2str(err));
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+    }
+}
+
+bool kafka_ingest::has_assignment() const {
+    for (const auto& c : consumers_) {
+        std::lock_guard lock(c->owned_mutex);
+        if (!c->owned.empty()) return true;
+    }
+    return false;
+}
+
+std::uint64_t kafka_ingest::messages_consumed() const {
+    std::uint64_t n = 0;
+    for (const auto& c : consumers_) n += c->consumed.load(std::memory_order_relaxed);
+    return n;
+}
+
+}  // namespace sluice

@@ -1,0 +1,67 @@
+#include "sluice/preprocess/preprocess_stage.hpp"
+
+#include "sluice/core/clock.hpp"
+
+namespace sluice {
+
+namespace {
+constexpr std::size_t burst = 256;
+constexpr std::chrono::milliseconds idle_wait{100};
+constexpr std::chrono::milliseconds full_wait{10};
+}  // namespace
+
+preprocess_stage::preprocess_stage(const config& cfg, std::vector<channel<raw_message>*> inputs,
+                                   std::vector<channel<processed>*> outputs)
+    : parser_(cfg), inputs_(std::move(inputs)), outputs_(std::move(outputs)) {}
+
+preprocess_stage::~preprocess_stage() {
+    static const std::atomic<bool> stop_now{true};
+    if (!threads_.empty()) drain_and_join(stop_now);
+}
+
+void preprocess_stage::start() {
+    for (std::size_t i = 0; i < inputs_.size(); ++i) threads_.emplace_back([this, i] { run(i, nullptr); });
+}
+
+void preprocess_stage::drain_and_join(const std::atomic<bool>& abort) {
+    abort_.store(&abort);
+    draining_.store(true);
+    for (auto* in : inputs_) in->readable->notify();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+}
+
+void preprocess_stage::run(std::size_t worker, const std::atomic<bool>*) {
+    auto& in = *inputs_[worker];
+    auto& out = *outputs_[worker];
+    auto aborted = [this] {
+        const auto* a = abort_.load();
+        return a && a->load();
+    };
+    raw_message msg;
+    while (true) {
+        const auto seen = in.readable->epoch();
+        std::size_t n = 0;
+        while (n < burst && in.queue.try_pop(msg)) {
+            ++n;
+            processed item = parser_.parse(msg, now_ms());
+            while (!out.queue.try_push(item)) {
+                if (aborted()) return;
+                out.readable->notify();
+                const auto space_seen = out.writable.epoch();
+                if (out.queue.try_push(item)) break;
+                out.writable.wait_for_change(space_seen, full_wait);
+            }
+        }
+        if (n > 0) {
+            processed_.fetch_add(n, std::memory_order_relaxed);
+            out.readable->notify();
+            in.writable.notify();
+            continue;
+        }
+        if (aborted() || (draining_.load() && in.queue.size() == 0)) return;
+        in.readable->wait_for_change(seen, idle_wait);
+    }
+}
+
+}  // namespace sluice

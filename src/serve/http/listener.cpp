@@ -1,0 +1,100 @@
+#include "listener.hpp"
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <spdlog/spdlog.h>
+
+#include "session.hpp"
+
+namespace sluice::serve {
+
+result<tcp::endpoint> parse_listen_address(const std::string& listen) {
+    using R = result<tcp::endpoint>;
+    std::string host;
+    std::string port_text;
+    if (!listen.empty() && listen.front() == '[') {
+        const std::size_t close = listen.find(']');
+        if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
+            return R::failure("http.listen '" + listen + "' is not host:port");
+        host = listen.substr(1, close - 1);
+        port_text = listen.substr(close + 2);
+    } else {
+        const std::size_t colon = listen.rfind(':');
+        if (colon == std::string::npos) return R::failure("http.listen '" + listen + "' is not host:port");
+        host = listen.substr(0, colon);
+        port_text = listen.substr(colon + 1);
+    }
+    if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos)
+        return R::failure("http.listen '" + listen + "': the port must be a number from 0 to 65535");
+    const unsigned long port = std::stoul(port_text);
+    if (port > 65535) return R::failure("http.listen '" + listen + "': the port must be a number from 0 to 65535");
+    const auto p = static_cast<std::uint16_t>(port);
+    if (host.empty() || host == "*") return tcp::endpoint(tcp::v4(), p);
+
+    boost::system::error_code ec;
+    const auto address = net::ip::make_address(host, ec);
+    if (!ec) return tcp::endpoint(address, p);
+
+    // A host name: resolve it once, at start-up (a blocking lookup is fine here).
+    net::io_context ioc;
+    tcp::resolver resolver(ioc);
+    auto results = resolver.resolve(host, port_text, tcp::resolver::passive, ec);
+    if (ec || results.empty())
+        return R::failure("http.listen '" + listen + "': cannot resolve '" + host + "': " + ec.message());
+    return results.begin()->endpoint();
+}
+
+listener::listener(net::io_context& ioc, std::shared_ptr<server_state> state)
+    : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_timer_(acceptor_.get_executor()), state_(std::move(state)) {}
+
+status listener::open(const tcp::endpoint& endpoint) {
+    boost::system::error_code ec;
+    const auto where = [&] {
+        return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    };
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+        boost::system::error_code ignored;
+        acceptor_.close(ignored);
+        return status::failure("http: cannot listen on " + where() + ": " + ec.message());
+    }
+    port_ = acceptor_.local_endpoint(ec).port();
+    return status::success();
+}
+
+void listener::run() {
+    net::dispatch(acceptor_.get_executor(), beast::bind_front_handler(&listener::do_accept, shared_from_this()));
+}
+
+void listener::close_now() {
+    boost::system::error_code ec;
+    retry_timer_.cancel();
+    acceptor_.close(ec);
+}
+
+void listener::do_accept() {
+    // Each connection gets its own strand: its handlers never run concurrently.
+    acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+}
+
+void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+        // E.g. out of file descriptors: wait a little instead of spinning on the error.
+        http_logger()->warn("http: accept failed: {}", ec.message());
+        retry_timer_.expires_after(std::chrono::milliseconds(100));
+        retry_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+            if (!wait_ec) self->do_accept();
+        });
+        return;
+    }
+    boost::system::error_code opt_ec;
+    socket.set_option(tcp::no_delay(true), opt_ec);
+    std::make_shared<session>(std::move(socket), state_)->run();
+    do_accept();
+}
+
+}  // namespace sluice::serve

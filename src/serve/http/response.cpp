@@ -1,0 +1,31 @@
+#include "response.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace sluice::serve {
+
+std::string dump_json(const ordered_json& j) {
+    return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+}
+
+response json_response(http::status status, const ordered_json& body) {
+    response res{status, 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = dump_json(body);
+    return res;
+}
+
+response error_response(http::status status, std::string_view code, std::string_view message) {
+    ordered_json body;
+    body["error"]["code"] = std::string(code);
+    body["error"]["message"] = std::string(message);
+    return json_response(status, body);
+}
+
+std::shared_ptr<spdlog::logger> http_logger() {
+    auto log = spdlog::get("http");
+    if (!log) log = spdlog::default_logger();
+    return log;
+}
+
+}  // namespace sluice::serve

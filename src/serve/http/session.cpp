@@ -1,0 +1,258 @@
+#include "session.hpp"
+
+#include <atomic>
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace sluice::serve {
+
+namespace {
+
+// Chunk framing, extensions and trailers are not bounded by Beast 1.74's body limit: the
+// whole request (header + framed body) is bounded by this many bytes instead.
+std::uint64_t request_byte_limit(const server_limits& l) {
+    return l.header_limit_bytes + 2 * l.body_limit_bytes + 65536;
+}
+
+// The buffer holds at most one header plus one read's worth of data, so a single endless
+// line (chunk extension, trailer) fails as buffer_overflow instead of growing without bound.
+std::size_t buffer_limit(const server_limits& l) { return std::size_t{l.header_limit_bytes} + 65536; }
+
+constexpr std::uint64_t linger_max_bytes = 4 * 1024 * 1024;
+
+bool is_http_error(const beast::error_code& ec) {
+    return ec.category() == beast::error_code(http::error::bad_target).category();
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// A handler's answer: delivered at most once, posted back onto the session's strand. Holds the
+// io_context so that an answer arriving after the server stopped still has a queue to go to
+// (it is then dropped with the io_context). Member order matters: the session goes first.
+struct pending_answer {
+    std::shared_ptr<net::io_context> ioc;
+    std::shared_ptr<session> self;
+    std::atomic<bool> answered{false};
+};
+
+}  // namespace
+
+session::session(tcp::socket&& socket, std::shared_ptr<server_state> state)
+    : stream_(std::move(socket)), buffer_(buffer_limit(state->limits)), state_(std::move(state)) {}
+
+session::~session() {
+    if (registered_) state_->remove(*registered_);
+}
+
+void session::run() {
+    registered_ = state_->add(weak_from_this());
+    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&session::read_request, shared_from_this()));
+}
+
+void session::close_now() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+}
+
+void session::read_request() {
+    const server_limits& l = state_->limits;
+    parser_.emplace();
+    parser_->header_limit(l.header_limit_bytes);
+    parser_->body_limit(l.body_limit_bytes);
+    request_bytes_ = 0;
+    // One deadline for the whole request: a client that trickles bytes is still cut off.
+    stream_.expires_after(l.read_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+}
+
+void session::on_header(beast::error_code ec, std::size_t bytes) {
+    if (ec) return on_read_error(ec);
+    request_bytes_ += bytes;
+    const request& req = parser_->get();
+
+    // Refuse framing that lets two parties disagree on where the body ends.
+    const std::size_t te_count = req.count(http::field::transfer_encoding);
+    if (te_count > 0) {
+        if (te_count > 1 || req.count(http::field::content_length) > 0)
+            return fail(http::status::bad_request, "bad_request",
+                        "a request may not carry both Content-Length and Transfer-Encoding");
+        if (!beast::iequals(trim(req[http::field::transfer_encoding]), "chunked"))
+            return fail(http::status::bad_request, "bad_request", "only Transfer-Encoding: chunked is supported");
+    }
+
+    if (parser_->is_done()) return handle_request();
+    if (beast::iequals(trim(req[http::field::expect]), "100-continue")) {
+        continue_.emplace(http::status::continue_, req.version());
+        http::async_write(stream_, *continue_,
+                          beast::bind_front_handler(&session::on_continue_written, shared_from_this()));
+        return;
+    }
+    read_body();
+}
+
+void session::on_continue_written(beast::error_code ec, std::size_t) {
+    continue_.reset();
+    if (ec) return on_read_error(ec);
+    read_body();
+}
+
+void session::read_body() {
+    http::async_read_some(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_body, shared_from_this()));
+}
+
+void session::on_body(beast::error_code ec, std::size_t bytes) {
+    if (ec) return on_read_error(ec);
+    request_bytes_ += bytes;
+    if (request_bytes_ > request_byte_limit(state_->limits))
+        return fail(http::status::payload_too_large, "payload_too_large",
+                    "the request is larger than " + std::to_string(state_->limits.body_limit_bytes) + " bytes");
+    if (parser_->is_done()) return handle_request();
+    read_body();
+}
+
+void session::on_read_error(beast::error_code ec) {
+    auto log = http_logger();
+    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        stream_.close();
+        return;
+    }
+    if (ec == beast::error::timeout) {
+        // tcp_stream has already closed the socket.
+        log->debug("http: closed a connection that sent no complete request within {} ms",
+                   state_->limits.read_timeout.count());
+        return;
+    }
+    const bool header_done = parser_ && parser_->is_header_done();
+    if (ec == http::error::body_limit || (ec == http::error::buffer_overflow && header_done))
+        return fail(http::status::payload_too_large, "payload_too_large",
+                    "the request body is larger than " + std::to_string(state_->limits.body_limit_bytes) + " bytes");
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
+        return fail(http::status::request_header_fields_too_large, "headers_too_large",
+                    "the request header is larger than " + std::to_string(state_->limits.header_limit_bytes) +
+                        " bytes");
+    if (ec == http::error::partial_message) {
+        log->debug("http: client closed the connection in the middle of a request");
+        return;
+    }
+    if (is_http_error(ec))
+        return fail(http::status::bad_request, "bad_request", "malformed HTTP request: " + ec.message());
+    log->debug("http: connection error: {}", ec.message());
+}
+
+void session::handle_request() {
+    const request& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    started_ = std::chrono::steady_clock::now();
+    stream_.expires_never();
+
+    auto answer = std::make_shared<pending_answer>();
+    answer->ioc = state_->ioc.lock();
+    answer->self = shared_from_this();
+    responder respond = [answer](response res) {
+        if (answer->answered.exchange(true)) return;
+        auto self = answer->self;
+        net::post(self->stream_.get_executor(),
+                  [self, res = std::move(res)]() mutable { self->send_response(std::move(res)); });
+    };
+    state_->dispatch.dispatch(req, respond);
+}
+
+void session::send_response(response res) {
+    const request& req = parser_->get();
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_);
+    http_logger()->debug("http: {} {} -> {} in {:.3f} ms", std::string(req.method_string()),
+                         std::string(split_target(req.target()).first), res.result_int(), elapsed.count() / 1000.0);
+    const bool close = !keep_alive_;
+    write(std::move(res), close);
+}
+
+void session::fail(http::status status, const char* code, const std::string& message) {
+    http_logger()->debug("http: refusing a request: {} {}", static_cast<unsigned>(status), message);
+    if (parser_ && parser_->is_header_done()) version_ = parser_->get().version();
+    write(error_response(status, code, message), true);
+}
+
+void session::write(response res, bool close) {
+    res.version(version_);
+    res.keep_alive(!close);
+    res.set(http::field::server, "sluice");
+    res.prepare_payload();
+    res_.emplace(std::move(res));
+    stream_.expires_after(state_->limits.write_timeout);
+    http::async_write(stream_, *res_, beast::bind_front_handler(&session::on_write, shared_from_this(), close));
+}
+
+void session::on_write(bool close, beast::error_code ec, std::size_t) {
+    res_.reset();
+    if (ec) {
+        http_logger()->debug("http: writing a response failed: {}", ec.message());
+        return;
+    }
+    if (close) return linger();
+    wait_next_request();
+}
+
+void session::wait_next_request() {
+    parser_.reset();
+    if (buffer_.size() > 0) return read_request();  // pipelined request already here
+    // Idle keep-alive connection: wait up to idle_timeout for the next request's first byte.
+    stream_.expires_after(state_->limits.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            beast::bind_front_handler(&session::on_first_byte, shared_from_this()));
+}
+
+void session::on_first_byte(beast::error_code ec, std::size_t bytes) {
+    if (ec) {
+        stream_.close();
+        return;
+    }
+    buffer_.commit(bytes);
+    read_request();
+}
+
+// Closing a socket with unread input makes the kernel send RST, which can destroy the error
+// response before the client reads it. So: stop sending, drain what the client still sends
+// for a short while, then close.
+void session::linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) {
+        stream_.close();
+        return;
+    }
+    buffer_.consume(buffer_.size());
+    linger_bytes_ = 0;
+    stream_.expires_after(state_->limits.linger_timeout);
+    read_linger();
+}
+
+void session::read_linger() {
+    stream_.async_read_some(buffer_.prepare(4096), beast::bind_front_handler(&session::on_linger, shared_from_this()));
+}
+
+void session::on_linger(beast::error_code ec, std::size_t bytes) {
+    linger_bytes_ += bytes;
+    if (ec || linger_bytes_ > linger_max_bytes) {
+        stream_.close();
+        return;
+    }
+    read_linger();
+}
+
+}  // namespace sluice::serve

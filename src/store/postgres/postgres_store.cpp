@@ -1,0 +1,362 @@
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "pg_connection.hpp"
+#include "sluice/core/clock.hpp"
+#include "sluice/core/value_codec.hpp"
+#include "sluice/store/postgres_store.hpp"
+
+namespace sluice {
+namespace {
+
+const char* sql_type(field_type t) {
+    switch (t) {
+        case field_type::int64: return "bigint";
+        case field_type::float64: return "double precision";
+        case field_type::boolean: return "boolean";
+        case field_type::string: return "text";
+        case field_type::timestamp: return "timestamptz";
+        case field_type::json: return "jsonb";
+    }
+    return "text";
+}
+
+// Appends s in COPY text format (backslash escapes for the delimiter, newlines and backslash).
+void append_copy_text(std::string& out, std::string_view s) {
+    for (char c : s) {
+        switch (c) {
+            case '\\': out += "\\\\"; break;
+            case '\t': out += "\\t"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            default: out += c;
+        }
+    }
+}
+
+void append_copy_value(std::string& out, field_type type, const value& v) {
+    std::visit(
+        [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::monostate>) {
+                out += "\\N";
+            } else if constexpr (std::is_same_v<T, std::int64_t>) {
+                if (type == field_type::timestamp)
+                    out += format_rfc3339_ms(x);
+                else
+                    out += std::to_string(x);
+            } else if constexpr (std::is_same_v<T, double>) {
+                out += nlohmann::json(x).dump();
+            } else if constexpr (std::is_same_v<T, bool>) {
+                out += x ? 't' : 'f';
+            } else {
+                append_copy_text(out, x);
+            }
+        },
+        v);
+}
+
+// Decodes one column of a latest row (selected as text; timestamps as epoch ms).
+value decode_column(field_type type, const char* text, int len) {
+    std::string_view s(text, static_cast<std::size_t>(len));
+    switch (type) {
+        case field_type::int64:
+        case field_type::timestamp: {
+            std::int64_t i = 0;
+            std::from_chars(s.data(), s.data() + s.size(), i);
+            return i;
+        }
+        case field_type::float64: return std::strtod(text, nullptr);
+        case field_type::boolean: return s == "t";
+        case field_type::string:
+        case field_type::json: return std::string(s);
+    }
+    return {};
+}
+
+/// A fixed set of reader connections handed out one request at a time.
+class connection_pool {
+public:
+    connection_pool(std::size_t n, const std::string& dsn, const std::vector<std::string>& on_connect) {
+        for (std::size_t i = 0; i < n; ++i) free_.push_back(std::make_unique<pg::connection>(dsn, on_connect));
+    }
+    std::unique_ptr<pg::connection> acquire() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return !free_.empty(); });
+        auto c = std::move(free_.back());
+        free_.pop_back();
+        return c;
+    }
+    void release(std::unique_ptr<pg::connection> c) {
+        {
+            std::lock_guard lock(mutex_);
+            free_.push_back(std::move(c));
+        }
+        cv_.notify_one();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::unique_ptr<pg::connection>> free_;
+};
+
+/// Writes batches on the store writer thread (one connection) and serves reads from a pool.
+class postgres_store final : public durable_store {
+public:
+    explicit postgres_store(const config& cfg) : cfg_(cfg), pg_(*cfg.postgres), log_(spdlog::get("store.postgres")) {
+        if (!log_) log_ = spdlog::default_logger();
+        const std::string schema = pg::quote_ident(pg_.schema);
+        std::vector<std::string> writer_setup;
+        std::vector<std::string> reader_setup;
+        for (std::size_t i = 0; i < cfg.feature_sets.size(); ++i) {
+            const auto& set = cfg.feature_sets[i];
+            table t;
+            t.history = schema + "." + pg::quote_ident(set.name + "_history");
+            t.latest = schema + "." + pg::quote_ident(set.name + "_latest");
+            t.temp = pg::quote_ident("sluice_tmp_" + set.name);
+            std::string cols, excluded, select_cols;
+            for (const auto& f : set.fields) {
+                const auto q = pg::quote_ident(f.name);
+                cols += ", " + q;
+                excluded += ", " + q + " = EXCLUDED." + q;
+                if (f.type == field_type::timestamp)
+                    select_cols += ", (extract(epoch from " + q + ") * 1000)::bigint";
+                else
+                    select_cols += ", " + q + (f.type == field_type::json ? "::text" : "");
+            }
+            const std::string all_cols = "key, event_time" + cols + ", ingested_at, src_topic, src_partition, src_offset";
+            t.copy_sql = "COPY " + t.temp + " (" + all_cols + ") FROM STDIN";
+            t.insert_history_sql = "INSERT INTO " + t.history + " (" + all_cols + ") SELECT " + all_cols + " FROM " +
+                                   t.temp + " ON CONFLICT DO NOTHING";
+            // The newest event of each key in the batch; it replaces the stored row only when it is
+            // not older (a tie is replaced, as in Redis and memory).
+            t.upsert_latest_sql = "INSERT INTO " + t.latest + " (key, event_time" + cols +
+                                  ", ingested_at, updated_at) SELECT DISTINCT ON (key) key, event_time" + cols +
+                                  ", ingested_at, now() FROM " + t.temp +
+                                  " ORDER BY key, event_time DESC, src_offset DESC NULLS LAST"
+                                  " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" +
+                                  excluded +
+                                  ", ingested_at = EXCLUDED.ingested_at, updated_at = EXCLUDED.updated_at WHERE " +
+                                  t.latest + ".event_time <= EXCLUDED.event_time";
+            writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
+                                   ") ON COMMIT DELETE ROWS");
+            const std::string stmt = "latest_" + std::to_string(i);
+            reader_setup.push_back("PREPARE " + stmt +
+                                   " (text) AS SELECT (extract(epoch from event_time) * 1000)::bigint, "
+                                   "(extract(epoch from ingested_at) * 1000)::bigint" +
+                                   select_cols + " FROM " + t.latest + " WHERE key = $1");
+            t.read_latest_stmt = stmt;
+            tables_.push_back(std::move(t));
+        }
+        dead_letters_ = schema + ".dead_letters";
+        offsets_ = schema + ".consumer_offsets";
+        writer_ = std::make_unique<pg::connection>(pg_.dsn, writer_setup);
+        readers_ = std::make_unique<connection_pool>(static_cast<std::size_t>(pg_.pool_size), pg_.dsn, reader_setup);
+    }
+
+    status prepare() override {
+        // Tables must exist before the writer's temp tables can copy their shape.
+        pg::connection admin(pg_.dsn, {});
+        if (auto s = admin.exec("BEGIN"); !s) return fail(s.message());
+        std::vector<std::string> ddl;
+        ddl.push_back("SELECT pg_advisory_xact_lock(hashtext('sluice.schema'))");
+        const std::string schema = pg::quote_ident(pg_.schema);
+        ddl.push_back("CREATE SCHEMA IF NOT EXISTS " + schema);
+        for (std::size_t i = 0; i < cfg_.feature_sets.size(); ++i) {
+            const auto& set = cfg_.feature_sets[i];
+            const auto& t = tables_[i];
+            ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.history +
+                          " (key text NOT NULL, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
+                          " src_topic text, src_partition int, src_offset bigint)");
+            ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.latest +
+                          " (key text PRIMARY KEY, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
+                          " updated_at timestamptz NOT NULL DEFAULT now())");
+            for (const auto& f : set.fields) {
+                const std::string col = pg::quote_ident(f.name) + " " + sql_type(f.type);
+                ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS " + col);
+                ddl.push_back("ALTER TABLE " + t.latest + " ADD COLUMN IF NOT EXISTS " + col);
+            }
+            ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS " + pg::quote_ident(set.name + "_history_src") + " ON " +
+                          t.history + " (src_topic, src_partition, src_offset)");
+            ddl.push_back("CREATE INDEX IF NOT EXISTS " + pg::quote_ident(set.name + "_history_key_time") + " ON " +
+                          t.history + " (key, event_time DESC)");
+        }
+        ddl.push_back("CREATE TABLE IF NOT EXISTS " + offsets_ +
+                      " (group_id text NOT NULL, topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,"
+                      " updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (group_id, topic, partition))");
+        ddl.push_back("CREATE TABLE IF NOT EXISTS " + dead_letters_ +
+                      " (id bigserial PRIMARY KEY, feature_set text NOT NULL, src_topic text, src_partition int,"
+                      " src_offset bigint, payload bytea, error text NOT NULL, received_at timestamptz NOT NULL)");
+        ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_src ON " + dead_letters_ +
+                      " (src_topic, src_partition, src_offset)");
+        for (const auto& sql : ddl) {
+            if (auto s = admin.exec(sql); !s) {
+                (void)admin.exec("ROLLBACK");
+                return fail("creating tables: " + s.message());
+            }
+        }
+        if (auto s = admin.exec("COMMIT"); !s) return fail(s.message());
+        log_->info("schema {} ready ({} feature sets)", pg_.schema, cfg_.feature_sets.size());
+        return ok();
+    }
+
+    status write(const write_batch& batch) override {
+        auto s = write_once(batch);
+        if (!s) {
+            if (writer_->connected()) (void)writer_->exec("ROLLBACK");
+            return fail(s.message());
+        }
+        return ok();
+    }
+
+    result<std::optional<latest_entry>> read_latest(std::uint32_t set_index, const std::string& key) override {
+        using R = result<std::optional<latest_entry>>;
+        auto conn = readers_->acquire();
+        auto r = conn->exec_prepared(tables_[set_index].read_latest_stmt, {key.c_str()});
+        readers_->release(std::move(conn));
+        if (!r) {
+            healthy_.store(false);
+            return R::failure(r.message());
+        }
+        healthy_.store(true);
+        PGresult* res = r.value().get();
+        if (PQntuples(res) == 0) return std::optional<latest_entry>{};
+        const auto& set = cfg_.feature_sets[set_index];
+        latest_entry e;
+        e.key = key;
+        e.event_time_ms = std::get<std::int64_t>(decode_column(field_type::int64, PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0)));
+        e.ingested_at_ms = std::get<std::int64_t>(decode_column(field_type::int64, PQgetvalue(res, 0, 1), PQgetlength(res, 0, 1)));
+        for (std::size_t i = 0; i < set.fields.size(); ++i) {
+            const int col = static_cast<int>(i) + 2;
+            if (PQgetisnull(res, 0, col))
+                e.values.emplace_back();
+            else
+                e.values.push_back(decode_column(set.fields[i].type, PQgetvalue(res, 0, col), PQgetlength(res, 0, col)));
+        }
+        return std::optional<latest_entry>{std::move(e)};
+    }
+
+    result<std::vector<partition_offset>> read_offsets(const std::string& group_id) override {
+        using R = result<std::vector<partition_offset>>;
+        auto conn = readers_->acquire();
+        auto r = conn->exec_params("SELECT topic, partition, next_offset FROM " + offsets_ + " WHERE group_id = $1",
+                                   {group_id.c_str()});
+        readers_->release(std::move(conn));
+        if (!r) return R::failure(r.message());
+        std::vector<partition_offset> out;
+        PGresult* res = r.value().get();
+        for (int i = 0; i < PQntuples(res); ++i)
+            out.push_back({PQgetvalue(res, i, 0), std::atoi(PQgetvalue(res, i, 1)), std::atoll(PQgetvalue(res, i, 2))});
+        return out;
+    }
+
+    bool healthy() const override { return healthy_.load(); }
+
+    status ping() override {
+        auto r = writer_->exec("SELECT 1");
+        if (!r) return fail(r.message());
+        return ok();
+    }
+
+private:
+    struct table {
+        std::string history, latest, temp, copy_sql, insert_history_sql, upsert_latest_sql, read_latest_stmt;
+    };
+
+    status ok() {
+        healthy_.store(true);
+        return status::success();
+    }
+    status fail(const std::string& message) {
+        healthy_.store(false);
+        return status::failure(message);
+    }
+
+    status write_once(const write_batch& batch) {
+        if (auto s = writer_->exec("BEGIN"); !s) return status::failure(s.message());
+        // Group the records by feature set: one COPY and two statements per set.
+        std::vector<std::string> copy_data(cfg_.feature_sets.size());
+        for (const auto& r : batch.records) {
+            const auto& set = cfg_.feature_sets[r.set_index];
+            auto& out = copy_data[r.set_index];
+            append_copy_text(out, r.key);
+            out += '\t';
+            out += format_rfc3339_ms(r.event_time_ms);
+            for (std::size_t i = 0; i < set.fields.size(); ++i) {
+                out += '\t';
+                append_copy_value(out, set.fields[i].type, r.values[i]);
+            }
+            out += '\t';
+            out += format_rfc3339_ms(r.ingested_at_ms);
+            if (r.source.from_kafka()) {
+                out += '\t';
+                append_copy_text(out, r.source.topic);
+                out += '\t' + std::to_string(r.source.partition) + '\t' + std::to_string(r.source.offset) + '\n';
+            } else {
+                out += "\t\\N\t\\N\t\\N\n";
+            }
+        }
+        for (std::size_t i = 0; i < copy_data.size(); ++i) {
+            if (copy_data[i].empty()) continue;
+            const auto& t = tables_[i];
+            if (auto s = writer_->copy_in(t.copy_sql, copy_data[i]); !s) return s;
+            if (auto r = writer_->exec(t.insert_history_sql); !r) return status::failure(r.message());
+            if (auto r = writer_->exec(t.upsert_latest_sql); !r) return status::failure(r.message());
+        }
+        for (const auto& d : batch.dead_letters) {
+            const std::string partition = std::to_string(d.source.partition);
+            const std::string offset = std::to_string(d.source.offset);
+            const std::string received = format_rfc3339_ms(d.received_at_ms);
+            const bool kafka = d.source.from_kafka();
+            std::vector<const char*> values = {cfg_.feature_sets[d.set_index].name.c_str(),
+                                               kafka ? d.source.topic.c_str() : nullptr,
+                                               kafka ? partition.c_str() : nullptr,
+                                               kafka ? offset.c_str() : nullptr,
+                                               d.payload.data(),
+                                               d.error.c_str(),
+                                               received.c_str()};
+            std::vector<int> lengths = {0, 0, 0, 0, static_cast<int>(d.payload.size()), 0, 0};
+            std::vector<int> formats = {0, 0, 0, 0, 1, 0, 0};
+            auto r = writer_->exec_params("INSERT INTO " + dead_letters_ +
+                                              " (feature_set, src_topic, src_partition, src_offset, payload, error,"
+                                              " received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                                          values, lengths, formats);
+            if (!r) return status::failure(r.message());
+        }
+        for (const auto& o : batch.offsets) {
+            const std::string partition = std::to_string(o.partition);
+            const std::string next = std::to_string(o.next_offset);
+            auto r = writer_->exec_params(
+                "INSERT INTO " + offsets_ +
+                    " (group_id, topic, partition, next_offset, updated_at) VALUES ($1, $2, $3, $4, now())"
+                    " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,"
+                    " updated_at = now()",
+                {cfg_.kafka.group_id.c_str(), o.topic.c_str(), partition.c_str(), next.c_str()});
+            if (!r) return status::failure(r.message());
+        }
+        if (auto r = writer_->exec("COMMIT"); !r) return status::failure(r.message());
+        return status::success();
+    }
+
+    const config& cfg_;
+    const postgres_config& pg_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::vector<table> tables_;
+    std::string dead_letters_, offsets_;
+    std::unique_ptr<pg::connection> writer_;
+    std::unique_ptr<connection_pool> readers_;
+    std::atomic<bool> healthy_{false};
+};
+
+}  // namespace
+
+durable_store_ptr make_postgres_store(const config& cfg) { return std::make_unique<postgres_store>(cfg); }
+
+}  // namespace sluice

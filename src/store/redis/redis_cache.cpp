@@ -1,0 +1,238 @@
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include "sluice/core/value_codec.hpp"
+#include "sluice/store/redis_cache.hpp"
+
+namespace sluice {
+
+std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key) {
+    return prefix + ":" + set + ":" + key;
+}
+
+namespace {
+
+// Writes the hash only when the stored _event_time is not newer (ties are replaced), then sets
+// the TTL. KEYS[1] = hash; ARGV = event_time, ttl_ms, field, value, field, value, ...
+constexpr const char* upsert_script = R"lua(
+local cur = redis.call('HGET', KEYS[1], '_event_time')
+if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], '_event_time', ARGV[1], unpack(ARGV, 3))
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+)lua";
+
+struct reply_deleter {
+    void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+/// One hiredis context used by one thread at a time; replaced after any error (hiredis contexts
+/// cannot be reused after one).
+class redis_connection {
+public:
+    explicit redis_connection(const redis_config& cfg) : cfg_(cfg) {}
+    ~redis_connection() { reset(); }
+
+    void reset() {
+        if (ctx_) redisFree(ctx_);
+        ctx_ = nullptr;
+    }
+
+    status ensure() {
+        if (ctx_ && ctx_->err == 0) return status::success();
+        reset();
+        timeval tv{cfg_.timeout_ms / 1000, (cfg_.timeout_ms % 1000) * 1000};
+        ctx_ = redisConnectWithTimeout(cfg_.host.c_str(), cfg_.port, tv);
+        if (!ctx_ || ctx_->err) {
+            std::string msg = ctx_ ? ctx_->errstr : "out of memory";
+            reset();
+            return status::failure("cannot connect to Redis at " + cfg_.host + ":" + std::to_string(cfg_.port) + ": " +
+                                   msg);
+        }
+        redisSetTimeout(ctx_, tv);
+        redisEnableKeepAlive(ctx_);
+        if (!cfg_.password.empty()) {
+            if (auto r = command({"AUTH", cfg_.password}); !r) return status::failure(r.message());
+        }
+        if (cfg_.db != 0) {
+            if (auto r = command({"SELECT", std::to_string(cfg_.db)}); !r) return status::failure(r.message());
+        }
+        return status::success();
+    }
+
+    result<reply_ptr> command(const std::vector<std::string>& args) {
+        if (auto s = ensure(); !s) return result<reply_ptr>::failure(s.message());
+        append(args);
+        return read_reply();
+    }
+
+    void append(const std::vector<std::string>& args) {
+        std::vector<const char*> argv;
+        std::vector<size_t> lens;
+        argv.reserve(args.size());
+        lens.reserve(args.size());
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+        redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), argv.data(), lens.data());
+    }
+
+    result<reply_ptr> read_reply() {
+        void* raw = nullptr;
+        if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
+            std::string msg = ctx_->errstr[0] ? ctx_->errstr : "no reply";
+            reset();
+            return result<reply_ptr>::failure("Redis: " + msg);
+        }
+        reply_ptr r(static_cast<redisReply*>(raw));
+        if (r->type == REDIS_REPLY_ERROR) return result<reply_ptr>::failure("Redis: " + std::string(r->str, r->len));
+        return r;
+    }
+
+    bool usable() const { return ctx_ && ctx_->err == 0; }
+
+private:
+    const redis_config& cfg_;
+    redisContext* ctx_ = nullptr;
+};
+
+class redis_cache final : public latest_cache {
+public:
+    explicit redis_cache(const config& cfg) : cfg_(cfg), rc_(*cfg.redis), writer_(rc_), log_(spdlog::get("store.redis")) {
+        if (!log_) log_ = spdlog::default_logger();
+        for (int i = 0; i < rc_.pool_size; ++i) readers_.push_back(std::make_unique<redis_connection>(rc_));
+    }
+
+    status apply(const std::vector<const record*>& records) override {
+        if (records.empty()) return status::success();
+        if (auto s = load_script(); !s) return fail(s.message());
+        // Pipeline every upsert, then read every reply.
+        std::vector<std::string> args;
+        for (const record* r : records) {
+            const auto& set = cfg_.feature_sets[r->set_index];
+            args.clear();
+            args.emplace_back("EVALSHA");
+            args.push_back(sha_);
+            args.emplace_back("1");
+            args.push_back(redis_key(rc_.key_prefix, set.name, r->key));
+            args.push_back(std::to_string(r->event_time_ms));
+            args.push_back(std::to_string(set.ttl_ms));
+            args.emplace_back("_ingested_at");
+            args.push_back(std::to_string(r->ingested_at_ms));
+            for (std::size_t i = 0; i < set.fields.size(); ++i) {
+                args.push_back(set.fields[i].name);
+                args.push_back(value_to_json_text(set.fields[i].type, r->values[i]));
+            }
+            writer_.append(args);
+        }
+        status first_error;
+        for (std::size_t i = 0; i < records.size(); ++i) {
+            auto r = writer_.read_reply();
+            if (!r && first_error.ok()) first_error = status::failure(r.message());
+            if (!writer_.usable()) break;
+        }
+        if (!first_error.ok()) {
+            // NOSCRIPT after a Redis restart: load the script again next time.
+            if (first_error.message().find("NOSCRIPT") != std::string::npos) sha_.clear();
+            return fail(first_error.message());
+        }
+        healthy_.store(true);
+        return status::success();
+    }
+
+    result<std::optional<latest_entry>> read_latest(std::uint32_t set_index, const std::string& key) override {
+        using R = result<std::optional<latest_entry>>;
+        const auto& set = cfg_.feature_sets[set_index];
+        auto conn = acquire();
+        auto r = conn->command({"HGETALL", redis_key(rc_.key_prefix, set.name, key)});
+        release(std::move(conn));
+        if (!r) {
+            healthy_.store(false);
+            return R::failure(r.message());
+        }
+        healthy_.store(true);
+        const redisReply* reply = r.value().get();
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) return std::optional<latest_entry>{};
+        latest_entry e;
+        e.key = key;
+        e.values.resize(set.fields.size());
+        bool have_time = false;
+        for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+            std::string_view name(reply->element[i]->str, reply->element[i]->len);
+            std::string_view text(reply->element[i + 1]->str, reply->element[i + 1]->len);
+            if (name == "_event_time") {
+                e.event_time_ms = std::atoll(std::string(text).c_str());
+                have_time = true;
+            } else if (name == "_ingested_at") {
+                e.ingested_at_ms = std::atoll(std::string(text).c_str());
+            } else {
+                for (std::size_t f = 0; f < set.fields.size(); ++f) {
+                    if (set.fields[f].name != name) continue;
+                    if (auto v = value_from_json_text(set.fields[f].type, text)) e.values[f] = std::move(*v);
+                }
+            }
+        }
+        if (!have_time) return std::optional<latest_entry>{};
+        return std::optional<latest_entry>{std::move(e)};
+    }
+
+    bool healthy() const override { return healthy_.load(); }
+
+    status ping() override {
+        auto r = writer_.command({"PING"});
+        if (!r) return fail(r.message());
+        healthy_.store(true);
+        return status::success();
+    }
+
+private:
+    status load_script() {
+        if (!sha_.empty() && writer_.usable()) return status::success();
+        auto r = writer_.command({"SCRIPT", "LOAD", upsert_script});
+        if (!r) return status::failure(r.message());
+        sha_.assign(r.value()->str, r.value()->len);
+        return status::success();
+    }
+
+    status fail(const std::string& message) {
+        healthy_.store(false);
+        return status::failure(message);
+    }
+
+    std::unique_ptr<redis_connection> acquire() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return !readers_.empty(); });
+        auto c = std::move(readers_.back());
+        readers_.pop_back();
+        return c;
+    }
+    void release(std::unique_ptr<redis_connection> c) {
+        {
+            std::lock_guard lock(mutex_);
+            readers_.push_back(std::move(c));
+        }
+        cv_.notify_one();
+    }
+
+    const config& cfg_;
+    const redis_config& rc_;
+    redis_connection writer_;
+    std::string sha_;
+    std::shared_ptr<spdlog::logger> log_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::unique_ptr<redis_connection>> readers_;
+    std::atomic<bool> healthy_{false};
+};
+
+}  // namespace
+
+latest_cache_ptr make_redis_cache(const config& cfg) { return std::make_unique<redis_cache>(cfg); }
+
+}  // namespace sluice

@@ -1,0 +1,42 @@
+#pragma once
+// Loopback networking for integration tests: free ports and a deliberately small, real
+// HTTP/1.1 client over a POSIX socket (no Beast here: it is what the daemon uses, and the
+// tests should see the bytes on the wire the way any other client would).
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sluice::it {
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind :0, read it, close).
+int free_port();
+
+struct http_response {
+    int status = 0;                              // 0: no response (see error)
+    std::string reason;
+    std::map<std::string, std::string> headers;  // names lower-cased
+    std::string body;                            // de-chunked
+    std::string error;                           // why there is no response
+};
+
+using http_headers = std::vector<std::pair<std::string, std::string>>;
+
+/// One request on a fresh connection with `Connection: close`. Never throws: a refused
+/// connection or a timeout gives status 0 and `error`.
+http_response http_request(int port, std::string_view method, std::string_view target,
+                           std::string_view body = {}, const http_headers& headers = {},
+                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+inline http_response http_get(int port, std::string_view target,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    return http_request(port, "GET", target, {}, {}, timeout);
+}
+
+/// Percent-encodes one path segment or query value (RFC 3986 unreserved kept as is).
+std::string url_encode(std::string_view text);
+
+}  // namespace sluice::it

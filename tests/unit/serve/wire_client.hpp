@@ -1,0 +1,136 @@
+#pragma once
+// A plain synchronous Beast HTTP client for wire tests: it sends exactly the bytes a test asks
+// for and reports exactly what came back. A watchdog shuts the socket down if a read takes too
+// long, so a broken server fails a test instead of hanging it.
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+namespace sluice::testing {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+class socket_watchdog {
+public:
+    socket_watchdog(tcp::socket& socket, std::chrono::milliseconds limit)
+        : fd_(socket.native_handle()), thread_([this, limit] {
+              std::unique_lock lock(mutex_);
+              if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+                  fired_ = true;
+                  ::shutdown(fd_, SHUT_RDWR);
+              }
+          }) {}
+    ~socket_watchdog() {
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    socket_watchdog(const socket_watchdog&) = delete;
+    socket_watchdog& operator=(const socket_watchdog&) = delete;
+
+private:
+    int fd_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    bool fired_ = false;
+    std::thread thread_;
+};
+
+class wire_client {
+public:
+    using response = http::response<http::string_body>;
+
+    explicit wire_client(std::uint16_t port) : socket_(ioc_) {
+        socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    }
+
+    void send_raw(std::string_view bytes) {
+        beast::error_code ec;
+        net::write(socket_, net::buffer(bytes.data(), bytes.size()), ec);
+    }
+
+    void send(http::verb method, std::string_view target, const std::vector<std::pair<std::string, std::string>>& headers = {},
+              std::string body = {}) {
+        http::request<http::string_body> req{method, target, 11};
+        req.set(http::field::host, "127.0.0.1");
+        for (const auto& [name, value] : headers) req.set(name, value);
+        req.body() = std::move(body);
+        if (!req.body().empty() || method == http::verb::post) req.prepare_payload();
+        beast::error_code ec;
+        http::write(socket_, req, ec);
+    }
+
+    /// One response, or nullopt if the connection ended first.
+    std::optional<response> read(std::chrono::milliseconds limit = 5000ms) {
+        socket_watchdog watchdog(socket_, limit);
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(16 * 1024 * 1024);
+        beast::error_code ec;
+        http::read(socket_, buffer_, parser, ec);
+        if (ec) return std::nullopt;
+        return parser.release();
+    }
+
+    /// Sends a request and reads its response on this (keep-alive) connection.
+    std::optional<response> request(http::verb method, std::string_view target,
+                                     const std::vector<std::pair<std::string, std::string>>& headers = {},
+                                     std::string body = {}) {
+        send(method, target, headers, std::move(body));
+        return read();
+    }
+
+    struct close_report {
+        bool closed = false;                // the server ended the connection within the limit
+        std::size_t bytes = 0;              // what it sent before that
+        std::chrono::milliseconds after{0};  // how long that took
+    };
+    /// Reads until the server closes the connection (EOF or reset) or limit passes.
+    close_report wait_for_close(std::chrono::milliseconds limit = 5000ms) {
+        close_report r;
+        r.bytes = buffer_.size();
+        const auto start = std::chrono::steady_clock::now();
+        socket_watchdog watchdog(socket_, limit);
+        char chunk[4096];
+        for (;;) {
+            beast::error_code ec;
+            const std::size_t n = socket_.read_some(net::buffer(chunk), ec);
+            r.bytes += n;
+            if (ec) break;
+        }
+        r.after = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+        r.closed = r.after < limit;
+        return r;
+    }
+
+private:
+    net::io_context ioc_;
+    tcp::socket socket_;
+    beast::flat_buffer buffer_;
+};
+
+}  // namespace sluice::testing
