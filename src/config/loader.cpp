@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,7 +18,6 @@
 #include <functional>
 #include <limits>
 #include <optional>
-#include <set>
 #include <string_view>
 #include <unistd.h>
 #include <unordered_set>
@@ -88,6 +86,13 @@ std::string expected(std::string_view what, const json& got) {
     // For an integer key a fraction is the likelier mistake than a wrong type: show the value.
     if (what == "integer" && got.is_number_float()) return "expected integer, got " + compact(got);
     return "expected " + std::string(what) + ", got " + type_name(got);
+}
+
+// A JSON integer that fits std::int64_t (nlohmann keeps values above INT64_MAX as unsigned).
+bool fits_int64(const json& v) {
+    if (v.is_number_unsigned())
+        return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    return v.is_number_integer();
 }
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -364,9 +369,7 @@ std::optional<std::string> bounds_complaint(const key_spec<S>& k, const json& v)
                    std::to_string(static_cast<long long>(k.hi)) + ", got " + got;
         return "must be between " + format_number(k.lo) + " and " + format_number(k.hi) + ", got " + got;
     };
-    if (v.is_number_unsigned() &&
-        v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        return between(compact(v));
+    if (v.is_number_integer() && !fits_int64(v)) return between(compact(v));
     if (k.type == kind::integer) {
         const std::int64_t x = v.get<std::int64_t>();
         if (static_cast<double>(x) < k.lo || static_cast<double>(x) > k.hi) return between(std::to_string(x));
@@ -498,7 +501,7 @@ string_check sha256_hex() {
         if (s.size() != 64 || !hex)
             return "must be the SHA-256 of the key as 64 hexadecimal characters, got " + std::to_string(s.size()) +
                    " characters" + (hex ? "" : " (not all hexadecimal)");
-        std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         return std::nullopt;
     };
 }
@@ -619,9 +622,7 @@ std::optional<std::string> coerce_default(field_type t, const json& j, value& ou
     }
     switch (t) {
         case field_type::int64:
-            if (j.is_number_integer() &&
-                !(j.is_number_unsigned() &&
-                  j.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))) {
+            if (fits_int64(j)) {
                 out = j.get<std::int64_t>();
                 return std::nullopt;
             }
@@ -650,11 +651,7 @@ std::optional<std::string> coerce_default(field_type t, const json& j, value& ou
                     out = *ms;
                     return std::nullopt;
                 }
-            } else if (j.is_number_integer() && !j.is_number_unsigned()) {
-                out = j.get<std::int64_t>();
-                return std::nullopt;
-            } else if (j.is_number_unsigned() && j.get<std::uint64_t>() <= static_cast<std::uint64_t>(
-                                                                                std::numeric_limits<std::int64_t>::max())) {
+            } else if (fits_int64(j)) {
                 out = j.get<std::int64_t>();
                 return std::nullopt;
             }

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -44,6 +45,8 @@ public:
         async_ = true;
         delay_ = delay;
     }
+    /// get_latest throws instead of answering (a misbehaving store client).
+    void throw_on_call(bool on) { throw_ = on; }
     int calls() const { return calls_.load(); }
     std::vector<std::string> keys_asked() const {
         std::lock_guard lock(mutex_);
@@ -52,6 +55,7 @@ public:
 
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
         ++calls_;
+        if (throw_) throw std::runtime_error("fake reader failure");
         std::unique_lock lock(mutex_);
         keys_asked_.push_back(key);
         result<std::optional<latest_entry>> answer = std::optional<latest_entry>{};
@@ -80,6 +84,7 @@ private:
     std::vector<std::thread> threads_;
     std::vector<std::string> keys_asked_;
     std::atomic<int> calls_{0};
+    std::atomic<bool> throw_{false};
 };
 
 /// A health_source whose reasons the test sets.

@@ -56,6 +56,9 @@ public:
         const http_config& cfg = ctx_.cfg->http;
         auto log = http_logger();
 
+        auto endpoint = parse_listen_address(cfg.listen);
+        if (!endpoint) return status::failure(endpoint.message());
+
         router routes;
         add_health_routes(routes, ctx_);
         add_feature_routes(routes, ctx_);
@@ -64,9 +67,6 @@ public:
             log->warn("http: no API keys configured (http.auth.api_keys): every route is open to anyone "
                       "who can reach {}",
                       cfg.listen);
-
-        auto endpoint = parse_listen_address(cfg.listen);
-        if (!endpoint) return status::failure(endpoint.message());
 
         const int threads = std::max(1, cfg.threads);
         ioc_ = std::make_shared<net::io_context>(threads);

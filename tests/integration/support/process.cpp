@@ -216,7 +216,8 @@ void child_process::kill_group_and_reap() noexcept {
 }
 
 command_result run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                           const std::string& run_as, const std::filesystem::path& working_dir) {
+                           const std::string& run_as, const std::filesystem::path& working_dir,
+                           const std::vector<std::string>& extra_env) {
     temp_dir dir("sluice-cmd-");
     if (!run_as.empty() && ::geteuid() == 0) {
         auto ids = ensure_user(run_as);
@@ -225,7 +226,7 @@ command_result run_command(const std::vector<std::string>& argv, std::chrono::mi
     auto log = dir / "output.log";
     command_result result;
     {
-        child_process child(spawn_options{argv, log, run_as, working_dir, SIGKILL, {}});
+        child_process child(spawn_options{argv, log, run_as, working_dir, SIGKILL, extra_env});
         if (auto st = child.wait_for(timeout)) {
             result.status = *st;
         } else {

@@ -79,7 +79,8 @@ struct command_result {
 command_result run_command(const std::vector<std::string>& argv,
                            std::chrono::milliseconds timeout = std::chrono::seconds(60),
                            const std::string& run_as = {},
-                           const std::filesystem::path& working_dir = {});
+                           const std::filesystem::path& working_dir = {},
+                           const std::vector<std::string>& extra_env = {});
 
 /// uid and gid of a user; when it does not exist and we are root, it is created as a system
 /// user with `useradd --system` first. Throws when that is impossible.

@@ -405,7 +405,8 @@ TEST(ConfigLoader, DefaultMustFitTheType) {
         "h": {"type": "json", "default": [1, {"x": "y"}]},
         "i": {"type": "double", "default": 3},
         "j": {"type": "string", "default": null}})"));
-    EXPECT_TRUE(has_error(r, "feature_sets[0].fields.a.default", "must be a 64-bit integer (the field is int), got \"7\""));
+    EXPECT_TRUE(
+        has_error(r, "feature_sets[0].fields.a.default", "must be a 64-bit integer (the field is int), got \"7\""));
     EXPECT_TRUE(has_error(r, "feature_sets[0].fields.b.default", "got 1.5"));
     EXPECT_TRUE(has_error(r, "feature_sets[0].fields.c.default", "(the field is double)"));
     EXPECT_TRUE(has_error(r, "feature_sets[0].fields.d.default", "(the field is bool)"));
@@ -570,7 +571,8 @@ TEST(ConfigLoader, ApiKeys) {
 
 TEST(ConfigLoader, LogLevelsAndFormats) {
     const auto r = load_config_text(with_set("", R"("log": {"level": "warning", "format": "yaml"})"));
-    EXPECT_TRUE(has_error(r, "log.level", "must be one of trace, debug, info, warn, error, critical, off; got \"warning\""));
+    EXPECT_TRUE(
+        has_error(r, "log.level", "must be one of trace, debug, info, warn, error, critical, off; got \"warning\""));
     EXPECT_TRUE(has_error(r, "log.level", "did you mean \"warn\"?"));
     EXPECT_TRUE(has_error(r, "log.format", "must be one of text, json"));
 }

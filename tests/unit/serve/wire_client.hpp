@@ -69,9 +69,11 @@ public:
         socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
     }
 
-    void send_raw(std::string_view bytes) {
+    /// False once the connection is gone.
+    bool send_raw(std::string_view bytes) {
         beast::error_code ec;
         net::write(socket_, net::buffer(bytes.data(), bytes.size()), ec);
+        return !ec;
     }
 
     void send(http::verb method, std::string_view target, const std::vector<std::pair<std::string, std::string>>& headers = {},

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs the Sluice demo: PostgreSQL and Redis on free loopback ports in .run/,
+# the daemon with its embedded Kafka-protocol broker and event generator. Ctrl-C stops everything.
+# Usage: bash scripts/demo.sh [--seconds N]   (N: stop by itself after N seconds)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/scripts/lib/services.sh"
+
+seconds=0
+[[ ${1:-} == --seconds ]] && seconds=${2:?}
+
+bash "$ROOT/scripts/setup.sh"
+echo "demo: building (Release)..."
+build_sluice "$ROOT/build-release" Release sluice >/dev/null
+
+RUN=$ROOT/.run
+mkdir -p "$RUN"
+pg_port=$(free_port)
+redis_port=$(free_port)
+http_port=8080
+if ! python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',$http_port))" 2>/dev/null; then
+  http_port=$(free_port)
+fi
+
+sluice_pid=""
+cleanup() {
+  [[ -n $sluice_pid ]] && kill -TERM "$sluice_pid" 2>/dev/null && wait "$sluice_pid" 2>/dev/null
+  stop_redis "$RUN/redis"
+  stop_postgres "$RUN/pg"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+start_postgres "$RUN/pg" "$pg_port"
+start_redis "$RUN/redis" "$redis_port"
+
+export SLUICE_PG_DSN="host=127.0.0.1 port=$pg_port dbname=sluice user=postgres"
+export SLUICE_REDIS_PORT=$redis_port
+export SLUICE_HTTP_LISTEN=127.0.0.1:$http_port
+"$ROOT/build-release/sluice" --config "$ROOT/config/demo.json" 2>"$RUN/sluice.log" &
+sluice_pid=$!
+
+for _ in $(seq 150); do
+  curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break
+  kill -0 "$sluice_pid" 2>/dev/null || { cat "$RUN/sluice.log"; exit 1; }
+  sleep 0.2
+done
+# Wait for a first record to reach PostgreSQL, and show it through the API.
+key=""
+for _ in $(seq 100); do
+  key=$(psql "$SLUICE_PG_DSN" -tAc "SELECT key FROM sluice.user_activity_latest ORDER BY updated_at DESC LIMIT 1" 2>/dev/null || true)
+  [[ -n $key ]] && break
+  sleep 0.2
+done
+
+cat <<MSG
+
+Sluice is running (logs: $RUN/sluice.log).
+  API:         http://127.0.0.1:$http_port/v1/features/user_activity/$key
+  health:      http://127.0.0.1:$http_port/healthz   readiness: http://127.0.0.1:$http_port/readyz
+  PostgreSQL:  psql "$SLUICE_PG_DSN"
+  Redis:       redis-cli -p $redis_port hgetall sluice:user_activity:$key
+
+Try:
+  curl -s http://127.0.0.1:$http_port/v1/features/user_activity/$key
+
+MSG
+curl -s "http://127.0.0.1:$http_port/v1/features/user_activity/$key"
+echo
+echo
+if ((seconds > 0)); then
+  sleep "$seconds"
+else
+  echo "Ctrl-C stops the daemon, PostgreSQL and Redis."
+  wait "$sluice_pid"
+fi
