@@ -33,9 +33,10 @@ std::optional<value> value_from_json_text(field_type type, std::string_view text
     json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return std::nullopt;
     if (j.is_null()) return value{};
+    const bool fits_int64 = j.is_number_integer() && !(j.is_number_unsigned() && j.get<std::uint64_t>() > INT64_MAX);
     switch (type) {
         case field_type::int64:
-            if (j.is_number_integer()) return value{j.get<std::int64_t>()};
+            if (fits_int64) return value{j.get<std::int64_t>()};
             return std::nullopt;
         case field_type::float64:
             if (j.is_number()) return value{j.get<double>()};
@@ -49,7 +50,7 @@ std::optional<value> value_from_json_text(field_type type, std::string_view text
         case field_type::timestamp:
             if (j.is_string()) {
                 if (auto t = parse_rfc3339(j.get_ref<const std::string&>())) return value{*t};
-            } else if (j.is_number_integer()) {
+            } else if (fits_int64) {
                 return value{j.get<std::int64_t>()};
             }
             return std::nullopt;

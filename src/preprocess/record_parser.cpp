@@ -31,6 +31,7 @@ bool parse_int_text(std::string_view s, std::int64_t& out) {
     if (s.empty()) return false;
     const char* first = s.data();
     if (*first == '+') ++first;
+    if (first == s.data() + s.size() || (*first == '-' && first != s.data())) return false;
     auto [ptr, ec] = std::from_chars(first, s.data() + s.size(), out);
     return ec == std::errc{} && ptr == s.data() + s.size();
 }
@@ -50,7 +51,8 @@ std::variant<std::int64_t, coerce_error> to_int(const json& v) {
     if (v.is_number_float()) {
         const double d = v.get<double>();
         if (!std::isfinite(d) || std::trunc(d) != d) return coerce_error{describe(v) + " is not an integer"};
-        if (d < -9.2233720368547758e18 || d >= 9.2233720368547758e18)
+        // -2^63 itself is refused too: a literal just below it rounds to exactly -2^63 as a double.
+        if (d <= -9.2233720368547758e18 || d >= 9.2233720368547758e18)
             return coerce_error{describe(v) + " is out of the 64-bit integer range"};
         return static_cast<std::int64_t>(d);
     }
@@ -112,6 +114,19 @@ std::string number_text(double d) {
     return j.dump();
 }
 
+// True when a string or an object key anywhere in v holds a NUL character.
+bool contains_nul(const json& v) {
+    if (v.is_string()) return v.get_ref<const std::string&>().find('\0') != std::string::npos;
+    if (v.is_object()) {
+        for (const auto& [k, item] : v.items())
+            if (k.find('\0') != std::string::npos || contains_nul(item)) return true;
+    } else if (v.is_array()) {
+        for (const auto& item : v)
+            if (contains_nul(item)) return true;
+    }
+    return false;
+}
+
 std::variant<value, coerce_error> coerce(const field_config& f, const json& v) {
     switch (f.type) {
         case field_type::int64: {
@@ -150,12 +165,9 @@ std::variant<value, coerce_error> coerce(const field_config& f, const json& v) {
             if (auto* e = std::get_if<coerce_error>(&r)) return *e;
             return value{std::get<std::int64_t>(r)};
         }
-        case field_type::json: {
-            std::string text = v.dump();
-            if (text.find("\\u0000") != std::string::npos)
-                return coerce_error{"contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store"};
-            return value{std::move(text)};
-        }
+        case field_type::json:
+            if (contains_nul(v)) return coerce_error{"contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store"};
+            return value{v.dump()};
     }
     return coerce_error{"unknown field type"};
 }
@@ -213,7 +225,7 @@ processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
         try {
             json again = json::parse(msg.payload);
             (void)again;
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e400
             why = std::string("malformed JSON: ") + e.what();
         }
         return make_dead_letter(msg, std::move(why), now);

@@ -34,17 +34,24 @@ struct kafka_ingest::consumer {
     std::atomic<std::uint64_t> consumed{0};
     std::unordered_map<std::string, std::uint32_t> topic_to_set;
 
+    struct partition_state {
+        bool delivered = false;  // a message was polled since the assignment
+        bool paused = false;
+    };
     mutable std::mutex owned_mutex;
-    std::set<std::pair<std::string, std::int32_t>> owned;  // assigned partitions
+    std::map<std::pair<std::string, std::int32_t>, partition_state> owned;  // assigned partitions
 
-    // Per preprocess queue: paused or not, and messages held back while it was full.
-    std::vector<bool> paused;
+    // Per preprocess queue: throttled (its partitions should be paused), and messages held back
+    // while it was full.
+    std::vector<bool> throttled;
     std::vector<std::deque<raw_message>> pending;
+    std::chrono::steady_clock::time_point last_backpressure{};
+    bool backpressure_dirty = false;
 
     consumer(kafka_ingest& o, std::size_t i) : owner(o), index(i) {
         log = spdlog::get("ingest.kafka");
         if (!log) log = spdlog::default_logger();
-        paused.assign(o.outputs_.size(), false);
+        throttled.assign(o.outputs_.size(), false);
         pending.resize(o.outputs_.size());
         for (std::size_t s = 0; s < o.cfg_.feature_sets.size(); ++s)
             topic_to_set[o.cfg_.feature_sets[s].topic] = static_cast<std::uint32_t>(s);
@@ -54,30 +61,11 @@ struct kafka_ingest::consumer {
         return (std::hash<std::string>{}(topic) + static_cast<std::size_t>(partition)) % owner.outputs_.size();
     }
 
-    /// The partitions this consumer holds that feed queue w (all of them when w is npos).
-    rd_kafka_topic_partition_list_t* partitions_for(std::size_t w) {
-        std::lock_guard lock(owned_mutex);
-        auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(owned.size()));
-        for (const auto& [topic, p] : owned)
-            if (w == std::string::npos || route(topic, p) == w) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
-        return list;
-    }
-
-    void set_paused(std::size_t w, bool pause) {
-        auto* list = partitions_for(w);
-        if (list->cnt > 0) {
-            auto err = pause ? rd_kafka_pause_partitions(rk, list) : rd_kafka_resume_partitions(rk, list);
-            if (err) log->warn("{} partitions: {}", pause ? "pausing" : "resuming", rd_kafka_err2str(err));
-            log->debug("{} {} partitions feeding queue {}", pause ? "paused" : "resumed", list->cnt, w);
-        }
-        rd_kafka_topic_partition_list_destroy(list);
-        paused[w] = pause;
-    }
-
     // Moves held-back messages into their queues while there is room.
     void push_pending() {
         for (std::size_t w = 0; w < pending.size(); ++w) {
             auto& q = pending[w];
+            if (q.empty()) continue;
             auto& out = *owner.outputs_[w];
             bool pushed = false;
             while (!q.empty() && out.queue.try_push(q.front())) {
@@ -85,20 +73,60 @@ struct kafka_ingest::consumer {
                 pushed = true;
             }
             if (pushed) out.readable->notify();
+            if (q.empty()) backpressure_dirty = true;
         }
     }
 
-    // Pauses queues above the high watermark, resumes those below the low one.
-    void apply_backpressure() {
+    // Throttles queues above the pause watermark (or with held-back messages) until they fall
+    // below the resume watermark, and pauses/resumes the partitions feeding them to match.
+    // A partition is paused only once it has delivered a message since its assignment: pausing
+    // right after assign() makes librdkafka 2.0.2 drop the assigned offset (upstream issue
+    // #2190), which stalls the partition. Until then a full queue holds its messages in pending.
+    void apply_backpressure(bool force) {
+        const auto now = std::chrono::steady_clock::now();
+        if (!force && !backpressure_dirty && now - last_backpressure < std::chrono::milliseconds(5)) return;
+        last_backpressure = now;
+        backpressure_dirty = false;
+        const bool stopping = stop_fetch.load();
         for (std::size_t w = 0; w < owner.outputs_.size(); ++w) {
             const auto& q = owner.outputs_[w]->queue;
             const double fill = static_cast<double>(q.size()) / static_cast<double>(q.capacity());
-            if (!paused[w] && (fill >= owner.cfg_.pipeline.pause_watermark || !pending[w].empty()))
-                set_paused(w, true);
-            else if (paused[w] && pending[w].empty() && fill <= owner.cfg_.pipeline.resume_watermark &&
-                     !stop_fetch.load())
-                set_paused(w, false);
+            if (stopping || !pending[w].empty() || fill >= owner.cfg_.pipeline.pause_watermark)
+                throttled[w] = true;
+            else if (fill <= owner.cfg_.pipeline.resume_watermark)
+                throttled[w] = false;
         }
+        auto* to_pause = rd_kafka_topic_partition_list_new(4);
+        auto* to_resume = rd_kafka_topic_partition_list_new(4);
+        {
+            std::lock_guard lock(owned_mutex);
+            for (auto& [tp, st] : owned) {
+                const bool want = throttled[route(tp.first, tp.second)];
+                if (want && st.delivered && !st.paused) {
+                    rd_kafka_topic_partition_list_add(to_pause, tp.first.c_str(), tp.second);
+                    st.paused = true;
+                } else if (!want && st.paused) {
+                    rd_kafka_topic_partition_list_add(to_resume, tp.first.c_str(), tp.second);
+                    st.paused = false;
+                }
+            }
+        }
+        if (to_pause->cnt > 0) {
+            if (auto err = rd_kafka_pause_partitions(rk, to_pause)) log->warn("pausing partitions: {}", rd_kafka_err2str(err));
+            log->debug("paused {} partitions", to_pause->cnt);
+        }
+        if (to_resume->cnt > 0) {
+            if (auto err = rd_kafka_resume_partitions(rk, to_resume)) log->warn("resuming partitions: {}", rd_kafka_err2str(err));
+            log->debug("resumed {} partitions", to_resume->cnt);
+        }
+        rd_kafka_topic_partition_list_destroy(to_pause);
+        rd_kafka_topic_partition_list_destroy(to_resume);
+    }
+
+    bool pending_empty() const {
+        for (const auto& q : pending)
+            if (!q.empty()) return false;
+        return true;
     }
 
     void handle(rd_kafka_message_t* m) {
@@ -117,6 +145,14 @@ struct kafka_ingest::consumer {
         if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
         consumed.fetch_add(1, std::memory_order_relaxed);
 
+        {
+            std::lock_guard lock(owned_mutex);
+            auto it_p = owned.find({msg.source.topic, msg.source.partition});
+            if (it_p != owned.end() && !it_p->second.delivered) {
+                it_p->second.delivered = true;
+                backpressure_dirty = true;
+            }
+        }
         const std::size_t w = route(msg.source.topic, msg.source.partition);
         auto& out = *owner.outputs_[w];
         // Keep partition order: once something is held back for this queue, everything after waits too.
@@ -125,6 +161,7 @@ struct kafka_ingest::consumer {
             return;
         }
         pending[w].push_back(std::move(msg));
+        backpressure_dirty = true;
     }
 
     void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
@@ -146,12 +183,10 @@ struct kafka_ingest::consumer {
             {
                 std::lock_guard lock(owned_mutex);
                 if (!cooperative) owned.clear();
-                for (int i = 0; i < parts->cnt; ++i) owned.insert({parts->elems[i].topic, parts->elems[i].partition});
+                for (int i = 0; i < parts->cnt; ++i)
+                    owned[{parts->elems[i].topic, parts->elems[i].partition}] = partition_state{};
             }
             log->info("assigned {} partitions ({})", parts->cnt, cooperative ? "cooperative" : "eager");
-            // Partitions feeding a queue that is paused start paused too.
-            for (std::size_t w = 0; w < paused.size(); ++w)
-                if (paused[w] || stop_fetch.load()) set_paused(w, true);
         } else {
             const bool lost = rd_kafka_assignment_lost(rk);
             if (cooperative) {
@@ -191,19 +226,16 @@ struct kafka_ingest::consumer {
         const auto poll_ms = owner.cfg_.kafka.poll_timeout_ms;
         while (running.load()) {
             push_pending();
+            apply_backpressure(false);
             if (stop_fetch.load() && !fetch_stopped.load()) {
-                for (std::size_t w = 0; w < paused.size(); ++w)
-                    if (!paused[w]) set_paused(w, true);
-                bool empty = true;
-                for (const auto& q : pending) empty = empty && q.empty();
-                if (empty) {
+                apply_backpressure(true);
+                if (pending_empty())
                     fetch_stopped.store(true);
-                } else {
+                else
                     owner.outputs_[0]->writable.wait_for(full_wait);
-                }
             }
-            if (!stop_fetch.load()) apply_backpressure();
-            rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, poll_ms);
+            // While something is held back, poll briefly so it moves as soon as there is room.
+            rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, pending_empty() ? poll_ms : 1);
             if (!m) continue;
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)

@@ -84,7 +84,7 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
         // E.g. out of file descriptors: wait a little instead of spinning on the error.
-        http_logger()->warn("http: accept failed: {}", ec.message());
+        state_->log->warn("http: accept failed: {}", ec.message());
         retry_timer_.expires_after(std::chrono::milliseconds(100));
         retry_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
             if (!wait_ec) self->do_accept();

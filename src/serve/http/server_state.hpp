@@ -34,10 +34,11 @@ class server_state {
 public:
     using registry_entry = std::list<std::weak_ptr<session>>::iterator;
 
-    server_state(dispatcher d, server_limits l) : dispatch(std::move(d)), limits(l) {}
+    server_state(dispatcher d, server_limits l) : dispatch(std::move(d)), limits(l), log(http_logger()) {}
 
     const dispatcher dispatch;
     const server_limits limits;
+    const std::shared_ptr<spdlog::logger> log;  // looked up once: spdlog::get takes a global lock
     std::weak_ptr<net::io_context> ioc;
 
     registry_entry add(std::weak_ptr<session> s) {

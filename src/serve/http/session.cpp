@@ -85,9 +85,11 @@ void session::on_header(beast::error_code ec, std::size_t bytes) {
     // Refuse framing that lets two parties disagree on where the body ends.
     const std::size_t te_count = req.count(http::field::transfer_encoding);
     if (te_count > 0) {
-        if (te_count > 1 || req.count(http::field::content_length) > 0)
+        if (req.count(http::field::content_length) > 0)
             return fail(http::status::bad_request, "bad_request",
                         "a request may not carry both Content-Length and Transfer-Encoding");
+        if (te_count > 1)
+            return fail(http::status::bad_request, "bad_request", "Transfer-Encoding may appear only once");
         if (!beast::iequals(trim(req[http::field::transfer_encoding]), "chunked"))
             return fail(http::status::bad_request, "bad_request", "only Transfer-Encoding: chunked is supported");
     }
@@ -123,7 +125,7 @@ void session::on_body(beast::error_code ec, std::size_t bytes) {
 }
 
 void session::on_read_error(beast::error_code ec) {
-    auto log = http_logger();
+    const auto& log = state_->log;
     if (ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
         beast::error_code ignored;
         stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -173,17 +175,20 @@ void session::handle_request() {
 }
 
 void session::send_response(response res) {
-    const request& req = parser_->get();
-    const auto elapsed =
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_);
-    http_logger()->debug("http: {} {} -> {} in {:.3f} ms", std::string(req.method_string()),
-                         std::string(split_target(req.target()).first), res.result_int(), elapsed.count() / 1000.0);
+    if (state_->log->should_log(spdlog::level::debug)) {
+        const request& req = parser_->get();
+        const auto elapsed =
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_);
+        state_->log->debug("http: {} {} -> {} in {:.3f} ms", std::string(req.method_string()),
+                           std::string(split_target(req.target()).first), res.result_int(),
+                           static_cast<double>(elapsed.count()) / 1000.0);
+    }
     const bool close = !keep_alive_;
     write(std::move(res), close);
 }
 
 void session::fail(http::status status, const char* code, const std::string& message) {
-    http_logger()->debug("http: refusing a request: {} {}", static_cast<unsigned>(status), message);
+    state_->log->debug("http: refusing a request: {} {}", static_cast<unsigned>(status), message);
     if (parser_ && parser_->is_header_done()) version_ = parser_->get().version();
     write(error_response(status, code, message), true);
 }
@@ -201,7 +206,7 @@ void session::write(response res, bool close) {
 void session::on_write(bool close, beast::error_code ec, std::size_t) {
     res_.reset();
     if (ec) {
-        http_logger()->debug("http: writing a response failed: {}", ec.message());
+        state_->log->debug("http: writing a response failed: {}", ec.message());
         return;
     }
     if (close) return linger();
