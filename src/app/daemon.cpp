@@ -78,6 +78,7 @@ struct daemon::impl final : health_source {
     std::unique_ptr<preprocess_stage> preprocess;
     std::unique_ptr<embedded_kafka> broker;
     std::unique_ptr<kafka_ingest> ingest;
+    std::unique_ptr<kafka_dead_letter_publisher> dead_letter_topic;
     std::unique_ptr<lookup_pool> lookups;
     std::unique_ptr<tiered_reader> reader;
     serve_context serve_ctx;
@@ -135,8 +136,21 @@ status daemon::start() {
         bootstrap = d.broker->bootstrap_servers();
     }
     d.ingest = std::make_unique<kafka_ingest>(cfg, bootstrap, raw, d.durable.get());
+    // A revoked partition's keys now belong to another instance: drop our copies before they go stale.
+    d.ingest->on_revoke([&d](const std::vector<partition_offset>& revoked) {
+        for (std::uint32_t set = 0; set < d.cfg.feature_sets.size(); ++set) {
+            std::vector<std::int32_t> partitions;
+            for (const auto& p : revoked)
+                if (p.topic == d.cfg.feature_sets[set].topic) partitions.push_back(p.partition);
+            if (!partitions.empty()) d.memory.evict_partitions(set, partitions);
+        }
+    });
+    if (!cfg.kafka.dead_letter_topic.empty()) {
+        d.dead_letter_topic = std::make_unique<kafka_dead_letter_publisher>(cfg, bootstrap);
+        if (auto s = d.dead_letter_topic->start(); !s) return s;
+    }
     d.writer = std::make_unique<store_writer>(cfg, done, d.writer_wakeup, d.durable.get(), d.cache.get(), d.memory,
-                                              d.ingest.get());
+                                              d.ingest.get(), d.dead_letter_topic.get());
     d.preprocess = std::make_unique<preprocess_stage>(cfg, raw, done);
     d.writer->start();
     d.preprocess->start();
@@ -195,6 +209,7 @@ bool daemon::stop() {
     d.http.reset();
     d.ingest.reset();
     d.writer.reset();
+    d.dead_letter_topic.reset();
     d.preprocess.reset();
     d.generator.reset();
     d.broker.reset();

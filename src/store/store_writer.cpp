@@ -5,6 +5,8 @@
 #include <map>
 #include <unordered_map>
 
+#include "sluice/core/clock.hpp"
+
 namespace sluice {
 
 namespace {
@@ -15,14 +17,16 @@ constexpr std::chrono::milliseconds health_check_interval{2000};
 }  // namespace
 
 store_writer::store_writer(const config& cfg, std::vector<channel<processed>*> inputs, wakeup& readable,
-                           durable_store* durable, latest_cache* cache, memory_index& memory, offset_sink* offsets)
+                           durable_store* durable, latest_cache* cache, memory_index& memory, offset_sink* offsets,
+                           dead_letter_publisher* dead_letter_topic)
     : cfg_(cfg),
       inputs_(std::move(inputs)),
       readable_(readable),
       durable_(durable),
       cache_(cache),
       memory_(memory),
-      offsets_(offsets) {}
+      offsets_(offsets),
+      dead_letter_topic_(dead_letter_topic) {}
 
 store_writer::~store_writer() {
     static const std::atomic<bool> stop_now{true};
@@ -79,6 +83,7 @@ void store_writer::run() {
     };
 
     while (!aborted()) {
+        if (cache_stale_since_ms_) resync_cache();  // at most once a second
         const auto seen = readable_.epoch();
         std::size_t pulled = 0;
         for (auto* in : inputs_) {
@@ -126,42 +131,55 @@ void store_writer::run() {
                                   batch.records.size() + batch.dead_letters.size());
 }
 
+bool store_writer::retry(const char* what, const std::function<status()>& op) {
+    auto log = spdlog::get("store");
+    if (!log) log = spdlog::default_logger();
+    auto backoff = first_backoff;
+    bool failing = false;
+    while (true) {
+        auto s = op();
+        if (s.ok()) {
+            if (failing) log->info("{} recovered", what);
+            std::lock_guard lock(error_mutex_);
+            last_error_.clear();
+            return true;
+        }
+        if (!failing) log->error("{} failed, retrying with backoff: {}", what, s.message());
+        failing = true;
+        {
+            std::lock_guard lock(error_mutex_);
+            last_error_ = s.message();
+        }
+        if (aborted()) return false;
+        // Sleep in small steps so an abort is noticed quickly.
+        const auto until = std::chrono::steady_clock::now() + backoff;
+        while (std::chrono::steady_clock::now() < until && !aborted())
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        backoff = std::min(backoff * 2, max_backoff);
+    }
+}
+
 void store_writer::flush(write_batch& batch) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
+    const auto unwritten = batch.records.size() + batch.dead_letters.size();
     if (durable_) {
-        auto backoff = first_backoff;
-        bool failing = false;
-        while (true) {
-            auto s = durable_->write(batch);
-            if (s.ok()) {
-                if (failing) log->info("PostgreSQL writes recovered");
-                std::lock_guard lock(error_mutex_);
-                last_error_.clear();
-                break;
-            }
-            if (!failing) log->error("PostgreSQL write failed, retrying with backoff: {}", s.message());
-            failing = true;
-            {
-                std::lock_guard lock(error_mutex_);
-                last_error_ = s.message();
-            }
-            if (aborted()) {
-                log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
-                          "consumed again on restart",
-                          batch.records.size() + batch.dead_letters.size());
-                return;
-            }
-            // Sleep in small steps so an abort is noticed quickly.
-            const auto until = std::chrono::steady_clock::now() + backoff;
-            while (std::chrono::steady_clock::now() < until && !aborted())
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            backoff = std::min(backoff * 2, max_backoff);
+        if (!retry("PostgreSQL write", [&] { return durable_->write(batch); })) {
+            log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
+                      "consumed again on restart",
+                      unwritten);
+            return;
         }
     } else {
         for (const auto& d : batch.dead_letters)
             log->warn("dead letter (no PostgreSQL configured) {}[{}]@{}: {}", d.source.topic, d.source.partition,
                       d.source.offset, d.error);
+    }
+    if (dead_letter_topic_ && !batch.dead_letters.empty()) {
+        if (!retry("dead-letter topic publish", [&] { return dead_letter_topic_->publish(batch.dead_letters); })) {
+            log->warn("shutdown timed out while the dead-letter topic is failing: the batch's offsets are not stored");
+            return;
+        }
     }
 
     // The newest record of each key in the batch goes to Redis and memory.
@@ -174,14 +192,20 @@ void store_writer::flush(write_batch& batch) {
         else if (order[it->second]->event_time_ms <= r.event_time_ms)
             order[it->second] = &r;
     }
-    if (cache_) {
+    if (cache_ && !cache_stale_since_ms_) {
         std::vector<const record*> cache_records(order.begin(), order.end());
-        if (auto s = cache_->apply(cache_records); !s)
-            log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL: {}", order.size(),
-                      s.message());
+        if (auto s = cache_->apply(cache_records); !s) {
+            log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
+                      "brought up to date when it answers again: {}",
+                      order.size(), s.message());
+            cache_stale_since_ms_ = now_ms() - 60000;
+        }
     }
     for (record* r : order) {
+        // Only what this instance still owns: a revoked partition's keys belong to its new owner.
+        if (offsets_ && r->source.from_kafka() && !offsets_->owns(r->source.topic, r->source.partition)) continue;
         auto e = std::make_shared<latest_entry>();
+        e->partition = r->source.partition;
         e->key = r->key;
         e->event_time_ms = r->event_time_ms;
         e->ingested_at_ms = r->ingested_at_ms;
@@ -191,6 +215,61 @@ void store_writer::flush(write_batch& batch) {
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);
+}
+
+void store_writer::resync_cache() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_cache_probe_ < std::chrono::seconds(1)) return;
+    last_cache_probe_ = now;
+    if (!cache_->ping().ok()) return;
+    auto log = spdlog::get("store");
+    if (!log) log = spdlog::default_logger();
+    const auto started = std::chrono::steady_clock::now();
+    std::size_t keys = 0;
+    // Turns latest rows into records the cache writes with its event-time guard.
+    auto write_back = [&](std::uint32_t set_index, const std::vector<latest_entry>& rows) {
+        std::vector<record> records(rows.size());
+        std::vector<const record*> ptrs;
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            records[i].set_index = set_index;
+            records[i].key = rows[i].key;
+            records[i].event_time_ms = rows[i].event_time_ms;
+            records[i].ingested_at_ms = rows[i].ingested_at_ms;
+            records[i].values = rows[i].values;
+            ptrs.push_back(&records[i]);
+        }
+        keys += rows.size();
+        return cache_->apply(ptrs);
+    };
+    for (std::uint32_t set = 0; set < cfg_.feature_sets.size(); ++set) {
+        if (durable_) {
+            std::string after;
+            while (true) {
+                auto page = durable_->scan_latest(set, *cache_stale_since_ms_, after, 1000);
+                if (!page) {
+                    log->warn("Redis resync: reading PostgreSQL failed, will retry: {}", page.message());
+                    return;
+                }
+                if (page->empty()) break;
+                if (auto s = write_back(set, page.value()); !s) {
+                    log->warn("Redis resync failed, will retry: {}", s.message());
+                    return;
+                }
+                after = page->back().key;
+            }
+        } else {
+            // Without PostgreSQL the memory index is the record of what Redis should hold.
+            std::vector<latest_entry> rows;
+            memory_.for_each(set, [&](const latest_entry& e) { rows.push_back(e); });
+            if (auto s = write_back(set, rows); !s) {
+                log->warn("Redis resync failed, will retry: {}", s.message());
+                return;
+            }
+        }
+    }
+    cache_stale_since_ms_.reset();
+    log->info("Redis is back: resynced {} keys in {} ms", keys,
+              std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
 }
 
 }  // namespace sluice

@@ -60,6 +60,7 @@ struct latest_entry {
     std::int64_t event_time_ms = 0;
     std::int64_t ingested_at_ms = 0;
     std::vector<value> values;  // in the order of the set's declared fields
+    std::int32_t partition = -1;  // Kafka partition that wrote it (memory index eviction); -1 if unknown
 };
 
 }  // namespace sluice

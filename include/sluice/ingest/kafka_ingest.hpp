@@ -1,6 +1,8 @@
 #pragma once
 // The Kafka ingest stage: librdkafka consumers in one group, feeding the preprocess queues.
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +37,13 @@ public:
     void close();
 
     void offsets_durable(const std::vector<partition_offset>& offsets) override;
+    bool owns(const std::string& topic, std::int32_t partition) const override;
+
+    /// Called on a consumer thread with the partitions just revoked (next_offset unused).
+    /// Set before start().
+    void on_revoke(std::function<void(const std::vector<partition_offset>&)> callback) {
+        on_revoke_ = std::move(callback);
+    }
 
     /// True when this instance's consumers hold at least one partition.
     bool has_assignment() const;
@@ -47,7 +56,24 @@ private:
     std::string bootstrap_;
     std::vector<channel<raw_message>*> outputs_;
     durable_store* offsets_source_;
+    std::function<void(const std::vector<partition_offset>&)> on_revoke_;
     std::vector<std::unique_ptr<consumer>> consumers_;
+};
+
+/// Produces dead letters to kafka.dead_letter_topic with an idempotent producer: the original
+/// value (null for a tombstone), no key, and headers sluice.error, sluice.feature_set,
+/// sluice.source.topic, sluice.source.partition, sluice.source.offset. publish() waits for
+/// Kafka's acknowledgement of every message. Used by the store writer thread only.
+class kafka_dead_letter_publisher final : public dead_letter_publisher {
+public:
+    kafka_dead_letter_publisher(const config& cfg, std::string bootstrap_servers);
+    ~kafka_dead_letter_publisher() override;
+    status start();
+    status publish(const std::vector<dead_letter>& letters) override;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
 };
 
 /// librdkafka's mock cluster: a Kafka-protocol broker on loopback inside this process, with one

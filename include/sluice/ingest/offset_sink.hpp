@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "sluice/core/record.hpp"
+#include "sluice/core/result.hpp"
 
 namespace sluice {
 
@@ -12,6 +13,17 @@ class offset_sink {
 public:
     virtual ~offset_sink() = default;
     virtual void offsets_durable(const std::vector<partition_offset>& offsets) = 0;
+    /// True while this instance holds the partition (the writer caches only what it owns).
+    virtual bool owns(const std::string& topic, std::int32_t partition) const = 0;
+};
+
+/// Sends dead letters to the dead-letter topic (kafka.dead_letter_topic). Called by the store
+/// writer after the batch is durable and before its offsets are stored; ok only when Kafka
+/// acknowledged every message.
+class dead_letter_publisher {
+public:
+    virtual ~dead_letter_publisher() = default;
+    virtual status publish(const std::vector<dead_letter>& letters) = 0;
 };
 
 }  // namespace sluice

@@ -30,6 +30,10 @@ public:
     virtual status write(const write_batch& batch) = 0;
     /// The latest row of a key, or nullopt when the key is unknown.
     virtual result<std::optional<latest_entry>> read_latest(std::uint32_t set_index, const std::string& key) = 0;
+    /// Latest rows updated at or after since_ms (epoch ms), with keys after after_key, in key
+    /// order, at most limit rows: pages through what Redis missed while it was away.
+    virtual result<std::vector<latest_entry>> scan_latest(std::uint32_t set_index, std::int64_t since_ms,
+                                                          const std::string& after_key, std::size_t limit) = 0;
     /// Offsets stored for a consumer group (to seed partition positions on assignment).
     virtual result<std::vector<partition_offset>> read_offsets(const std::string& group_id) = 0;
     /// True when the last operation reached the server.

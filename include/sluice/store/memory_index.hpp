@@ -1,7 +1,9 @@
 #pragma once
 // The in-memory latest index: the first place a read looks.
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -23,6 +25,11 @@ public:
     bool upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry);
     std::shared_ptr<const latest_entry> find(std::uint32_t set_index, const std::string& key) const;
     std::size_t size(std::uint32_t set_index) const;
+    /// Drops the entries written from these partitions of this set (after they were revoked: their
+    /// new owner keeps Redis and PostgreSQL current, and this copy would go stale). Returns the count.
+    std::size_t evict_partitions(std::uint32_t set_index, const std::vector<std::int32_t>& partitions);
+    /// Calls fn for every entry of a set (shard by shard, under each shard's shared lock).
+    void for_each(std::uint32_t set_index, const std::function<void(const latest_entry&)>& fn) const;
 
 private:
     struct shard {

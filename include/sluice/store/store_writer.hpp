@@ -2,6 +2,9 @@
 // The store writer: batches processed items and makes them durable, then cached, then acknowledged.
 
 #include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,13 +21,18 @@ namespace sluice {
 
 /// One thread. Collects up to pipeline.batch_max_records items (or what arrived within
 /// pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one transaction (retrying
-/// with backoff while PostgreSQL is away: the queues fill and ingestion pauses), then updates Redis
-/// and the memory index, and only then reports the offsets as durable. Owned by the app; the
-/// stores it writes to outlive it.
+/// with backoff while PostgreSQL is away: the queues fill and ingestion pauses), publishes the
+/// batch's dead letters to the dead-letter topic (if configured, retrying likewise), then updates
+/// Redis and the memory index, and only then reports the offsets as durable.
+/// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
+/// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
+/// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.
+/// Owned by the app; the stores it writes to outlive it.
 class store_writer {
 public:
     store_writer(const config& cfg, std::vector<channel<processed>*> inputs, wakeup& readable,
-                 durable_store* durable, latest_cache* cache, memory_index& memory, offset_sink* offsets);
+                 durable_store* durable, latest_cache* cache, memory_index& memory, offset_sink* offsets,
+                 dead_letter_publisher* dead_letter_topic = nullptr);
     ~store_writer();
 
     void start();
@@ -40,6 +48,10 @@ private:
     void run();
     void flush(write_batch& batch);
     bool aborted() const;
+    /// Retries op with backoff until it succeeds or the shutdown deadline passes.
+    bool retry(const char* what, const std::function<status()>& op);
+    /// Writes back to Redis what it missed; clears the stale mark when done.
+    void resync_cache();
 
     const config& cfg_;
     std::vector<channel<processed>*> inputs_;
@@ -48,6 +60,9 @@ private:
     latest_cache* cache_;
     memory_index& memory_;
     offset_sink* offsets_;
+    dead_letter_publisher* dead_letter_topic_;
+    std::optional<std::int64_t> cache_stale_since_ms_;  // writer thread only
+    std::chrono::steady_clock::time_point last_cache_probe_{};
     std::thread thread_;
     std::atomic<bool> draining_{false};
     std::atomic<const std::atomic<bool>*> abort_{nullptr};

@@ -194,13 +194,17 @@ struct kafka_ingest::consumer {
             } else {
                 rd_kafka_assign(rk, nullptr);
             }
-            std::lock_guard lock(owned_mutex);
-            if (!cooperative) {
-                owned.clear();
-            } else {
-                for (int i = 0; i < parts->cnt; ++i) owned.erase({parts->elems[i].topic, parts->elems[i].partition});
+            std::vector<partition_offset> revoked;
+            {
+                std::lock_guard lock(owned_mutex);
+                for (int i = 0; i < parts->cnt; ++i) {
+                    owned.erase({parts->elems[i].topic, parts->elems[i].partition});
+                    revoked.push_back({parts->elems[i].topic, parts->elems[i].partition, 0});
+                }
+                if (!cooperative) owned.clear();
             }
             log->info("revoked {} partitions{}", parts->cnt, lost ? " (assignment lost)" : "");
+            if (owner.on_revoke_) owner.on_revoke_(revoked);
         }
     }
 
@@ -352,6 +356,14 @@ void kafka_ingest::offsets_durable(const std::vector<partition_offset>& offsets)
         }
         rd_kafka_topic_partition_list_destroy(list);
     }
+}
+
+bool kafka_ingest::owns(const std::string& topic, std::int32_t partition) const {
+    for (const auto& c : consumers_) {
+        std::lock_guard lock(c->owned_mutex);
+        if (c->owned.count({topic, partition})) return true;
+    }
+    return false;
 }
 
 bool kafka_ingest::has_assignment() const {

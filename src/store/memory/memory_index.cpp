@@ -43,4 +43,24 @@ std::size_t memory_index::size(std::uint32_t set_index) const {
     return n;
 }
 
+std::size_t memory_index::evict_partitions(std::uint32_t set_index, const std::vector<std::int32_t>& partitions) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shards_per_set_; ++i) {
+        auto& s = *shards_[set_index * shards_per_set_ + i];
+        std::unique_lock lock(s.mutex);
+        n += std::erase_if(s.entries, [&](const auto& kv) {
+            return std::find(partitions.begin(), partitions.end(), kv.second->partition) != partitions.end();
+        });
+    }
+    return n;
+}
+
+void memory_index::for_each(std::uint32_t set_index, const std::function<void(const latest_entry&)>& fn) const {
+    for (std::size_t i = 0; i < shards_per_set_; ++i) {
+        auto& s = *shards_[set_index * shards_per_set_ + i];
+        std::shared_lock lock(s.mutex);
+        for (const auto& kv : s.entries) fn(*kv.second);
+    }
+}
+
 }  // namespace sluice

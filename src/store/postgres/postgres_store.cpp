@@ -147,12 +147,15 @@ public:
                                   t.latest + ".event_time <= EXCLUDED.event_time";
             writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
                                    ") ON COMMIT DELETE ROWS");
-            const std::string stmt = "latest_" + std::to_string(i);
-            reader_setup.push_back("PREPARE " + stmt +
-                                   " (text) AS SELECT (extract(epoch from event_time) * 1000)::bigint, "
-                                   "(extract(epoch from ingested_at) * 1000)::bigint" +
-                                   select_cols + " FROM " + t.latest + " WHERE key = $1");
-            t.read_latest_stmt = stmt;
+            const std::string row = "(extract(epoch from event_time) * 1000)::bigint, "
+                                    "(extract(epoch from ingested_at) * 1000)::bigint" + select_cols;
+            t.read_latest_stmt = "latest_" + std::to_string(i);
+            reader_setup.push_back("PREPARE " + t.read_latest_stmt + " (text) AS SELECT " + row + " FROM " + t.latest +
+                                   " WHERE key = $1");
+            t.scan_latest_stmt = "scan_latest_" + std::to_string(i);
+            reader_setup.push_back("PREPARE " + t.scan_latest_stmt + " (bigint, text, bigint) AS SELECT " + row +
+                                   ", key FROM " + t.latest +
+                                   " WHERE updated_at >= to_timestamp($1 / 1000.0) AND key > $2 ORDER BY key LIMIT $3");
             tables_.push_back(std::move(t));
         }
         dead_letters_ = schema + ".dead_letters";
@@ -228,19 +231,29 @@ public:
         healthy_.store(true);
         PGresult* res = r.value().get();
         if (PQntuples(res) == 0) return std::optional<latest_entry>{};
-        const auto& set = cfg_.feature_sets[set_index];
-        latest_entry e;
+        latest_entry e = decode_latest(set_index, res, 0);
         e.key = key;
-        e.event_time_ms = std::get<std::int64_t>(decode_column(field_type::int64, PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0)));
-        e.ingested_at_ms = std::get<std::int64_t>(decode_column(field_type::int64, PQgetvalue(res, 0, 1), PQgetlength(res, 0, 1)));
-        for (std::size_t i = 0; i < set.fields.size(); ++i) {
-            const int col = static_cast<int>(i) + 2;
-            if (PQgetisnull(res, 0, col))
-                e.values.emplace_back();
-            else
-                e.values.push_back(decode_column(set.fields[i].type, PQgetvalue(res, 0, col), PQgetlength(res, 0, col)));
-        }
         return std::optional<latest_entry>{std::move(e)};
+    }
+
+    result<std::vector<latest_entry>> scan_latest(std::uint32_t set_index, std::int64_t since_ms,
+                                                  const std::string& after_key, std::size_t limit) override {
+        using R = result<std::vector<latest_entry>>;
+        const std::string since = std::to_string(since_ms);
+        const std::string lim = std::to_string(limit);
+        auto conn = readers_->acquire();
+        auto r = conn->exec_prepared(tables_[set_index].scan_latest_stmt, {since.c_str(), after_key.c_str(), lim.c_str()});
+        readers_->release(std::move(conn));
+        if (!r) return R::failure(r.message());
+        PGresult* res = r.value().get();
+        const int key_col = static_cast<int>(cfg_.feature_sets[set_index].fields.size()) + 2;
+        std::vector<latest_entry> out;
+        out.reserve(static_cast<std::size_t>(PQntuples(res)));
+        for (int row = 0; row < PQntuples(res); ++row) {
+            out.push_back(decode_latest(set_index, res, row));
+            out.back().key.assign(PQgetvalue(res, row, key_col), static_cast<std::size_t>(PQgetlength(res, row, key_col)));
+        }
+        return out;
     }
 
     result<std::vector<partition_offset>> read_offsets(const std::string& group_id) override {
@@ -267,8 +280,27 @@ public:
 
 private:
     struct table {
-        std::string history, latest, temp, copy_sql, insert_history_sql, upsert_latest_sql, read_latest_stmt;
+        std::string history, latest, temp, copy_sql, insert_history_sql, upsert_latest_sql, read_latest_stmt,
+            scan_latest_stmt;
     };
+
+    // A latest row selected as: event time ms, ingested ms, then one column per field.
+    latest_entry decode_latest(std::uint32_t set_index, PGresult* res, int row) const {
+        const auto& set = cfg_.feature_sets[set_index];
+        auto cell = [&](field_type t, int col) { return decode_column(t, PQgetvalue(res, row, col), PQgetlength(res, row, col)); };
+        latest_entry e;
+        e.event_time_ms = std::get<std::int64_t>(cell(field_type::int64, 0));
+        e.ingested_at_ms = std::get<std::int64_t>(cell(field_type::int64, 1));
+        e.values.reserve(set.fields.size());
+        for (std::size_t i = 0; i < set.fields.size(); ++i) {
+            const int col = static_cast<int>(i) + 2;
+            if (PQgetisnull(res, row, col))
+                e.values.emplace_back();
+            else
+                e.values.push_back(cell(set.fields[i].type, col));
+        }
+        return e;
+    }
 
     status ok() {
         healthy_.store(true);
