@@ -33,7 +33,15 @@ store_writer::~store_writer() {
     if (thread_.joinable()) drain_and_join(stop_now);
 }
 
-void store_writer::start() { thread_ = std::thread([this] { run(); }); }
+void store_writer::start() {
+    // A crash can fall between a PostgreSQL commit and the Redis update that follows it, and those
+    // messages are not consumed again: bring Redis up to date with what changed last before start.
+    if (cache_ && durable_) {
+        auto last = durable_->last_update_ms();
+        if (last && last.value() > 0) cache_stale_since_ms_ = last.value() - 60000;
+    }
+    thread_ = std::thread([this] { run(); });
+}
 
 void store_writer::drain_and_join(const std::atomic<bool>& abort) {
     abort_.store(&abort);
@@ -268,7 +276,7 @@ void store_writer::resync_cache() {
         }
     }
     cache_stale_since_ms_.reset();
-    log->info("Redis is back: resynced {} keys in {} ms", keys,
+    log->info("Redis brought up to date from PostgreSQL: {} keys in {} ms", keys,
               std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
 }
 

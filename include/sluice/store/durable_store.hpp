@@ -34,6 +34,8 @@ public:
     /// order, at most limit rows: pages through what Redis missed while it was away.
     virtual result<std::vector<latest_entry>> scan_latest(std::uint32_t set_index, std::int64_t since_ms,
                                                           const std::string& after_key, std::size_t limit) = 0;
+    /// The newest updated_at of any latest row (epoch ms), 0 when there is none.
+    virtual result<std::int64_t> last_update_ms() = 0;
     /// Offsets stored for a consumer group (to seed partition positions on assignment).
     virtual result<std::vector<partition_offset>> read_offsets(const std::string& group_id) = 0;
     /// True when the last operation reached the server.

@@ -256,6 +256,19 @@ public:
         return out;
     }
 
+    result<std::int64_t> last_update_ms() override {
+        std::string sql = "SELECT coalesce(max(t), 0) FROM (";
+        for (std::size_t i = 0; i < tables_.size(); ++i)
+            sql += (i ? " UNION ALL " : "") + std::string("SELECT (extract(epoch from max(updated_at)) * 1000)::bigint AS t FROM ") +
+                   tables_[i].latest;
+        sql += ") s";
+        auto conn = readers_->acquire();
+        auto r = conn->exec(sql);
+        readers_->release(std::move(conn));
+        if (!r) return result<std::int64_t>::failure(r.message());
+        return static_cast<std::int64_t>(std::atoll(PQgetvalue(r.value().get(), 0, 0)));
+    }
+
     result<std::vector<partition_offset>> read_offsets(const std::string& group_id) override {
         using R = result<std::vector<partition_offset>>;
         auto conn = readers_->acquire();
