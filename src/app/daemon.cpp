@@ -17,6 +17,7 @@ namespace sluice {
 namespace {
 
 constexpr std::size_t lookup_backlog = 10000;
+constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /readyz 503
 
 /// Latest values for the API: the memory index on the calling thread; on a miss, Redis and then
 /// PostgreSQL on the lookup pool.
@@ -92,6 +93,9 @@ struct daemon::impl final : health_source {
         if (durable && !durable->healthy()) {
             const auto e = writer ? writer->last_error() : std::string();
             reasons.push_back("postgres: " + (e.empty() ? std::string("not reachable") : e));
+        } else if (const auto waiting = writer ? writer->write_waiting_ms() : 0; waiting > write_stall_ms) {
+            reasons.push_back("postgres: a batch write has been waiting " + std::to_string(waiting / 1000) +
+                              " s (a lock or a stalled server)");
         }
         if (cache && !cache->healthy()) reasons.emplace_back("redis: not reachable");
         if (!ingest || !ingest->has_assignment()) reasons.emplace_back("kafka: no partitions assigned yet");

@@ -55,6 +55,11 @@ bool store_writer::aborted() const {
     return a && a->load();
 }
 
+std::int64_t store_writer::write_waiting_ms() const {
+    const auto started = write_started_ms_.load();
+    return started ? now_ms() - started : 0;
+}
+
 std::string store_writer::last_error() const {
     std::lock_guard lock(error_mutex_);
     return last_error_;
@@ -172,7 +177,13 @@ void store_writer::flush(write_batch& batch) {
     if (!log) log = spdlog::default_logger();
     const auto unwritten = batch.records.size() + batch.dead_letters.size();
     if (durable_) {
-        if (!retry("PostgreSQL write", [&] { return durable_->write(batch); })) {
+        auto write = [&] {
+            write_started_ms_.store(now_ms());
+            auto s = durable_->write(batch);
+            write_started_ms_.store(0);
+            return s;
+        };
+        if (!retry("PostgreSQL write", write)) {
             log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
                       "consumed again on restart",
                       unwritten);
@@ -197,7 +208,7 @@ void store_writer::flush(write_batch& batch) {
         auto [it, inserted] = slot.try_emplace(std::to_string(r.set_index) + '\x1f' + r.key, order.size());
         if (inserted)
             order.push_back(&r);
-        else if (order[it->second]->event_time_ms <= r.event_time_ms)
+        else if (order[it->second]->event_time_ms < r.event_time_ms)
             order[it->second] = &r;
     }
     if (cache_ && !cache_stale_since_ms_) {

@@ -21,7 +21,7 @@ class memory_index {
 public:
     explicit memory_index(std::size_t feature_sets, std::size_t shards = 64);
 
-    /// Stores the entry unless the index holds one with a greater event time. Returns true if stored.
+    /// Stores the entry when the key is new or the entry's event time is greater. Returns true if stored.
     bool upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry);
     std::shared_ptr<const latest_entry> find(std::uint32_t set_index, const std::string& key) const;
     std::size_t size(std::uint32_t set_index) const;

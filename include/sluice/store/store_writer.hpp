@@ -43,6 +43,9 @@ public:
     std::uint64_t dead_letters_written() const { return dead_letters_.load(std::memory_order_relaxed); }
     /// Empty while the last write succeeded; otherwise why it failed.
     std::string last_error() const;
+    /// How long the PostgreSQL write in progress has been waiting (0 when none is): a lock or a
+    /// stalled server shows here before any error does.
+    std::int64_t write_waiting_ms() const;
 
 private:
     void run();
@@ -66,6 +69,7 @@ private:
     std::thread thread_;
     std::atomic<bool> draining_{false};
     std::atomic<const std::atomic<bool>*> abort_{nullptr};
+    std::atomic<std::int64_t> write_started_ms_{0};
     std::atomic<std::uint64_t> records_{0};
     std::atomic<std::uint64_t> dead_letters_{0};
     mutable std::mutex error_mutex_;

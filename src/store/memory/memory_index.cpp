@@ -20,8 +20,9 @@ bool memory_index::upsert(std::uint32_t set_index, std::shared_ptr<const latest_
     std::unique_lock lock(s.mutex);
     auto [it, inserted] = s.entries.try_emplace(entry->key, entry);
     if (inserted) return true;
-    // Same rule as PostgreSQL and Redis: an older event never replaces a newer one; a tie is replaced.
-    if (it->second->event_time_ms > entry->event_time_ms) return false;
+    // Same rule as PostgreSQL and Redis: only a strictly newer event replaces the entry, so a
+    // re-delivered message (same event time) changes nothing.
+    if (it->second->event_time_ms >= entry->event_time_ms) return false;
     it->second = std::move(entry);
     return true;
 }

@@ -135,16 +135,17 @@ public:
             t.copy_sql = "COPY " + t.temp + " (" + all_cols + ") FROM STDIN";
             t.insert_history_sql = "INSERT INTO " + t.history + " (" + all_cols + ") SELECT " + all_cols + " FROM " +
                                    t.temp + " ON CONFLICT DO NOTHING";
-            // The newest event of each key in the batch; it replaces the stored row only when it is
-            // not older (a tie is replaced, as in Redis and memory).
+            // The newest event of each key in the batch (the first delivered among equal event times);
+            // it replaces the stored row only when it is newer, as in Redis and memory, so a
+            // re-delivered message changes nothing.
             t.upsert_latest_sql = "INSERT INTO " + t.latest + " (key, event_time" + cols +
                                   ", ingested_at, updated_at) SELECT DISTINCT ON (key) key, event_time" + cols +
                                   ", ingested_at, now() FROM " + t.temp +
-                                  " ORDER BY key, event_time DESC, src_offset DESC NULLS LAST"
+                                  " ORDER BY key, event_time DESC, src_offset ASC NULLS LAST"
                                   " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" +
                                   excluded +
                                   ", ingested_at = EXCLUDED.ingested_at, updated_at = EXCLUDED.updated_at WHERE " +
-                                  t.latest + ".event_time <= EXCLUDED.event_time";
+                                  t.latest + ".event_time < EXCLUDED.event_time";
             writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
                                    ") ON COMMIT DELETE ROWS");
             const std::string row = "(extract(epoch from event_time) * 1000)::bigint, "

@@ -16,11 +16,11 @@ std::string redis_key(const std::string& prefix, const std::string& set, const s
 
 namespace {
 
-// Writes the hash only when the stored _event_time is not newer (ties are replaced), then sets
-// the TTL. KEYS[1] = hash; ARGV = event_time, ttl_ms, field, value, field, value, ...
+// Writes the hash only when the stored _event_time is older (a re-delivered event changes
+// nothing), then sets the TTL. KEYS[1] = hash; ARGV = event_time, ttl_ms, field, value, field, value, ...
 constexpr const char* upsert_script = R"lua(
 local cur = redis.call('HGET', KEYS[1], '_event_time')
-if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], '_event_time', ARGV[1], unpack(ARGV, 3))
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1

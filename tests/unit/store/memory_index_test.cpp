@@ -58,13 +58,33 @@ TEST(StoreMemoryIndex, OlderEventNeverReplacesANewerOne) {
     EXPECT_EQ(found->values[0], value{std::int64_t{2}});
 }
 
-TEST(StoreMemoryIndex, EqualEventTimeReplaces) {
+TEST(StoreMemoryIndex, EqualEventTimeChangesNothing) {
     memory_index index(1);
     ASSERT_TRUE(index.upsert(0, entry("k", 2000, value{std::string("first")})));
-    EXPECT_TRUE(index.upsert(0, entry("k", 2000, value{std::string("second")})));
+    EXPECT_FALSE(index.upsert(0, entry("k", 2000, value{std::string("second")})));
     auto found = index.find(0, "k");
     ASSERT_NE(found, nullptr);
-    EXPECT_EQ(found->values[0], value{std::string("second")});
+    EXPECT_EQ(found->values[0], value{std::string("first")});
+}
+
+TEST(StoreMemoryIndex, EvictsOnlyTheRevokedPartitions) {
+    memory_index index(2);
+    auto in_partition = [](std::string key, std::int32_t partition) {
+        auto e = std::make_shared<latest_entry>();
+        e->key = std::move(key);
+        e->event_time_ms = 1;
+        e->partition = partition;
+        return e;
+    };
+    index.upsert(0, in_partition("a", 0));
+    index.upsert(0, in_partition("b", 1));
+    index.upsert(0, in_partition("c", 2));
+    index.upsert(1, in_partition("a", 1));  // another set: untouched
+    EXPECT_EQ(index.evict_partitions(0, {1, 2}), 2u);
+    EXPECT_NE(index.find(0, "a"), nullptr);
+    EXPECT_EQ(index.find(0, "b"), nullptr);
+    EXPECT_EQ(index.find(0, "c"), nullptr);
+    EXPECT_NE(index.find(1, "a"), nullptr);
 }
 
 TEST(StoreMemoryIndex, AReaderKeepsItsEntryAfterAReplace) {
