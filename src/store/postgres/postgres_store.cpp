@@ -376,13 +376,15 @@ private:
                                           values, lengths, formats);
             if (!r) return status::failure(r.message());
         }
+        // GREATEST: a revoked owner's last in-flight batch must not move the offset back.
         for (const auto& o : batch.offsets) {
             const std::string partition = std::to_string(o.partition);
             const std::string next = std::to_string(o.next_offset);
             auto r = writer_->exec_params(
                 "INSERT INTO " + offsets_ +
                     " (group_id, topic, partition, next_offset, updated_at) VALUES ($1, $2, $3, $4, now())"
-                    " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,"
+                    " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
+                    " GREATEST(" + offsets_ + ".next_offset, EXCLUDED.next_offset),"
                     " updated_at = now()",
                 {cfg_.kafka.group_id.c_str(), o.topic.c_str(), partition.c_str(), next.c_str()});
             if (!r) return status::failure(r.message());
