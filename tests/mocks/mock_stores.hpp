@@ -1,0 +1,125 @@
+#pragma once
+// Test doubles of the store-side interfaces: a durable store that records batches and can be made
+// to fail, a cache, an offset sink and a dead-letter publisher that record what they were given.
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "sluice/ingest/offset_sink.hpp"
+#include "sluice/store/durable_store.hpp"
+#include "sluice/store/latest_cache.hpp"
+
+namespace sluice::mocks {
+
+/// Every call is appended to one shared journal, so a test can check the order of events.
+struct journal {
+    std::mutex mutex;
+    std::vector<std::string> events;
+    void add(std::string e) {
+        std::lock_guard lock(mutex);
+        events.push_back(std::move(e));
+    }
+    std::vector<std::string> snapshot() {
+        std::lock_guard lock(mutex);
+        return events;
+    }
+};
+
+class fake_durable_store final : public durable_store {
+public:
+    explicit fake_durable_store(journal& j) : journal_(j) {}
+    std::atomic<int> failures_left{0};
+    std::mutex mutex;
+    std::vector<write_batch> committed;
+
+    status prepare() override { return status::success(); }
+    status write(const write_batch& batch) override {
+        if (failures_left.load() > 0) {
+            failures_left.fetch_sub(1);
+            journal_.add("pg:fail");
+            return status::failure("connection refused");
+        }
+        std::lock_guard lock(mutex);
+        committed.push_back(batch);
+        journal_.add("pg:commit");
+        return status::success();
+    }
+    result<std::optional<latest_entry>> read_latest(std::uint32_t, const std::string&) override {
+        return std::optional<latest_entry>{};
+    }
+    result<std::vector<latest_entry>> scan_latest(std::uint32_t, std::int64_t, const std::string&, std::size_t) override {
+        return std::vector<latest_entry>{};
+    }
+    result<std::int64_t> last_update_ms() override { return std::int64_t{0}; }
+    result<std::vector<partition_offset>> read_offsets(const std::string&) override {
+        return std::vector<partition_offset>{};
+    }
+    bool healthy() const override { return failures_left.load() == 0; }
+    status ping() override { return status::success(); }
+
+private:
+    journal& journal_;
+};
+
+class fake_cache final : public latest_cache {
+public:
+    explicit fake_cache(journal& j) : journal_(j) {}
+    std::mutex mutex;
+    std::vector<std::pair<std::string, std::int64_t>> applied;  // key, event time
+
+    status apply(const std::vector<const record*>& records) override {
+        std::lock_guard lock(mutex);
+        for (const auto* r : records) applied.emplace_back(r->key, r->event_time_ms);
+        journal_.add("redis:apply");
+        return status::success();
+    }
+    result<std::optional<latest_entry>> read_latest(std::uint32_t, const std::string&) override {
+        return std::optional<latest_entry>{};
+    }
+    bool healthy() const override { return true; }
+    status ping() override { return status::success(); }
+
+private:
+    journal& journal_;
+};
+
+class fake_offsets final : public offset_sink {
+public:
+    explicit fake_offsets(journal& j) : journal_(j) {}
+    std::mutex mutex;
+    std::vector<partition_offset> stored;
+
+    void offsets_durable(const std::vector<partition_offset>& offsets) override {
+        std::lock_guard lock(mutex);
+        stored.insert(stored.end(), offsets.begin(), offsets.end());
+        journal_.add("kafka:offsets");
+    }
+    bool owns(const std::string&, std::int32_t) const override { return true; }
+
+private:
+    journal& journal_;
+};
+
+class fake_dead_letter_topic final : public dead_letter_publisher {
+public:
+    explicit fake_dead_letter_topic(journal& j) : journal_(j) {}
+    std::atomic<int> failures_left{0};
+    std::atomic<std::size_t> published{0};
+
+    status publish(const std::vector<dead_letter>& letters) override {
+        if (failures_left.load() > 0) {
+            failures_left.fetch_sub(1);
+            journal_.add("dlq:fail");
+            return status::failure("broker down");
+        }
+        published += letters.size();
+        journal_.add("dlq:publish");
+        return status::success();
+    }
+
+private:
+    journal& journal_;
+};
+
+}  // namespace sluice::mocks

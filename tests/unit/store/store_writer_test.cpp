@@ -1,0 +1,157 @@
+// The store writer's promise: offsets are reported only after the batch that holds them is
+// durable (and its dead letters published), PostgreSQL failures are retried without losing the
+// batch, and Redis and memory get the newest record of each key.
+
+#include "sluice/store/store_writer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "mocks/mock_stores.hpp"
+
+namespace sluice {
+namespace {
+
+config one_set_config() {
+    config cfg;
+    feature_set_config set;
+    set.name = "s";
+    set.topic = "t";
+    set.key_field = "k";
+    set.event_time_field = "ts";
+    set.fields.push_back({"v", field_type::int64, false, {}, {}, {}});
+    cfg.feature_sets.push_back(set);
+    cfg.pipeline.batch_max_records = 100;
+    cfg.pipeline.batch_linger_ms = 1;
+    return cfg;
+}
+
+processed make_record(const std::string& key, std::int64_t time, std::int32_t partition, std::int64_t offset) {
+    record r;
+    r.key = key;
+    r.event_time_ms = time;
+    r.values = {value{time}};
+    r.source = {"t", partition, offset};
+    return r;
+}
+
+processed make_dead_letter(std::int32_t partition, std::int64_t offset) {
+    dead_letter d;
+    d.source = {"t", partition, offset};
+    d.error = "bad";
+    return d;
+}
+
+struct writer_fixture {
+    config cfg = one_set_config();
+    mocks::journal journal;
+    mocks::fake_durable_store pg{journal};
+    mocks::fake_cache redis{journal};
+    mocks::fake_offsets offsets{journal};
+    mocks::fake_dead_letter_topic dlq{journal};
+    memory_index memory{1};
+    wakeup readable;
+    channel<processed> input{1024, &readable};
+    store_writer writer{cfg, {&input}, readable, &pg, &redis, memory, &offsets, &dlq};
+
+    void push(processed p) {
+        ASSERT_TRUE(input.queue.try_push(p));
+        readable.notify();
+    }
+    // Waits (bounded) until the offsets sink saw next_offset for the partition.
+    bool wait_offset(std::int32_t partition, std::int64_t next, std::chrono::seconds limit = std::chrono::seconds(20)) {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < until) {
+            {
+                std::lock_guard lock(offsets.mutex);
+                for (const auto& o : offsets.stored)
+                    if (o.partition == partition && o.next_offset == next) return true;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return false;
+    }
+    void drain() {
+        std::atomic<bool> no_abort{false};
+        writer.drain_and_join(no_abort);
+    }
+};
+
+TEST(StoreWriter, OffsetsAreReportedOnlyAfterTheBatchCommits) {
+    writer_fixture f;
+    f.pg.failures_left = 3;  // PostgreSQL refuses three times, then accepts
+    f.writer.start();
+    f.push(make_record("a", 10, 0, 41));
+    f.push(make_record("b", 11, 1, 7));
+    ASSERT_TRUE(f.wait_offset(0, 42)) << "the offset after the record was never reported";
+    ASSERT_TRUE(f.wait_offset(1, 8));
+    f.drain();
+
+    const auto events = f.journal.snapshot();
+    const auto commit = std::find(events.begin(), events.end(), "pg:commit");
+    const auto offsets = std::find(events.begin(), events.end(), "kafka:offsets");
+    ASSERT_NE(commit, events.end());
+    ASSERT_NE(offsets, events.end());
+    EXPECT_LT(commit, offsets) << "offsets were reported before the commit";
+    EXPECT_EQ(std::count(events.begin(), commit, "pg:fail"), 3) << "the failed writes were not retried";
+    // The batch that finally committed holds both records: nothing was dropped by the failures.
+    std::size_t rows = 0;
+    for (const auto& b : f.pg.committed) rows += b.records.size();
+    EXPECT_EQ(rows, 2u);
+}
+
+TEST(StoreWriter, NoOffsetIsReportedWhileTheStoreKeepsFailing) {
+    writer_fixture f;
+    f.pg.failures_left = 1000000;
+    f.writer.start();
+    f.push(make_record("a", 10, 0, 5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    {
+        std::lock_guard lock(f.offsets.mutex);
+        EXPECT_TRUE(f.offsets.stored.empty());
+    }
+    EXPECT_FALSE(f.writer.last_error().empty());
+    std::atomic<bool> abort{true};  // shutdown deadline passed: give up, store nothing
+    f.writer.drain_and_join(abort);
+    std::lock_guard lock(f.offsets.mutex);
+    EXPECT_TRUE(f.offsets.stored.empty());
+}
+
+TEST(StoreWriter, DeadLettersArePublishedBeforeTheirOffsetsAreStored) {
+    writer_fixture f;
+    f.dlq.failures_left = 2;
+    f.writer.start();
+    f.push(make_dead_letter(2, 99));
+    ASSERT_TRUE(f.wait_offset(2, 100));
+    f.drain();
+    const auto events = f.journal.snapshot();
+    const auto published = std::find(events.begin(), events.end(), "dlq:publish");
+    const auto offsets = std::find(events.begin(), events.end(), "kafka:offsets");
+    ASSERT_NE(published, events.end());
+    EXPECT_LT(published, offsets);
+    EXPECT_EQ(std::count(events.begin(), published, "dlq:fail"), 2);
+    EXPECT_EQ(f.dlq.published.load(), 1u);
+}
+
+TEST(StoreWriter, CacheAndMemoryGetTheNewestRecordOfEachKey) {
+    writer_fixture f;
+    // All in one batch: the writer is not started until they are queued.
+    f.push(make_record("a", 30, 0, 1));
+    f.push(make_record("a", 10, 0, 2));  // late: must not win
+    f.push(make_record("a", 20, 0, 3));
+    f.push(make_record("b", 5, 0, 4));
+    f.writer.start();
+    ASSERT_TRUE(f.wait_offset(0, 5));
+    f.drain();
+    std::lock_guard lock(f.redis.mutex);
+    ASSERT_EQ(f.redis.applied.size(), 2u);
+    for (const auto& [key, time] : f.redis.applied) EXPECT_EQ(time, key == "a" ? 30 : 5) << key;
+    ASSERT_NE(f.memory.find(0, "a"), nullptr);
+    EXPECT_EQ(f.memory.find(0, "a")->event_time_ms, 30);
+    EXPECT_EQ(f.memory.find(0, "a")->partition, 0);
+}
+
+}  // namespace
+}  // namespace sluice
