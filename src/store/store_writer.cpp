@@ -220,6 +220,8 @@ void store_writer::flush(write_batch& batch) {
             cache_stale_since_ms_ = now_ms() - 60000;
         }
     }
+    std::unique_lock<std::mutex> hold;
+    if (offsets_) hold = offsets_->hold_assignment();
     for (record* r : order) {
         // Only what this instance still owns: a revoked partition's keys belong to its new owner.
         if (offsets_ && r->source.from_kafka() && !offsets_->owns(r->source.topic, r->source.partition)) continue;
@@ -231,6 +233,7 @@ void store_writer::flush(write_batch& batch) {
         e->values = std::move(r->values);
         memory_.upsert(r->set_index, std::move(e));
     }
+    if (hold) hold.unlock();  // before calling into librdkafka
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);

@@ -96,6 +96,8 @@ public:
         journal_.add("kafka:offsets");
     }
     bool owns(const std::string&, std::int32_t) const override { return true; }
+    std::unique_lock<std::mutex> hold_assignment() override { return std::unique_lock(assignment_mutex); }
+    std::mutex assignment_mutex;
 
 private:
     journal& journal_;

@@ -38,6 +38,7 @@ public:
 
     void offsets_durable(const std::vector<partition_offset>& offsets) override;
     bool owns(const std::string& topic, std::int32_t partition) const override;
+    std::unique_lock<std::mutex> hold_assignment() override { return std::unique_lock(assignment_mutex_); }
 
     /// Called on a consumer thread with the partitions just revoked (next_offset unused).
     /// Set before start().
@@ -57,6 +58,7 @@ private:
     std::vector<channel<raw_message>*> outputs_;
     durable_store* offsets_source_;
     std::function<void(const std::vector<partition_offset>&)> on_revoke_;
+    std::mutex assignment_mutex_;  // revocation vs. the writer's check-and-cache
     std::vector<std::unique_ptr<consumer>> consumers_;
 };
 

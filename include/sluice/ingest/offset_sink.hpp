@@ -1,6 +1,8 @@
 #pragma once
 // How the store writer tells the ingest stage which offsets are durable.
 
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "sluice/core/record.hpp"
@@ -15,6 +17,9 @@ public:
     virtual void offsets_durable(const std::vector<partition_offset>& offsets) = 0;
     /// True while this instance holds the partition (the writer caches only what it owns).
     virtual bool owns(const std::string& topic, std::int32_t partition) const = 0;
+    /// Holds off revocations while the caller checks owns() and caches: a partition revoked in
+    /// between would otherwise leave a stale copy behind.
+    virtual std::unique_lock<std::mutex> hold_assignment() = 0;
 };
 
 /// Sends dead letters to the dead-letter topic (kafka.dead_letter_topic). Called by the store

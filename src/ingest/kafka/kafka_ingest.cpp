@@ -195,6 +195,7 @@ struct kafka_ingest::consumer {
                 rd_kafka_assign(rk, nullptr);
             }
             std::vector<partition_offset> revoked;
+            auto hold = owner.hold_assignment();
             {
                 std::lock_guard lock(owned_mutex);
                 for (int i = 0; i < parts->cnt; ++i) {
