@@ -11,15 +11,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <functional>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "integration/support/audit.hpp"
 #include "integration/support/faults.hpp"
-#include "integration/support/stack.hpp"
+#include "integration/support/suite.hpp"
 
 namespace it = sluice::it;
 using nlohmann::json;
@@ -36,15 +35,8 @@ constexpr std::int16_t k_fetch = 1;
 constexpr std::int16_t k_offset_commit = 8;
 constexpr std::int16_t k_heartbeat = 12;
 
-int fault_seconds() { return it::env_number("SLUICE_IT_BROKER_FAULT_SECONDS", 5); }
-double broker_rate() { return it::env_number("SLUICE_IT_BROKER_RATE", 300); }
-
-void report(const char* what, const std::vector<std::string>& bad, std::size_t limit = 10) {
-    if (bad.empty()) return;
-    std::string text = std::string(what) + ": " + std::to_string(bad.size()) + " mismatches, first ones:";
-    for (std::size_t i = 0; i < bad.size() && i < limit; ++i) text += "\n  " + bad[i];
-    ADD_FAILURE() << text;
-}
+int fault_seconds() { return static_cast<int>(it::env_int("SLUICE_IT_BROKER_FAULT_SECONDS", 5)); }
+double broker_rate() { return static_cast<double>(it::env_int("SLUICE_IT_BROKER_RATE", 300)); }
 
 std::string describe(const it::partition_offsets& o) {
     std::string out;
@@ -54,23 +46,13 @@ std::string describe(const it::partition_offsets& o) {
 
 }  // namespace
 
-class BrokerFault : public ::testing::Test {
-protected:
-    static void SetUpTestSuite() {
-        try {
-            stack_ = std::make_unique<it::test_stack>();
-            for (const char* t : {"bf-down", "bf-errors", "bf-rtt"}) stack_->kafka.create_topic(t, k_partitions);
-        } catch (const std::exception& e) {
-            setup_error_ = e.what();
-            stack_.reset();
-        }
+class BrokerFault : public it::stack_suite<BrokerFault> {
+public:
+    static std::vector<it::topic_spec> topics() {
+        return {{"bf-down", k_partitions}, {"bf-errors", k_partitions}, {"bf-rtt", k_partitions}};
     }
-    static void TearDownTestSuite() { stack_.reset(); }
 
-    void SetUp() override {
-        ASSERT_TRUE(stack_) << "the test stack did not start: " << setup_error_;
-        ASSERT_TRUE(std::filesystem::exists(it::sluice_binary())) << it::sluice_binary() << " was not built";
-    }
+protected:
     void TearDown() override {
         // Leave the mock healthy for the next test whatever happened.
         auto* mock = stack_->kafka.mock();
@@ -91,15 +73,11 @@ protected:
         std::printf("[%s] group=%s rate=%.0f/s keys=%d fault=%d s\n", tag, group.c_str(), rate, k_keys, fault_seconds());
 
         it::daemon_process daemon(it::user_activity_config(s, group, http_port, topic));
-        daemon.start();
-        ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-        ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+        ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
         it::paced_producer producer(s.kafka, topic, std::string(tag) + "-", k_keys, rate, it::now_ms() - 3600 * 1000);
-        producer.start();
-        std::this_thread::sleep_for(3s);
-        const auto before_n = static_cast<long long>(producer.sent());
-        ASSERT_GE(it::wait_history(dsn, topic, before_n, 30s), before_n) << "the daemon did not keep up before the fault";
+        long long before_n = 0;
+        ASSERT_NO_FATAL_FAILURE(it::warm_up(producer, dsn, topic, 3s, "the fault", before_n));
         const std::size_t rebalances_before = it::rebalance_lines(daemon.log_path()).size();
 
         const auto fault_t0 = std::chrono::steady_clock::now();
@@ -113,16 +91,12 @@ protected:
 
         // Recovery: what was produced until the fault ended reaches history (the producer's own
         // retries are part of that time).
-        const long long caught = it::wait_history(dsn, topic, static_cast<long long>(sent_at_end), 90s);
+        const long long caught =
+            it::wait_history(dsn, it::default_schema, topic, static_cast<long long>(sent_at_end), 90s);
         const double recovery_s = it::seconds_since(end_t0);
         std::this_thread::sleep_for(2s);
-        producer.stop();
-        ASSERT_EQ(producer.error(), "");
-        ASSERT_NO_THROW(producer.flush()) << "a delivery report failed";
-        const auto total = static_cast<long long>(producer.events().size());
-        it::wait_history(dsn, topic, total, 60s);
-        std::this_thread::sleep_for(1s);
-        const auto audit = it::audit_history(dsn, topic, producer.events());
+        it::history_check audit;
+        ASSERT_NO_FATAL_FAILURE(it::finish_stream(producer, dsn, topic, audit));
         const auto rebalances = it::rebalance_lines(daemon.log_path()).size() - rebalances_before;
 
         // Kafka's committed offsets catch up too (auto commit), so lag tools keep working.
@@ -144,29 +118,18 @@ protected:
                     tag, fault_s, sent_at_end - sent_at_fault, recovery_s, caught, sent_at_end, rebalances);
         std::printf("[%s] Kafka committed %s, end offsets %s (%s)\n", tag, describe(committed).c_str(),
                     describe(ends).c_str(), commits_caught_up ? "in step" : "BEHIND");
-        it::print_audit(tag, audit);
+        it::print_history_check(tag, audit);
 
         EXPECT_GE(caught, static_cast<long long>(sent_at_end)) << "the consumer did not recover within 90 s";
-        EXPECT_EQ(audit.error, "");
-        EXPECT_EQ(audit.missing, 0u);
-        EXPECT_EQ(audit.duplicates, 0u);
-        EXPECT_EQ(audit.unexpected + audit.wrong, 0u);
+        it::expect_each_event_once(audit);
         EXPECT_TRUE(commits_caught_up) << "Kafka committed offsets " << describe(committed) << " != end offsets "
                                        << describe(ends) << " " << offsets_error;
-        std::vector<std::string> bad;
-        it::wait_until(20s, [&] { return (bad = it::pg_latest_mismatches(dsn, producer.newest())).empty(); }, 500ms);
-        report("user_activity_latest after the fault", bad);
+        it::report_mismatches("user_activity_latest after the fault", it::settled_latest(dsn, producer));
         auto readyz = it::probe_readyz(http_port);
         EXPECT_EQ(readyz.status, 200) << "/readyz after recovery: " << readyz.body;
 
-        auto st = daemon.terminate(30s);
-        EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-        std::printf("[%s] test took %.1f s\n", tag, it::seconds_since(test_t0));
-        std::fflush(stdout);
+        it::finish_test(daemon, tag, test_t0);
     }
-
-    static inline std::unique_ptr<it::test_stack> stack_;
-    static inline std::string setup_error_;
 };
 
 TEST_F(BrokerFault, broker_down_and_up_mid_stream) {

@@ -21,16 +21,15 @@
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
-#include <memory>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "integration/support/stack.hpp"
+#include "integration/support/audit.hpp"
 #include "integration/support/stream.hpp"
+#include "integration/support/suite.hpp"
 
 namespace it = sluice::it;
 using nlohmann::json;
@@ -40,8 +39,8 @@ namespace {
 
 constexpr const char* k_topic = "crash-events";
 constexpr int k_partitions = 8;
-constexpr const char* k_schema = "sluice";
-constexpr const char* k_redis_prefix = "sluice";
+constexpr const char* k_schema = it::default_schema;
+constexpr const char* k_redis_prefix = it::default_key_prefix;
 
 using steady = std::chrono::steady_clock;
 
@@ -60,26 +59,9 @@ struct kill_record {
 
 }  // namespace
 
-class Crash : public ::testing::Test {
-protected:
-    static void SetUpTestSuite() {
-        try {
-            stack_ = std::make_unique<it::test_stack>();
-            stack_->kafka.create_topic(k_topic, k_partitions);
-        } catch (const std::exception& e) {
-            setup_error_ = e.what();
-            stack_.reset();
-        }
-    }
-    static void TearDownTestSuite() { stack_.reset(); }
-
-    void SetUp() override {
-        ASSERT_TRUE(stack_) << "the test stack did not start: " << setup_error_;
-        ASSERT_TRUE(std::filesystem::exists(it::sluice_binary())) << it::sluice_binary() << " was not built";
-    }
-
-    static inline std::unique_ptr<it::test_stack> stack_;
-    static inline std::string setup_error_;
+class Crash : public it::stack_suite<Crash> {
+public:
+    static std::vector<it::topic_spec> topics() { return {{k_topic, k_partitions}}; }
 };
 
 TEST_F(Crash, kill9_at_random_moments_loses_nothing_and_doubles_nothing) {
@@ -108,9 +90,7 @@ TEST_F(Crash, kill9_at_random_moments_loses_nothing_and_doubles_nothing) {
     cfg["kafka"]["properties"]["session.timeout.ms"] = std::to_string(session_ms);
     cfg["kafka"]["properties"]["heartbeat.interval.ms"] = std::to_string(std::max(100LL, session_ms / 4));
     it::daemon_process daemon(cfg);
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     std::mt19937_64 rng(seed);
     it::event_stream stream(s.kafka, k_topic, keys, seed ^ 0x5eed, it::now_ms() - 2 * 3600 * 1000);
@@ -191,17 +171,16 @@ TEST_F(Crash, kill9_at_random_moments_loses_nothing_and_doubles_nothing) {
                 skipped_kills ? " (the rest skipped: the daemon had caught up)" : "", stream_s);
 
     // ---- drain: history reaches the produced count ------------------------------------------
-    long long stored = -1;
     const auto t_drain = steady::now();
-    const bool drained = it::wait_until(drain_timeout, [&] {
-        stored = it::history_rows(dsn, k_schema, k_topic);
-        return stored >= static_cast<long long>(total) || !daemon.running();
-    }, 250ms);
+    const long long stored =
+        it::wait_history(dsn, k_schema, k_topic, static_cast<long long>(total), drain_timeout, &daemon);
+    const bool drained = stored >= static_cast<long long>(total) || !daemon.running();
     std::this_thread::sleep_for(1s);  // anything beyond the produced count would show up now
     ASSERT_TRUE(daemon.running()) << "the daemon exited while draining";
     const double drain_s = it::seconds_since(t_drain);
 
-    const it::history_figures h = it::check_history(dsn, k_schema, k_topic, stream.events());
+    const it::history_check h = it::check_history(dsn, k_schema, k_topic, stream.events());
+    ASSERT_EQ(h.error, "") << "history could not be checked";
     std::printf("[crash] produced=%zu stored=%lld distinct=%lld missing=%zu duplicates=%zu unexpected=%zu wrong=%zu "
                 "kills=%zu drained=%s (+%.2f s after the loop)\n",
                 stream.size(), h.rows, h.distinct_src, h.missing, h.duplicates, h.unexpected, h.wrong, kills.size(),
@@ -219,31 +198,15 @@ TEST_F(Crash, kill9_at_random_moments_loses_nothing_and_doubles_nothing) {
     EXPECT_TRUE(drained) << "history did not reach " << total << " rows within " << drain_timeout.count() << " s (has "
                          << stored << ")";
     EXPECT_GE(static_cast<int>(kills.size()), std::min(kills_planned, 3)) << "too few kills happened to prove much";
-    EXPECT_EQ(h.missing, 0u);
-    EXPECT_EQ(h.duplicates, 0u);
-    EXPECT_EQ(h.rows, h.distinct_src) << "count(*) != count(DISTINCT src triple)";
+    it::expect_each_event_once(h);
     EXPECT_EQ(h.rows, static_cast<long long>(total));
-    EXPECT_TRUE(h.same_set()) << "the stored (partition, offset) set is not the produced one";
-    EXPECT_EQ(h.wrong, 0u);
-    it::report_mismatches("history", h.examples);
 
     // ---- latest, Redis, HTTP: the newest event of every key ---------------------------------
     const auto newest = stream.newest();
-    std::vector<std::string> bad;
-    it::wait_until(15s, [&] { return (bad = it::latest_mismatches(dsn, k_schema, newest)).empty(); }, 500ms);
-    std::printf("[crash] latest: %zu keys, %zu mismatches\n", newest.size(), bad.size());
-    it::report_mismatches("sluice.user_activity_latest", bad);
-    it::wait_until(15s, [&] { return (bad = it::redis_mismatches(s.redis.port(), k_redis_prefix, newest)).empty(); },
-                   500ms);
-    std::printf("[crash] redis: %zu keys, %zu mismatches\n", newest.size(), bad.size());
-    it::report_mismatches("Redis hashes", bad);
-    bad.clear();
-    for (const auto& [key, e] : newest) {
-        auto more = it::api_mismatches(http_port, *e);
-        bad.insert(bad.end(), more.begin(), more.end());
-    }
-    std::printf("[crash] GET /v1/features: %zu keys, %zu mismatches\n", newest.size(), bad.size());
-    it::report_mismatches("GET /v1/features", bad);
+    it::expect_latest_and_redis("crash", dsn, k_schema, s.redis.port(), k_redis_prefix, newest);
+    const auto api = it::check_api(http_port, newest);
+    std::printf("[crash] GET /v1/features: %zu keys, %zu mismatches\n", newest.size(), api.bad.size());
+    it::report_mismatches("GET /v1/features", api.bad);
 
     // ---- SIGTERM: exit 0, offsets at the end of every partition everywhere -------------------
     const auto t_term = steady::now();
@@ -251,8 +214,6 @@ TEST_F(Crash, kill9_at_random_moments_loses_nothing_and_doubles_nothing) {
     ASSERT_TRUE(st.has_value()) << "no exit within 30 s of SIGTERM";
     EXPECT_TRUE(st->ok()) << st->describe();
     std::printf("[crash] SIGTERM: %s in %.2f s\n", st->describe().c_str(), it::seconds_since(t_term));
-    const auto ends = s.kafka.end_offsets(k_topic, k_partitions);
-    EXPECT_EQ(s.kafka.committed_offsets(group, k_topic, k_partitions), ends) << "Kafka committed offsets";
-    EXPECT_EQ(it::pg_consumer_offsets(dsn, k_schema, group, k_topic), ends) << "sluice.consumer_offsets";
+    it::expect_offsets_at_end(s.kafka, dsn, k_schema, group, k_topic, k_partitions);
     std::fflush(stdout);
 }

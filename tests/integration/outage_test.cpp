@@ -16,8 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "integration/support/audit.hpp"
 #include "integration/support/faults.hpp"
-#include "integration/support/stack.hpp"
+#include "integration/support/suite.hpp"
 
 namespace it = sluice::it;
 using nlohmann::json;
@@ -29,8 +30,10 @@ constexpr int k_partitions = 4;
 constexpr int k_keys = 500;
 constexpr long long k_rss_bound_kib = 1024LL * 1024;  // 1 GiB
 
-int outage_seconds() { return it::env_number("SLUICE_IT_OUTAGE_SECONDS", 20); }
-double outage_rate() { return it::env_number("SLUICE_IT_OUTAGE_RATE", 400); }
+constexpr const char* k_schema = it::default_schema;
+
+int outage_seconds() { return static_cast<int>(it::env_int("SLUICE_IT_OUTAGE_SECONDS", 20)); }
+double outage_rate() { return static_cast<double>(it::env_int("SLUICE_IT_OUTAGE_RATE", 400)); }
 
 // One consumer thread (its rebalance lines are easy to count) and a small queue, so that
 // backpressure really engages while a store is away.
@@ -44,31 +47,47 @@ json outage_config(const it::test_stack& s, const std::string& group, int http_p
 
 bool contains(const std::string& text, const std::string& needle) { return text.find(needle) != std::string::npos; }
 
-void report(const char* what, const std::vector<std::string>& bad, std::size_t limit = 10) {
-    if (bad.empty()) return;
-    std::string text = std::string(what) + ": " + std::to_string(bad.size()) + " mismatches, first ones:";
-    for (std::size_t i = 0; i < bad.size() && i < limit; ++i) text += "\n  " + bad[i];
-    ADD_FAILURE() << text;
-}
+// What the test sees of the daemon, about once a second, while a store is away or locked.
+struct watch {
+    int probes = 0, reads = 0, reads_ok = 0;
+    long long rss_max = -1;
+    std::string last_reasons, bad_read;
+
+    // GET /readyz once.
+    it::readiness probe(int http_port) {
+        auto r = it::probe_readyz(http_port);
+        ++probes;
+        if (!r.reasons.empty()) last_reasons = r.reasons;
+        return r;
+    }
+    // Reads the i-th five keys of `prefix`; a good read answers 200 (with an event time, when
+    // `need_event_time`).
+    void read_keys(int http_port, const std::string& prefix, int i, bool need_event_time) {
+        for (int k = 0; k < 5; ++k) {
+            auto f = it::read_feature(http_port, prefix + std::to_string((i * 5 + k) % k_keys));
+            ++reads;
+            if (f.status == 200 && (!need_event_time || f.event_time_ms > 0)) {
+                ++reads_ok;
+            } else if (bad_read.empty()) {
+                bad_read = std::to_string(f.status) + " " + f.body;
+            }
+        }
+    }
+    void note_rss(pid_t pid) { rss_max = std::max(rss_max, it::rss_kib(pid)); }
+};
 
 }  // namespace
 
-class Outage : public ::testing::Test {
-protected:
-    static void SetUpTestSuite() {
-        try {
-            stack_ = std::make_unique<it::test_stack>();
-            for (const char* t : {"outage-pg", "outage-redis", "outage-lock"}) stack_->kafka.create_topic(t, k_partitions);
-        } catch (const std::exception& e) {
-            setup_error_ = e.what();
-            stack_.reset();
-        }
+class Outage : public it::stack_suite<Outage> {
+public:
+    static std::vector<it::topic_spec> topics() {
+        return {{"outage-pg", k_partitions}, {"outage-redis", k_partitions}, {"outage-lock", k_partitions}};
     }
-    static void TearDownTestSuite() { stack_.reset(); }
 
+protected:
     void SetUp() override {
-        ASSERT_TRUE(stack_) << "the test stack did not start: " << setup_error_;
-        ASSERT_TRUE(std::filesystem::exists(it::sluice_binary())) << it::sluice_binary() << " was not built";
+        stack_suite::SetUp();
+        if (HasFatalFailure()) return;
         // A test that failed half-way must not leave a store down for the next one.
         if (!stack_->postgres.running()) stack_->postgres.start();
         if (!stack_->redis.running()) stack_->redis.start();
@@ -81,9 +100,6 @@ protected:
             ADD_FAILURE() << "restarting a store after the test: " << e.what();
         }
     }
-
-    static inline std::unique_ptr<it::test_stack> stack_;
-    static inline std::string setup_error_;
 };
 
 TEST_F(Outage, postgres_stopped_mid_stream_pauses_then_resumes_with_nothing_lost) {
@@ -100,17 +116,11 @@ TEST_F(Outage, postgres_stopped_mid_stream_pauses_then_resumes_with_nothing_lost
                 rate, k_keys);
 
     it::daemon_process daemon(outage_config(s, group, http_port, topic));
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     it::paced_producer producer(s.kafka, topic, prefix, k_keys, rate, it::now_ms() - 3600 * 1000);
-    producer.start();
-    std::this_thread::sleep_for(4s);
-    const auto before_n = static_cast<long long>(producer.sent());
-    ASSERT_GE(before_n, k_keys) << "warm-up too short to write every key";
-    const long long caught_up = it::wait_history(dsn, topic, before_n, 30s);
-    ASSERT_GE(caught_up, before_n) << "the daemon did not keep up before the outage";
+    long long before_n = 0;
+    ASSERT_NO_FATAL_FAILURE(it::warm_up(producer, dsn, topic, 4s, "the outage", before_n, k_keys));
     const std::size_t rebalances_before = it::rebalance_lines(daemon.log_path()).size();
     const long long rss_before = it::rss_kib(daemon.pid());
 
@@ -118,25 +128,15 @@ TEST_F(Outage, postgres_stopped_mid_stream_pauses_then_resumes_with_nothing_lost
     s.postgres.stop();
     const auto outage_t0 = std::chrono::steady_clock::now();
     const std::size_t sent_at_stop = producer.sent();
-    int probes = 0, ready_503_pg = 0, ready_200_late = 0, reads = 0, reads_ok = 0;
-    long long rss_max = rss_before;
-    std::string last_reasons, bad_read;
+    int ready_503_pg = 0, ready_200_late = 0;
+    watch w;
+    w.rss_max = rss_before;
     for (int i = 0; it::seconds_since(outage_t0) < outage_s; ++i) {
-        auto r = it::probe_readyz(http_port);
-        ++probes;
+        const auto r = w.probe(http_port);
         if (r.status == 503 && contains(r.reasons, "postgres")) ++ready_503_pg;
         if (r.status == 200 && it::seconds_since(outage_t0) > 6) ++ready_200_late;
-        if (!r.reasons.empty()) last_reasons = r.reasons;
-        for (int k = 0; k < 5; ++k) {
-            auto f = it::read_feature(http_port, prefix + std::to_string((i * 5 + k) % k_keys));
-            ++reads;
-            if (f.status == 200 && f.event_time_ms > 0) {
-                ++reads_ok;
-            } else if (bad_read.empty()) {
-                bad_read = std::to_string(f.status) + " " + f.body;
-            }
-        }
-        rss_max = std::max(rss_max, it::rss_kib(daemon.pid()));
+        w.read_keys(http_port, prefix, i, true);
+        w.note_rss(daemon.pid());
         if (!daemon.running()) break;
         std::this_thread::sleep_for(1s);
     }
@@ -149,51 +149,38 @@ TEST_F(Outage, postgres_stopped_mid_stream_pauses_then_resumes_with_nothing_lost
     const auto restart_t0 = std::chrono::steady_clock::now();
     const bool ready_again = daemon.wait_http_ready(http_port, 60s, "/readyz");
     const double readyz_s = it::seconds_since(restart_t0);
-    const long long at_restart = it::wait_history(dsn, topic, static_cast<long long>(sent_at_restart), 90s);
+    const long long at_restart = it::wait_history(dsn, k_schema, topic, static_cast<long long>(sent_at_restart), 90s);
     const double catchup_s = it::seconds_since(restart_t0);
     std::this_thread::sleep_for(3s);
-    producer.stop();
-    ASSERT_EQ(producer.error(), "");
-    ASSERT_NO_THROW(producer.flush());
-    const auto total = static_cast<long long>(producer.events().size());
-    it::wait_history(dsn, topic, total, 60s);
-    std::this_thread::sleep_for(1s);  // anything beyond the expected rows would show up now
-    const auto audit = it::audit_history(dsn, topic, producer.events());
+    it::history_check audit;
+    ASSERT_NO_FATAL_FAILURE(it::finish_stream(producer, dsn, topic, audit));
     const std::size_t rebalances_after = it::rebalance_lines(daemon.log_path()).size() - rebalances_before;
 
     std::printf("[pg-outage] outage %.1f s: produced during it %zu; /readyz 503 with postgres %d/%d probes "
                 "(200 after 6 s: %d), reasons: %s\n",
                 it::seconds_since(outage_t0) - it::seconds_since(restart_t0), sent_at_restart - sent_at_stop,
-                ready_503_pg, probes, ready_200_late, last_reasons.c_str());
+                ready_503_pg, w.probes, ready_200_late, w.last_reasons.c_str());
     std::printf("[pg-outage] reads during the outage: %d/%d answered 200; RSS before %lld KiB, max during %lld KiB\n",
-                reads_ok, reads, rss_before, rss_max);
+                w.reads_ok, w.reads, rss_before, w.rss_max);
     std::printf("[pg-outage] recovery: /readyz 200 after %.2f s (%s), backlog of %zu stored after %.2f s (history %lld)\n",
                 readyz_s, ready_again ? "yes" : "NO", sent_at_restart, catchup_s, at_restart);
     std::printf("[pg-outage] rebalance lines: during the outage %zu, by the end %zu\n", rebalances_during,
                 rebalances_after);
-    it::print_audit("pg-outage", audit);
+    it::print_history_check("pg-outage", audit);
 
     EXPECT_GE(ready_503_pg, 1) << "/readyz never answered 503 naming postgres during the outage; last reasons: "
-                               << last_reasons;
+                               << w.last_reasons;
     EXPECT_EQ(ready_200_late, 0) << "/readyz answered 200 while PostgreSQL was down";
-    EXPECT_EQ(reads_ok, reads) << "a read of a key written before the outage failed: " << bad_read;
-    EXPECT_LT(rss_max, k_rss_bound_kib) << "RSS grew beyond 1 GiB during the outage";
+    EXPECT_EQ(w.reads_ok, w.reads) << "a read of a key written before the outage failed: " << w.bad_read;
+    EXPECT_LT(w.rss_max, k_rss_bound_kib) << "RSS grew beyond 1 GiB during the outage";
     EXPECT_EQ(rebalances_during, 0u) << "the outage caused a rebalance";
     EXPECT_EQ(rebalances_after, 0u) << "a rebalance happened during recovery";
     EXPECT_TRUE(ready_again) << "/readyz did not return to 200 within 60 s of PostgreSQL's restart";
     EXPECT_GE(at_restart, static_cast<long long>(sent_at_restart)) << "the backlog was not stored within 90 s";
-    EXPECT_EQ(audit.error, "");
-    EXPECT_EQ(audit.missing, 0u);
-    EXPECT_EQ(audit.duplicates, 0u);
-    EXPECT_EQ(audit.unexpected + audit.wrong, 0u);
-    std::vector<std::string> bad;
-    it::wait_until(20s, [&] { return (bad = it::pg_latest_mismatches(dsn, producer.newest())).empty(); }, 500ms);
-    report("user_activity_latest after the PostgreSQL outage", bad);
+    it::expect_each_event_once(audit);
+    it::report_mismatches("user_activity_latest after the PostgreSQL outage", it::settled_latest(dsn, producer));
 
-    auto st = daemon.terminate(30s);
-    EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-    std::printf("[pg-outage] test took %.1f s\n", it::seconds_since(test_t0));
-    std::fflush(stdout);
+    it::finish_test(daemon, "pg-outage", test_t0);
 }
 
 TEST_F(Outage, redis_stopped_mid_stream_keeps_writing_and_is_resynced_when_back) {
@@ -204,7 +191,7 @@ TEST_F(Outage, redis_stopped_mid_stream_keeps_writing_and_is_resynced_when_back)
     const std::string group = "it-rdo-" + it::random_suffix();
     const int http_port = it::free_port();
     const int outage_s = outage_seconds();
-    const int resync_s = it::env_number("SLUICE_IT_RESYNC_SECONDS", 60);
+    const int resync_s = static_cast<int>(it::env_int("SLUICE_IT_RESYNC_SECONDS", 60));
     const double rate = outage_rate();
     const int hot_keys = 50;  // the only keys written after Redis returns
     const auto test_t0 = std::chrono::steady_clock::now();
@@ -212,44 +199,29 @@ TEST_F(Outage, redis_stopped_mid_stream_keeps_writing_and_is_resynced_when_back)
                 outage_s, rate, k_keys, hot_keys);
 
     it::daemon_process daemon(outage_config(s, group, http_port, topic));
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     it::paced_producer producer(s.kafka, topic, prefix, k_keys, rate, it::now_ms() - 3600 * 1000);
-    producer.start();
-    std::this_thread::sleep_for(4s);
-    const auto before_n = static_cast<long long>(producer.sent());
-    ASSERT_GE(before_n, k_keys);
-    ASSERT_GE(it::wait_history(dsn, topic, before_n, 30s), before_n) << "the daemon did not keep up before the outage";
+    long long before_n = 0;
+    ASSERT_NO_FATAL_FAILURE(it::warm_up(producer, dsn, topic, 4s, "the outage", before_n, k_keys));
 
     // ---- outage --------------------------------------------------------------------------------
     s.redis.stop();
     const auto outage_t0 = std::chrono::steady_clock::now();
-    const long long history_at_stop = it::topic_history_rows(dsn, topic);
+    const long long history_at_stop = it::history_rows(dsn, k_schema, topic);
     const std::size_t sent_at_stop = producer.sent();
-    int probes = 0, ready_503_redis = 0, reads = 0, reads_ok = 0;
-    long long rss_max = it::rss_kib(daemon.pid());
-    std::string last_reasons, bad_read;
+    int ready_503_redis = 0;
+    watch w;
+    w.rss_max = it::rss_kib(daemon.pid());
     for (int i = 0; it::seconds_since(outage_t0) < outage_s; ++i) {
-        auto r = it::probe_readyz(http_port);
-        ++probes;
+        const auto r = w.probe(http_port);
         if (r.status == 503 && contains(r.reasons, "redis")) ++ready_503_redis;
-        if (!r.reasons.empty()) last_reasons = r.reasons;
-        for (int k = 0; k < 5; ++k) {
-            auto f = it::read_feature(http_port, prefix + std::to_string((i * 5 + k) % k_keys));
-            ++reads;
-            if (f.status == 200 && f.event_time_ms > 0) {
-                ++reads_ok;
-            } else if (bad_read.empty()) {
-                bad_read = std::to_string(f.status) + " " + f.body;
-            }
-        }
-        rss_max = std::max(rss_max, it::rss_kib(daemon.pid()));
+        w.read_keys(http_port, prefix, i, true);
+        w.note_rss(daemon.pid());
         if (!daemon.running()) break;
         std::this_thread::sleep_for(1s);
     }
-    const long long history_at_restart = it::topic_history_rows(dsn, topic);
+    const long long history_at_restart = it::history_rows(dsn, k_schema, topic);
     const std::size_t sent_at_restart = producer.sent();
     ASSERT_TRUE(daemon.running()) << "the daemon exited during the Redis outage";
 
@@ -260,18 +232,12 @@ TEST_F(Outage, redis_stopped_mid_stream_keeps_writing_and_is_resynced_when_back)
     const bool ready_again = daemon.wait_http_ready(http_port, 60s, "/readyz");
     const double readyz_s = it::seconds_since(restart_t0);
     std::this_thread::sleep_for(3s);
-    producer.stop();
-    ASSERT_EQ(producer.error(), "");
-    ASSERT_NO_THROW(producer.flush());
-    const auto total = static_cast<long long>(producer.events().size());
-    it::wait_history(dsn, topic, total, 60s);
-    std::this_thread::sleep_for(1s);
-    const auto audit = it::audit_history(dsn, topic, producer.events());
+    it::history_check audit;
+    ASSERT_NO_FATAL_FAILURE(it::finish_stream(producer, dsn, topic, audit));
 
     // Every key's Redis hash must reach PostgreSQL's latest event time (keys written during the
     // outage and never again are the ones only a resync brings back).
-    std::vector<std::string> pg_bad;
-    it::wait_until(20s, [&] { return (pg_bad = it::pg_latest_mismatches(dsn, producer.newest())).empty(); }, 500ms);
+    const std::vector<std::string> pg_bad = it::settled_latest(dsn, producer);
     std::map<std::string, std::int64_t> pg_latest;
     try {
         pg_latest = it::pg_latest_times(dsn, prefix);
@@ -288,35 +254,29 @@ TEST_F(Outage, redis_stopped_mid_stream_keeps_writing_and_is_resynced_when_back)
     std::printf("[redis-outage] outage %.1f s: produced during it %zu, history %lld -> %lld (+%lld); /readyz 503 with "
                 "redis %d/%d probes, reasons: %s\n",
                 it::seconds_since(outage_t0) - it::seconds_since(restart_t0), sent_at_restart - sent_at_stop,
-                history_at_stop, history_at_restart, history_at_restart - history_at_stop, ready_503_redis, probes,
-                last_reasons.c_str());
-    std::printf("[redis-outage] reads during the outage: %d/%d answered 200; RSS max %lld KiB\n", reads_ok, reads,
-                rss_max);
+                history_at_stop, history_at_restart, history_at_restart - history_at_stop, ready_503_redis, w.probes,
+                w.last_reasons.c_str());
+    std::printf("[redis-outage] reads during the outage: %d/%d answered 200; RSS max %lld KiB\n", w.reads_ok, w.reads,
+                w.rss_max);
     std::printf("[redis-outage] recovery: /readyz 200 after %.2f s (%s); Redis resync of %zu keys: %s, %zu keys "
                 "still missing or older after %.1f s more (%.1f s since the restart)\n",
                 readyz_s, ready_again ? "yes" : "NO", pg_latest.size(), resynced ? "complete" : "INCOMPLETE",
                 redis_bad.size(), resync_wait_s, it::seconds_since(restart_t0));
-    it::print_audit("redis-outage", audit);
+    it::print_history_check("redis-outage", audit);
 
     // Writes continue: at least half of what was produced during the outage reached PostgreSQL.
     EXPECT_GE(history_at_restart - history_at_stop, static_cast<long long>(sent_at_restart - sent_at_stop) / 2)
         << "PostgreSQL writes stalled while Redis was down";
-    EXPECT_GE(ready_503_redis, 1) << "/readyz never answered 503 naming redis; last reasons: " << last_reasons;
-    EXPECT_EQ(reads_ok, reads) << "a read failed while Redis was down: " << bad_read;
-    EXPECT_LT(rss_max, k_rss_bound_kib);
+    EXPECT_GE(ready_503_redis, 1) << "/readyz never answered 503 naming redis; last reasons: " << w.last_reasons;
+    EXPECT_EQ(w.reads_ok, w.reads) << "a read failed while Redis was down: " << w.bad_read;
+    EXPECT_LT(w.rss_max, k_rss_bound_kib);
     EXPECT_TRUE(ready_again) << "/readyz did not return to 200 within 60 s of Redis' restart";
-    EXPECT_EQ(audit.error, "");
-    EXPECT_EQ(audit.missing, 0u);
-    EXPECT_EQ(audit.duplicates, 0u);
-    EXPECT_EQ(audit.unexpected + audit.wrong, 0u);
-    report("user_activity_latest after the Redis outage", pg_bad);
+    it::expect_each_event_once(audit);
+    it::report_mismatches("user_activity_latest after the Redis outage", pg_bad);
     EXPECT_EQ(pg_latest.size(), static_cast<std::size_t>(k_keys));
-    report("Redis after its restart (resync)", redis_bad);
+    it::report_mismatches("Redis after its restart (resync)", redis_bad);
 
-    auto st = daemon.terminate(30s);
-    EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-    std::printf("[redis-outage] test took %.1f s\n", it::seconds_since(test_t0));
-    std::fflush(stdout);
+    it::finish_test(daemon, "redis-outage", test_t0);
 }
 
 TEST_F(Outage, history_table_lock_stalls_writes_without_losing_any) {
@@ -326,21 +286,17 @@ TEST_F(Outage, history_table_lock_stalls_writes_without_losing_any) {
     const std::string prefix = "lko-";
     const std::string group = "it-lko-" + it::random_suffix();
     const int http_port = it::free_port();
-    const int lock_s = it::env_number("SLUICE_IT_LOCK_SECONDS", 10);
+    const int lock_s = static_cast<int>(it::env_int("SLUICE_IT_LOCK_SECONDS", 10));
     const double rate = outage_rate();
     const auto test_t0 = std::chrono::steady_clock::now();
     std::printf("[pg-lock] group=%s lock=%d s rate=%.0f/s\n", group.c_str(), lock_s, rate);
 
     it::daemon_process daemon(outage_config(s, group, http_port, topic));
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     it::paced_producer producer(s.kafka, topic, prefix, k_keys, rate, it::now_ms() - 3600 * 1000);
-    producer.start();
-    std::this_thread::sleep_for(3s);
-    const auto before_n = static_cast<long long>(producer.sent());
-    ASSERT_GE(it::wait_history(dsn, topic, before_n, 30s), before_n) << "the daemon did not keep up before the lock";
+    long long before_n = 0;
+    ASSERT_NO_FATAL_FAILURE(it::warm_up(producer, dsn, topic, 3s, "the lock", before_n));
     const std::size_t rebalances_before = it::rebalance_lines(daemon.log_path()).size();
 
     // ---- hold ACCESS EXCLUSIVE on the history table ------------------------------------------
@@ -350,67 +306,45 @@ TEST_F(Outage, history_table_lock_stalls_writes_without_losing_any) {
     locker.query("LOCK TABLE sluice.user_activity_history IN ACCESS EXCLUSIVE MODE");
     const auto lock_t0 = std::chrono::steady_clock::now();
     const std::size_t sent_at_lock = producer.sent();
-    int reads = 0, reads_ok = 0, probes = 0, ready_503 = 0, ready_503_pg_late = 0;
-    long long rss_max = it::rss_kib(daemon.pid());
-    std::string bad_read, last_reasons;
+    int ready_503 = 0, ready_503_pg_late = 0;
+    watch w;
+    w.rss_max = it::rss_kib(daemon.pid());
     for (int i = 0; it::seconds_since(lock_t0) < lock_s; ++i) {
-        for (int k = 0; k < 5; ++k) {
-            auto f = it::read_feature(http_port, prefix + std::to_string((i * 5 + k) % k_keys));
-            ++reads;
-            if (f.status == 200) {
-                ++reads_ok;
-            } else if (bad_read.empty()) {
-                bad_read = std::to_string(f.status) + " " + f.body;
-            }
-        }
-        auto r = it::probe_readyz(http_port);
-        ++probes;
+        w.read_keys(http_port, prefix, i, false);
+        const auto r = w.probe(http_port);
         if (r.status == 503) ++ready_503;
         if (r.status == 503 && contains(r.reasons, "postgres") && it::seconds_since(lock_t0) > 5) ++ready_503_pg_late;
-        if (!r.reasons.empty()) last_reasons = r.reasons;
-        rss_max = std::max(rss_max, it::rss_kib(daemon.pid()));
+        w.note_rss(daemon.pid());
         std::this_thread::sleep_for(1s);
     }
     const std::size_t sent_at_release = producer.sent();
     locker.query("COMMIT");
     const auto release_t0 = std::chrono::steady_clock::now();
-    const long long at_release = it::wait_history(dsn, topic, static_cast<long long>(sent_at_release), 60s);
+    const long long at_release = it::wait_history(dsn, k_schema, topic, static_cast<long long>(sent_at_release), 60s);
     const double catchup_s = it::seconds_since(release_t0);
     std::this_thread::sleep_for(2s);
-    producer.stop();
-    ASSERT_EQ(producer.error(), "");
-    ASSERT_NO_THROW(producer.flush());
-    it::wait_history(dsn, topic, static_cast<long long>(producer.events().size()), 60s);
-    std::this_thread::sleep_for(1s);
-    const auto audit = it::audit_history(dsn, topic, producer.events());
+    it::history_check audit;
+    ASSERT_NO_FATAL_FAILURE(it::finish_stream(producer, dsn, topic, audit));
     const std::size_t rebalances = it::rebalance_lines(daemon.log_path()).size() - rebalances_before;
 
     std::printf("[pg-lock] lock held %.1f s, produced during it %zu; reads %d/%d answered 200; /readyz 503 %d/%d "
                 "(%s); RSS max %lld KiB\n",
-                it::seconds_since(lock_t0) - it::seconds_since(release_t0), sent_at_release - sent_at_lock, reads_ok,
-                reads, ready_503, probes, last_reasons.c_str(), rss_max);
+                it::seconds_since(lock_t0) - it::seconds_since(release_t0), sent_at_release - sent_at_lock, w.reads_ok,
+                w.reads, ready_503, w.probes, w.last_reasons.c_str(), w.rss_max);
     std::printf("[pg-lock] recovery: backlog stored %.2f s after the release (history %lld); rebalance lines %zu\n",
                 catchup_s, at_release, rebalances);
-    it::print_audit("pg-lock", audit);
+    it::print_history_check("pg-lock", audit);
 
-    EXPECT_EQ(reads_ok, reads) << "a read failed while history was locked: " << bad_read;
+    EXPECT_EQ(w.reads_ok, w.reads) << "a read failed while history was locked: " << w.bad_read;
     // Issue 3 item 4: "PostgreSQL goes away (stopped, or a lock that stalls writes): ... /readyz
     // turns 503 with the reason". A write stalled for more than 5 s must show.
     EXPECT_GE(ready_503_pg_late, 1) << "/readyz never answered 503 naming postgres while writes were stalled by "
                                        "the lock for more than 5 s";
-    EXPECT_LT(rss_max, k_rss_bound_kib);
+    EXPECT_LT(w.rss_max, k_rss_bound_kib);
     EXPECT_GE(at_release, static_cast<long long>(sent_at_release)) << "the backlog was not stored within 60 s";
     EXPECT_EQ(rebalances, 0u) << "the stalled writes caused a rebalance";
-    EXPECT_EQ(audit.error, "");
-    EXPECT_EQ(audit.missing, 0u);
-    EXPECT_EQ(audit.duplicates, 0u);
-    EXPECT_EQ(audit.unexpected + audit.wrong, 0u);
-    std::vector<std::string> bad;
-    it::wait_until(20s, [&] { return (bad = it::pg_latest_mismatches(dsn, producer.newest())).empty(); }, 500ms);
-    report("user_activity_latest after the lock", bad);
+    it::expect_each_event_once(audit);
+    it::report_mismatches("user_activity_latest after the lock", it::settled_latest(dsn, producer));
 
-    auto st = daemon.terminate(30s);
-    EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-    std::printf("[pg-lock] test took %.1f s\n", it::seconds_since(test_t0));
-    std::fflush(stdout);
+    it::finish_test(daemon, "pg-lock", test_t0);
 }

@@ -9,17 +9,16 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <filesystem>
 #include <map>
-#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "integration/support/audit.hpp"
 #include "integration/support/faults.hpp"
-#include "integration/support/stack.hpp"
+#include "integration/support/suite.hpp"
 
 namespace it = sluice::it;
 using nlohmann::json;
@@ -31,6 +30,7 @@ constexpr int k_partitions = 4;
 constexpr const char* k_dlq_topic = "user-events-dlq";
 constexpr int k_max_message_bytes = 4096;
 constexpr int k_clicks_max = 1000000;
+constexpr const char* k_schema = it::default_schema;
 
 // user_activity with a small message limit and an upper bound on clicks (for "above max").
 json poison_config(const it::test_stack& s, const std::string& group, int http_port, const std::string& topic,
@@ -40,21 +40,6 @@ json poison_config(const it::test_stack& s, const std::string& group, int http_p
     if (!dlq.empty()) c["kafka"]["dead_letter_topic"] = dlq;
     c["feature_sets"][0]["fields"]["clicks"]["max"] = k_clicks_max;
     return c;
-}
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
-
-std::string hex(const std::string& bytes) {
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) {
-        out.push_back(digits[c >> 4]);
-        out.push_back(digits[c & 15]);
-    }
-    return out;
 }
 
 // One message that must become a dead letter.
@@ -103,7 +88,7 @@ std::vector<poison> poison_set(const std::string& p, std::int64_t ts) {
 }
 
 bool mentions_any(const std::string& error, const std::vector<std::string>& needles) {
-    const std::string e = lower(error);
+    const std::string e = it::lower(error);
     for (const auto& n : needles) {
         if (e.find(n) != std::string::npos) return true;
     }
@@ -126,40 +111,17 @@ void produce_mixed(it::kafka_cluster& kafka, it::paced_producer& valid, const st
     }
     valid.send_now(valid_between);
     valid.flush(60s);
-    for (auto& p : poisons) {
-        auto d = kafka.delivery_of(p.id);
-        p.partition = d.partition;
-        p.offset = d.offset;
-    }
-}
-
-long long dead_letters_of(const std::string& dsn, const std::string& topic) {
-    return it::pg_count(dsn, "SELECT count(*) FROM sluice.dead_letters WHERE src_topic = $1", {topic});
+    it::record_deliveries(kafka, poisons);
 }
 
 }  // namespace
 
-class Poison : public ::testing::Test {
-protected:
-    static void SetUpTestSuite() {
-        try {
-            stack_ = std::make_unique<it::test_stack>();
-            for (const char* t : {"poison", "poison-late", "poison-dlq"}) stack_->kafka.create_topic(t, k_partitions);
-            stack_->kafka.create_topic(k_dlq_topic, k_partitions);
-        } catch (const std::exception& e) {
-            setup_error_ = e.what();
-            stack_.reset();
-        }
+class Poison : public it::stack_suite<Poison> {
+public:
+    static std::vector<it::topic_spec> topics() {
+        return {{"poison", k_partitions}, {"poison-late", k_partitions}, {"poison-dlq", k_partitions},
+                {k_dlq_topic, k_partitions}};
     }
-    static void TearDownTestSuite() { stack_.reset(); }
-
-    void SetUp() override {
-        ASSERT_TRUE(stack_) << "the test stack did not start: " << setup_error_;
-        ASSERT_TRUE(std::filesystem::exists(it::sluice_binary())) << it::sluice_binary() << " was not built";
-    }
-
-    static inline std::unique_ptr<it::test_stack> stack_;
-    static inline std::string setup_error_;
 };
 
 TEST_F(Poison, each_poison_message_is_one_dead_letter_and_the_valid_stream_is_complete) {
@@ -171,9 +133,7 @@ TEST_F(Poison, each_poison_message_is_one_dead_letter_and_the_valid_stream_is_co
     const auto test_t0 = std::chrono::steady_clock::now();
 
     it::daemon_process daemon(poison_config(s, group, http_port, topic));
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     const std::int64_t base = it::now_ms() - 3600 * 1000;
     it::paced_producer valid(s.kafka, topic, "pv-", 200, 0, base);
@@ -182,12 +142,12 @@ TEST_F(Poison, each_poison_message_is_one_dead_letter_and_the_valid_stream_is_co
     const auto total = static_cast<long long>(valid.events().size());
     std::printf("[poison] produced %lld valid and %zu poison messages\n", total, poisons.size());
 
-    it::wait_history(dsn, topic, total, 90s);
-    it::wait_until(30s, [&] { return dead_letters_of(dsn, topic) >= static_cast<long long>(poisons.size()); }, 250ms);
+    it::wait_history(dsn, k_schema, topic, total, 90s);
+    it::wait_dead_letters(dsn, k_schema, topic, static_cast<long long>(poisons.size()), 30s);
     std::this_thread::sleep_for(1s);
     ASSERT_TRUE(daemon.running()) << "the daemon exited on poison input";
-    const auto audit = it::audit_history(dsn, topic, valid.events());
-    it::print_audit("poison", audit);
+    const auto audit = it::check_history(dsn, k_schema, topic, valid.events());
+    it::print_history_check("poison", audit);
     EXPECT_EQ(audit.error, "");
     EXPECT_EQ(audit.missing, 0u);
     EXPECT_EQ(audit.duplicates, 0u);
@@ -219,7 +179,7 @@ TEST_F(Poison, each_poison_message_is_one_dead_letter_and_the_valid_stream_is_co
                                 << "]: " << r[2];
         EXPECT_EQ(r[4], "user_activity") << ps.what << ": feature_set";
         if (ps.payload && !ps.payload->empty()) {
-            EXPECT_EQ(r[3], hex(*ps.payload)) << ps.what << ": the dead letter does not keep the original payload";
+            EXPECT_EQ(r[3], it::hex(*ps.payload)) << ps.what << ": the dead letter does not keep the original payload";
         }
     }
     std::size_t missing_dead = 0, doubled_dead = 0;
@@ -235,20 +195,16 @@ TEST_F(Poison, each_poison_message_is_one_dead_letter_and_the_valid_stream_is_co
     // Nothing from a poison key reached latest.
     EXPECT_EQ(it::pg_count(dsn, "SELECT count(*) FROM sluice.user_activity_latest WHERE starts_with(key, 'pp-')"), 0);
     EXPECT_EQ(it::pg_count(dsn, "SELECT count(*) FROM sluice.user_activity_history WHERE starts_with(key, 'pp-')"), 0);
-    std::vector<std::string> bad;
-    it::wait_until(20s, [&] { return (bad = it::pg_latest_mismatches(dsn, valid.newest())).empty(); }, 500ms);
+    const auto bad = it::settled_latest(dsn, valid);
     for (const auto& b : bad) ADD_FAILURE() << "latest: " << b;
 
-    auto st = daemon.terminate(30s);
-    EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-    std::printf("[poison] test took %.1f s\n", it::seconds_since(test_t0));
-    std::fflush(stdout);
+    it::finish_test(daemon, "poison", test_t0);
 }
 
 namespace {
 
-it::sent_event make_event(const std::string& key, std::int64_t ts, std::int64_t clicks, double spend) {
-    it::sent_event e;
+it::stream_event make_event(const std::string& key, std::int64_t ts, std::int64_t clicks, double spend) {
+    it::stream_event e;
     e.key = key;
     e.ts = ts;
     e.clicks = clicks;
@@ -284,36 +240,31 @@ TEST_F(Poison, late_and_duplicate_events_never_replace_the_newer_latest) {
     const auto test_t0 = std::chrono::steady_clock::now();
 
     it::daemon_process daemon(poison_config(s, group, http_port, topic));
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     const std::int64_t t = it::now_ms() - 3600 * 1000;
-    std::vector<it::sent_event> sent;
-    auto send = [&](it::sent_event e) {
-        e.id = s.kafka.produce(topic, e.key, it::event_json(e));
+    std::vector<it::stream_event> sent;
+    auto send = [&](it::stream_event e) {
+        e.id = s.kafka.produce(topic, e.key, it::event_message(e).dump());
         sent.push_back(std::move(e));
     };
     auto resolve = [&] {
         s.kafka.flush(60s);
-        for (auto& e : sent) {
-            auto d = s.kafka.delivery_of(e.id);
-            e.partition = d.partition;
-            e.offset = d.offset;
-        }
+        it::record_deliveries(s.kafka, sent);
     };
-    std::map<std::string, it::sent_event> newest;  // what latest must hold at the end
+    std::vector<it::stream_event> newer;  // what latest must hold at the end: late-a<i> at [i], then late-b<i>
+    auto newest = [&] { return it::newest_events(newer); };
 
     // ---- 1. the newer events, stored first ------------------------------------------------------
     for (int i = 0; i < keys; ++i) {
         auto e = make_event("late-a" + std::to_string(i), t + 10'000, 100 + i, 1.25);
-        newest[e.key] = e;
+        newer.push_back(e);
         send(e);
     }
     ASSERT_NO_THROW(resolve());
-    ASSERT_GE(it::wait_history(dsn, topic, keys, 60s), keys);
-    std::vector<std::string> bad;
-    it::wait_until(20s, [&] { return (bad = it::pg_latest_mismatches(dsn, newest)).empty(); }, 250ms);
+    ASSERT_GE(it::wait_history(dsn, k_schema, topic, keys, 60s), keys);
+    std::vector<std::string> bad =
+        it::wait_latest(dsn, k_schema, newest(), it::latest_scope::produced_keys, 20s, 250ms);
     ASSERT_TRUE(bad.empty()) << "latest did not take the first events: " << join(bad);
     std::this_thread::sleep_for(500ms);
     const auto before = latest_rows(dsn, "late-a");
@@ -321,28 +272,28 @@ TEST_F(Poison, late_and_duplicate_events_never_replace_the_newer_latest) {
     // ---- 2. late events (older event time, other values) and exact re-sends ---------------------
     for (int i = 0; i < keys; ++i) {
         send(make_event("late-a" + std::to_string(i), t + 5'000, 900'000 + i, 7.5));  // late
-        send(newest.at("late-a" + std::to_string(i)));                               // the same content again
+        send(newer[static_cast<std::size_t>(i)]);                                    // the same content again
     }
     // ---- 3. newer then older of new keys back to back (likely in one batch) ---------------------
     for (int i = 0; i < keys; ++i) {
         auto e = make_event("late-b" + std::to_string(i), t + 20'000, 200 + i, 2.5);
-        newest[e.key] = e;
+        newer.push_back(e);
         send(e);
         send(make_event(e.key, t + 15'000, 800'000 + i, 9.75));
     }
     ASSERT_NO_THROW(resolve());
     const auto total = static_cast<long long>(sent.size());
-    it::wait_history(dsn, topic, total, 60s);
+    it::wait_history(dsn, k_schema, topic, total, 60s);
     std::this_thread::sleep_for(2s);  // the last batch reaches Redis and memory too
-    const auto audit = it::audit_history(dsn, topic, sent);
-    it::print_audit("late", audit);
+    const auto audit = it::check_history(dsn, k_schema, topic, sent);
+    it::print_history_check("late", audit);
     EXPECT_EQ(audit.error, "");
     EXPECT_EQ(audit.missing, 0u) << "every late and re-sent event belongs in history";
     EXPECT_EQ(audit.duplicates, 0u);
     EXPECT_EQ(audit.unexpected + audit.wrong, 0u);
 
     // PostgreSQL latest: the newer event of every key, values untouched by the late/duplicate ones.
-    bad = it::pg_latest_mismatches(dsn, newest);
+    bad = it::latest_mismatches(dsn, k_schema, newest(), it::latest_scope::produced_keys);
     for (const auto& b : bad) ADD_FAILURE() << "PostgreSQL latest: " << b;
     const auto after = latest_rows(dsn, "late-a");
     int ingested_changed = 0, updated_changed = 0;
@@ -365,23 +316,11 @@ TEST_F(Poison, late_and_duplicate_events_never_replace_the_newer_latest) {
                 ingested_changed, keys, updated_changed);
 
     // Redis and the API (memory first) hold the newer event too.
-    std::map<std::string, std::int64_t> times;
-    for (const auto& [k, e] : newest) times[k] = e.ts;
-    bad = it::redis_time_mismatches(s.redis.port(), times);
-    try {
-        it::redis_client redis(s.redis.port());
-        for (const auto& [k, e] : newest) {
-            auto h = redis.hgetall("sluice:user_activity:" + k);
-            if (h["clicks"] != std::to_string(e.clicks)) {
-                bad.push_back(k + ": Redis clicks " + h["clicks"] + " != " + std::to_string(e.clicks));
-            }
-        }
-    } catch (const std::exception& ex) {
-        bad.push_back(ex.what());
-    }
+    bad = it::redis_mismatches(s.redis.port(), it::default_key_prefix, newest());
     for (const auto& b : bad) ADD_FAILURE() << "Redis: " << b;
     int api_ok = 0;
-    for (const auto& [k, e] : newest) {
+    for (const auto& [k, ep] : newest()) {
+        const it::stream_event& e = *ep;
         auto f = it::read_feature(http_port, k);
         const bool ok = f.status == 200 && f.event_time_ms == e.ts && f.clicks == e.clicks;
         api_ok += ok ? 1 : 0;
@@ -389,12 +328,9 @@ TEST_F(Poison, late_and_duplicate_events_never_replace_the_newer_latest) {
                         << ", expected " << e.ts << " / " << e.clicks << " " << f.body;
     }
     std::printf("[late] %zu events (%d late, %d re-sent), %zu keys: API answered the newer event for %d\n", sent.size(),
-                2 * keys, keys, newest.size(), api_ok);
+                2 * keys, keys, newest().size(), api_ok);
 
-    auto st = daemon.terminate(30s);
-    EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-    std::printf("[late] test took %.1f s\n", it::seconds_since(test_t0));
-    std::fflush(stdout);
+    it::finish_test(daemon, "late", test_t0);
 }
 
 namespace {
@@ -412,7 +348,7 @@ dlq_view view_of(const it::consumed_message& m) {
     dlq_view v;
     v.payload = m.value;
     auto take = [&](const std::string& name, const std::string& value) {
-        const std::string n = lower(name);
+        const std::string n = it::lower(name);
         try {
             if (n.find("error") != std::string::npos || n.find("reason") != std::string::npos) {
                 if (v.error.empty()) v.error = value;
@@ -431,7 +367,7 @@ dlq_view view_of(const it::consumed_message& m) {
         json body = json::parse(*m.value, nullptr, false);
         if (!body.is_discarded() && body.is_object()) {
             for (const auto& [name, value] : body.items()) {
-                if (lower(name) == "payload" && value.is_string()) {
+                if (it::lower(name) == "payload" && value.is_string()) {
                     v.payload = value.get<std::string>();
                 } else {
                     take(name, value.is_string() ? value.get<std::string>() : value.dump());
@@ -453,23 +389,21 @@ TEST_F(Poison, dead_letters_are_also_produced_to_the_dead_letter_topic) {
     const auto test_t0 = std::chrono::steady_clock::now();
 
     it::daemon_process daemon(poison_config(s, group, http_port, topic, k_dlq_topic));
-    daemon.start();
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 30s)) << "GET /healthz never answered 200";
-    ASSERT_TRUE(daemon.wait_http_ready(http_port, 60s, "/readyz")) << "GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port));
 
     const std::int64_t base = it::now_ms() - 3600 * 1000;
     it::paced_producer valid(s.kafka, topic, "dv-", 50, 0, base);
     auto poisons = poison_set("dp-", base + 500'000);
     ASSERT_NO_THROW(produce_mixed(s.kafka, valid, topic, poisons, 20));
     const auto total = static_cast<long long>(valid.events().size());
-    it::wait_history(dsn, topic, total, 60s);
-    it::wait_until(30s, [&] { return dead_letters_of(dsn, topic) >= static_cast<long long>(poisons.size()); }, 250ms);
-    const auto audit = it::audit_history(dsn, topic, valid.events());
-    it::print_audit("dlq", audit);
+    it::wait_history(dsn, k_schema, topic, total, 60s);
+    it::wait_dead_letters(dsn, k_schema, topic, static_cast<long long>(poisons.size()), 30s);
+    const auto audit = it::check_history(dsn, k_schema, topic, valid.events());
+    it::print_history_check("dlq", audit);
     EXPECT_EQ(audit.missing, 0u);
     EXPECT_EQ(audit.duplicates, 0u);
     EXPECT_EQ(audit.unexpected, 0u);
-    EXPECT_EQ(dead_letters_of(dsn, topic), static_cast<long long>(poisons.size()));
+    EXPECT_EQ(it::dead_letter_rows(dsn, k_schema, topic), static_cast<long long>(poisons.size()));
 
     // Read the DLQ back; wait a little beyond the expected count to see any duplicate.
     std::vector<it::consumed_message> got;
@@ -516,8 +450,5 @@ TEST_F(Poison, dead_letters_are_also_produced_to_the_dead_letter_topic) {
     EXPECT_EQ(missing, 0u) << "poison messages without a DLQ message";
     EXPECT_EQ(duplicates, 0u) << "poison messages with more than one DLQ message";
 
-    auto st = daemon.terminate(30s);
-    EXPECT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : "no exit within 30 s of SIGTERM");
-    std::printf("[dlq] test took %.1f s\n", it::seconds_since(test_t0));
-    std::fflush(stdout);
+    it::finish_test(daemon, "dlq", test_t0);
 }

@@ -21,9 +21,7 @@
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <map>
-#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -31,8 +29,9 @@
 #include <thread>
 #include <vector>
 
-#include "integration/support/stack.hpp"
+#include "integration/support/audit.hpp"
 #include "integration/support/stream.hpp"
+#include "integration/support/suite.hpp"
 
 namespace it = sluice::it;
 using nlohmann::json;
@@ -89,26 +88,7 @@ assignment_view assignment_of(const it::daemon_process& d, std::size_t from, int
     return v;
 }
 
-// GET every key of `newest` on `port`; mismatches, and the number of keys per partition checked
-// and found wrong.
-struct api_check {
-    std::vector<std::string> bad;
-    std::map<std::int32_t, std::pair<int, int>> per_partition;  // partition -> (keys, wrong keys)
-};
-
-api_check check_api(int port, const std::map<std::string, const it::stream_event*>& newest) {
-    api_check c;
-    for (const auto& [key, e] : newest) {
-        auto more = it::api_mismatches(port, *e);
-        auto& [n, wrong] = c.per_partition[e->partition];
-        ++n;
-        if (!more.empty()) ++wrong;
-        c.bad.insert(c.bad.end(), more.begin(), more.end());
-    }
-    return c;
-}
-
-std::string per_partition_text(const api_check& c) {
+std::string per_partition_text(const it::api_check& c) {
     std::string out;
     for (const auto& [p, nw] : c.per_partition) {
         out += " p" + std::to_string(p) + ":" + std::to_string(nw.second) + "/" + std::to_string(nw.first);
@@ -118,29 +98,12 @@ std::string per_partition_text(const api_check& c) {
 
 }  // namespace
 
-class ScaleOut : public ::testing::Test {
+class ScaleOut : public it::stack_suite<ScaleOut> {
+public:
+    static std::vector<it::topic_spec> topics() { return {{k_kill.topic, k_partitions}, {k_term.topic, k_partitions}}; }
+
 protected:
-    static void SetUpTestSuite() {
-        try {
-            stack_ = std::make_unique<it::test_stack>();
-            stack_->kafka.create_topic(k_kill.topic, k_partitions);
-            stack_->kafka.create_topic(k_term.topic, k_partitions);
-        } catch (const std::exception& e) {
-            setup_error_ = e.what();
-            stack_.reset();
-        }
-    }
-    static void TearDownTestSuite() { stack_.reset(); }
-
-    void SetUp() override {
-        ASSERT_TRUE(stack_) << "the test stack did not start: " << setup_error_;
-        ASSERT_TRUE(std::filesystem::exists(it::sluice_binary())) << it::sluice_binary() << " was not built";
-    }
-
     void run(const variant& v);
-
-    static inline std::unique_ptr<it::test_stack> stack_;
-    static inline std::string setup_error_;
 };
 
 void ScaleOut::run(const variant& v) {
@@ -163,11 +126,8 @@ void ScaleOut::run(const variant& v) {
     it::event_stream stream(s.kafka, v.topic, keys, seed ^ 0x5ca1e, it::now_ms() - 2 * 3600 * 1000);
 
     auto wait_stored = [&](std::size_t n, std::chrono::seconds timeout) {
-        long long rows = -1;
-        const bool ok = it::wait_until(timeout, [&] {
-            rows = it::history_rows(dsn, v.schema, v.topic);
-            return rows >= static_cast<long long>(n);
-        }, 200ms);
+        const long long rows = it::wait_history(dsn, v.schema, v.topic, static_cast<long long>(n), timeout, nullptr, 200ms);
+        const bool ok = rows >= static_cast<long long>(n);
         if (!ok) ADD_FAILURE() << "history did not reach " << n << " rows within " << timeout.count() << " s (has " << rows << ")";
         return ok;
     };
@@ -178,9 +138,7 @@ void ScaleOut::run(const variant& v) {
     it::daemon_process b(daemon_config(s, v, group, port_b));
 
     // ---- phase 1: A alone owns every partition; every key gets a first event -------------------
-    a.start();
-    ASSERT_TRUE(a.wait_http_ready(port_a, 30s)) << "A: GET /healthz never answered 200";
-    ASSERT_TRUE(a.wait_http_ready(port_a, 60s, "/readyz")) << "A: GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(a, port_a, "A: "));
     for (int k = 0; k < keys; ++k) stream.send(k);
     ASSERT_NO_THROW(stream.flush());
     ASSERT_TRUE(wait_stored(stream.size(), 60s));
@@ -190,9 +148,7 @@ void ScaleOut::run(const variant& v) {
     // ---- B joins: wait until the group has settled with partitions on both ---------------------
     const std::size_t a_mark = it::read_file(a.log_path()).size();
     const auto t_join = steady::now();
-    b.start();
-    ASSERT_TRUE(b.wait_http_ready(port_b, 30s)) << "B: GET /healthz never answered 200";
-    ASSERT_TRUE(b.wait_http_ready(port_b, 60s, "/readyz")) << "B: GET /readyz never answered 200";
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(b, port_b, "B: "));
     assignment_view va, vb;
     std::size_t last_lines = 0;
     auto stable_since = steady::now();
@@ -228,11 +184,10 @@ void ScaleOut::run(const variant& v) {
     ASSERT_TRUE(a.running() && b.running()) << "a daemon exited during phase 2";
     {
         const auto newest = stream.newest();
-        std::vector<std::string> bad;
-        it::wait_until(10s, [&] { return (bad = it::latest_mismatches(dsn, v.schema, newest)).empty(); }, 500ms);
+        const auto bad = it::wait_latest(dsn, v.schema, newest, it::latest_scope::whole_table, 10s);
         it::report_mismatches("latest after phase 2", bad);
-        const auto api_a = check_api(port_a, newest);
-        const auto api_b = check_api(port_b, newest);
+        const auto api_a = it::check_api(port_a, newest);
+        const auto api_b = it::check_api(port_b, newest);
         std::printf("[%s] phase 2: %zu stored; latest mismatches %zu; API A: %zu mismatches (wrong/keys per partition:%s); "
                     "API B: %zu mismatches\n",
                     tag, stream.size(), bad.size(), api_a.bad.size(), per_partition_text(api_a).c_str(), api_b.bad.size());
@@ -332,32 +287,20 @@ void ScaleOut::run(const variant& v) {
     std::this_thread::sleep_for(1s);  // anything beyond the produced count would show up now
 
     // ---- history: every message exactly once ------------------------------------------------
-    const it::history_figures h = it::check_history(dsn, v.schema, v.topic, stream.events());
+    const it::history_check h = it::check_history(dsn, v.schema, v.topic, stream.events());
+    ASSERT_EQ(h.error, "") << "history could not be checked";
     std::printf("[%s] produced=%zu stored=%lld distinct=%lld missing=%zu duplicates=%zu unexpected=%zu wrong=%zu; "
                 "B's partitions taken over %.2f s after the stop, the whole stream stored %.2f s after it\n",
                 tag, stream.size(), h.rows, h.distinct_src, h.missing, h.duplicates, h.unexpected, h.wrong, takeover_s,
                 converge_s);
     std::fflush(stdout);
     EXPECT_TRUE(converged);
-    EXPECT_EQ(h.missing, 0u);
-    EXPECT_EQ(h.duplicates, 0u);
-    EXPECT_EQ(h.rows, h.distinct_src) << "count(*) != count(DISTINCT src triple)";
-    EXPECT_EQ(h.rows, static_cast<long long>(stream.size()));
-    EXPECT_TRUE(h.same_set()) << "the stored (partition, offset) set is not the produced one";
-    EXPECT_EQ(h.wrong, 0u);
-    it::report_mismatches("history", h.examples);
+    it::expect_each_event_once(h);  // as many rows as stream.size()
 
     // ---- latest, Redis, and the survivor's API for the keys of every partition ---------------
     const auto newest = stream.newest();
-    std::vector<std::string> bad;
-    it::wait_until(15s, [&] { return (bad = it::latest_mismatches(dsn, v.schema, newest)).empty(); }, 500ms);
-    std::printf("[%s] latest: %zu keys, %zu mismatches\n", tag, newest.size(), bad.size());
-    it::report_mismatches("latest", bad);
-    it::wait_until(15s, [&] { return (bad = it::redis_mismatches(s.redis.port(), v.redis_prefix, newest)).empty(); },
-                   500ms);
-    std::printf("[%s] redis: %zu keys, %zu mismatches\n", tag, newest.size(), bad.size());
-    it::report_mismatches("Redis hashes", bad);
-    const auto api = check_api(port_a, newest);
+    it::expect_latest_and_redis(tag, dsn, v.schema, s.redis.port(), v.redis_prefix, newest);
+    const auto api = it::check_api(port_a, newest);
     std::printf("[%s] API of the survivor A: %zu keys, %zu mismatches (wrong/keys per partition:%s)\n", tag,
                 newest.size(), api.bad.size(), per_partition_text(api).c_str());
     EXPECT_EQ(api.per_partition.size(), static_cast<std::size_t>(k_partitions)) << "keys do not cover every partition";
@@ -369,9 +312,7 @@ void ScaleOut::run(const variant& v) {
     const auto st = a.terminate(30s);
     ASSERT_TRUE(st.has_value()) << "A: no exit within 30 s of SIGTERM";
     EXPECT_TRUE(st->ok()) << "A: " << st->describe();
-    const auto ends = s.kafka.end_offsets(v.topic, k_partitions);
-    EXPECT_EQ(s.kafka.committed_offsets(group, v.topic, k_partitions), ends) << "Kafka committed offsets";
-    EXPECT_EQ(it::pg_consumer_offsets(dsn, v.schema, group, v.topic), ends) << v.schema << ".consumer_offsets";
+    it::expect_offsets_at_end(s.kafka, dsn, v.schema, group, v.topic, k_partitions);
     std::fflush(stdout);
 }
 

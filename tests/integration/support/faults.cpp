@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -17,15 +19,12 @@
 #include "integration/support/net.hpp"
 #include "integration/support/postgres.hpp"
 #include "integration/support/redis.hpp"
+#include "integration/support/stack.hpp"
 #include "integration/support/wait.hpp"
 
 namespace sluice::it {
 
 using nlohmann::json;
-
-std::string event_json(const sent_event& e) {
-    return json{{"user_id", e.key}, {"ts", e.ts}, {"clicks", e.clicks}, {"spend", e.spend}}.dump();
-}
 
 // ---- paced_producer --------------------------------------------------------------------------
 
@@ -54,12 +53,12 @@ void paced_producer::stop() {
 void paced_producer::send_one() {
     const std::size_t n = sent_.load();
     const int limit = std::max(1, std::min(keys_, key_limit_.load()));
-    sent_event e;
+    stream_event e;
     e.key = key_prefix_ + std::to_string(static_cast<int>(n % static_cast<std::size_t>(limit)));
     e.ts = base_ts_ + static_cast<std::int64_t>(n);
     e.clicks = static_cast<std::int64_t>(n) + 1;
     e.spend = static_cast<double>(n % 4000) / 4.0;  // exact in binary
-    e.id = kafka_.produce(topic_, e.key, event_json(e));
+    e.id = kafka_.produce(topic_, e.key, event_message(e).dump());
     {
         std::lock_guard lock(mu_);
         events_.push_back(std::move(e));
@@ -96,21 +95,12 @@ void paced_producer::flush(std::chrono::milliseconds timeout) {
     stop();
     kafka_.flush(timeout);
     std::lock_guard lock(mu_);
-    for (auto& e : events_) {
-        auto d = kafka_.delivery_of(e.id);
-        e.partition = d.partition;
-        e.offset = d.offset;
-    }
+    record_deliveries(kafka_, events_);
 }
 
-std::map<std::string, sent_event> paced_producer::newest() const {
+newest_map paced_producer::newest() const {
     std::lock_guard lock(mu_);
-    std::map<std::string, sent_event> out;
-    for (const auto& e : events_) {
-        auto [it, inserted] = out.try_emplace(e.key, e);
-        if (!inserted && e.ts > it->second.ts) it->second = e;
-    }
-    return out;
+    return newest_events(events_);
 }
 
 std::vector<std::string> paced_producer::keys_so_far() const {
@@ -120,130 +110,37 @@ std::vector<std::string> paced_producer::keys_so_far() const {
     return {keys.begin(), keys.end()};
 }
 
-// ---- audits ----------------------------------------------------------------------------------
-
-history_audit audit_history(const std::string& dsn, const std::string& topic, const std::vector<sent_event>& events) {
-    history_audit a;
-    a.expected = events.size();
-    std::map<std::pair<std::int32_t, std::int64_t>, const sent_event*> expected;
-    for (const auto& e : events) expected[{e.partition, e.offset}] = &e;
-    if (expected.size() != events.size()) {
-        a.error = "delivery reports gave duplicate offsets";
-        return a;
-    }
-    pg_rows rows;
-    try {
-        rows = pg_query(dsn,
-                        "SELECT src_partition, src_offset, key, (extract(epoch FROM event_time) * 1000)::bigint, clicks "
-                        "FROM sluice.user_activity_history WHERE src_topic = $1",
-                        {topic});
-    } catch (const std::exception& ex) {
-        a.error = ex.what();
-        return a;
-    }
-    a.stored = rows.size();
-    std::map<std::pair<std::int32_t, std::int64_t>, int> seen;
-    for (const auto& r : rows) {
-        const std::pair<std::int32_t, std::int64_t> at{std::stoi(r[0]), std::stoll(r[1])};
-        ++seen[at];
-        auto it = expected.find(at);
-        const std::string where = std::to_string(at.first) + "/" + std::to_string(at.second);
-        if (it == expected.end()) {
-            ++a.unexpected;
-            if (a.samples.size() < 10) a.samples.push_back("row at " + where + " (key " + r[2] + ") was never produced");
-            continue;
-        }
-        const sent_event& e = *it->second;
-        if (r[2] != e.key || r[3] != std::to_string(e.ts) || r[4] != std::to_string(e.clicks)) {
-            ++a.wrong;
-            if (a.samples.size() < 10) {
-                a.samples.push_back("row at " + where + " is (" + r[2] + ", " + r[3] + ", " + r[4] + "), produced (" +
-                                    e.key + ", " + std::to_string(e.ts) + ", " + std::to_string(e.clicks) + ")");
-            }
-        }
-    }
-    for (const auto& [at, e] : expected) {
-        if (seen.count(at) == 0) {
-            ++a.missing;
-            if (a.samples.size() < 10) {
-                a.samples.push_back("missing " + std::to_string(at.first) + "/" + std::to_string(at.second) + " (" +
-                                    e->key + " ts " + std::to_string(e->ts) + ")");
-            }
-        }
-    }
-    for (const auto& [at, n] : seen) a.duplicates += static_cast<std::size_t>(n - 1);
-    return a;
+void warm_up(paced_producer& producer, const std::string& dsn, const std::string& topic, std::chrono::seconds how_long,
+             const std::string& before_what, long long& sent, long long at_least) {
+    producer.start();
+    std::this_thread::sleep_for(how_long);
+    sent = static_cast<long long>(producer.sent());
+    ASSERT_GE(sent, at_least) << "warm-up too short to write every key";
+    ASSERT_GE(wait_history(dsn, default_schema, topic, sent, std::chrono::seconds(30)), sent)
+        << "the daemon did not keep up before " << before_what;
 }
 
-void print_audit(const char* tag, const history_audit& a) {
-    std::printf("[%s] produced=%zu stored=%zu missing=%zu duplicates=%zu unexpected=%zu wrong=%zu%s%s\n", tag,
-                a.expected, a.stored, a.missing, a.duplicates, a.unexpected, a.wrong, a.error.empty() ? "" : " error=",
-                a.error.c_str());
-    for (const auto& s : a.samples) std::printf("[%s]   %s\n", tag, s.c_str());
-    std::fflush(stdout);
+void finish_stream(paced_producer& producer, const std::string& dsn, const std::string& topic, history_check& out) {
+    producer.stop();
+    ASSERT_EQ(producer.error(), "");
+    ASSERT_NO_THROW(producer.flush()) << "a delivery report failed";
+    const auto total = static_cast<long long>(producer.events().size());
+    wait_history(dsn, default_schema, topic, total, std::chrono::seconds(60));
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // anything beyond the expected rows would show up now
+    out = check_history(dsn, default_schema, topic, producer.events());
 }
 
-long long topic_history_rows(const std::string& dsn, const std::string& topic) {
-    return pg_count(dsn, "SELECT count(*) FROM sluice.user_activity_history WHERE src_topic = $1", {topic});
+std::vector<std::string> settled_latest(const std::string& dsn, const paced_producer& producer) {
+    return wait_latest(dsn, default_schema, producer.newest(), latest_scope::produced_keys, std::chrono::seconds(20));
 }
 
-long long wait_history(const std::string& dsn, const std::string& topic, long long n, std::chrono::seconds timeout) {
-    long long got = -1;
-    wait_until(timeout, [&] { return (got = topic_history_rows(dsn, topic)) >= n; }, std::chrono::milliseconds(250));
-    return got;
-}
-
-namespace {
-
-std::string text_array(const std::vector<std::string>& items) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (i) out += ",";
-        out += "\"";
-        for (char c : items[i]) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
-        out += "\"";
-    }
-    return out + "}";
-}
-
-}  // namespace
-
-std::vector<std::string> pg_latest_mismatches(const std::string& dsn, const std::map<std::string, sent_event>& newest) {
-    std::vector<std::string> keys;
-    for (const auto& [k, e] : newest) keys.push_back(k);
-    pg_rows rows;
-    try {
-        rows = pg_query(dsn,
-                        "SELECT key, (extract(epoch FROM event_time) * 1000)::bigint, clicks "
-                        "FROM sluice.user_activity_latest WHERE key = ANY($1::text[])",
-                        {text_array(keys)});
-    } catch (const std::exception& ex) {
-        return {ex.what()};
-    }
-    std::vector<std::string> bad;
-    std::set<std::string> seen;
-    for (const auto& r : rows) {
-        seen.insert(r[0]);
-        const sent_event& e = newest.at(r[0]);
-        if (r[1] != std::to_string(e.ts) || r[2] != std::to_string(e.clicks)) {
-            bad.push_back(r[0] + ": latest (ts " + r[1] + ", clicks " + r[2] + "), newest produced (ts " +
-                          std::to_string(e.ts) + ", clicks " + std::to_string(e.clicks) + ")");
-        }
-    }
-    for (const auto& k : keys) {
-        if (seen.count(k) == 0) bad.push_back(k + ": not in user_activity_latest");
-    }
-    return bad;
-}
+// ---- Redis against PostgreSQL ----------------------------------------------------------------
 
 std::map<std::string, std::int64_t> pg_latest_times(const std::string& dsn, const std::string& key_prefix) {
     std::map<std::string, std::int64_t> out;
     for (const auto& r : pg_query(dsn,
-                                  "SELECT key, (extract(epoch FROM event_time) * 1000)::bigint "
-                                  "FROM sluice.user_activity_latest WHERE starts_with(key, $1)",
+                                  "SELECT key, (extract(epoch FROM event_time) * 1000)::bigint FROM " +
+                                      std::string(default_schema) + ".user_activity_latest WHERE starts_with(key, $1)",
                                   {key_prefix})) {
         out[r[0]] = std::stoll(r[1]);
     }
@@ -255,7 +152,7 @@ std::vector<std::string> redis_time_mismatches(int redis_port, const std::map<st
     try {
         redis_client redis(redis_port);
         for (const auto& [key, ts] : expected) {
-            const std::string hkey = "sluice:user_activity:" + key;
+            const std::string hkey = std::string(default_key_prefix) + ":user_activity:" + key;
             auto h = redis.hgetall(hkey);
             auto it = h.find("_event_time");
             if (it == h.end()) {
@@ -316,8 +213,7 @@ readiness probe_readyz(int http_port) {
             out.reasons += r.is_string() ? r.get<std::string>() : r.dump();
         }
     }
-    std::transform(out.reasons.begin(), out.reasons.end(), out.reasons.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    out.reasons = lower(std::move(out.reasons));
     return out;
 }
 
@@ -423,15 +319,6 @@ std::vector<consumed_message> consume_topic(const std::string& bootstraps, const
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return out;
-}
-
-int env_number(const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return fallback;
-    char* end = nullptr;
-    long n = std::strtol(v, &end, 10);
-    if (end == v || *end != '\0') return fallback;
-    return static_cast<int>(n);
 }
 
 }  // namespace sluice::it

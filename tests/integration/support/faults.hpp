@@ -1,9 +1,9 @@
 #pragma once
 // Helpers for the fault tests (issue 3, DESIGN §8): a paced producer that keeps a stream of
 // valid `user_activity` events flowing from a background thread while the test takes a store
-// or the broker away, and the audits that turn "nothing lost, nothing doubled" into numbers:
-// history rows per Kafka offset, latest per key in PostgreSQL and Redis, the daemon's RSS, the
-// readiness probe, the daemon log, and a plain consumer that reads a topic (the DLQ) back.
+// or the broker away (its events are checked with audit.hpp), Redis against PostgreSQL's
+// latest, single reads of the API, the daemon's RSS, the readiness probe, the daemon log, and
+// a plain consumer that reads a topic (the DLQ) back.
 //
 // Everything here is used from the test thread, except paced_producer's own thread, which is
 // the only caller of kafka_cluster::produce() while it runs (librdkafka is thread-safe; the
@@ -22,27 +22,16 @@
 #include <thread>
 #include <vector>
 
+#include "integration/support/audit.hpp"
 #include "integration/support/kafka.hpp"
+#include "integration/support/stream.hpp"
 
 namespace sluice::it {
 
-/// One valid event the test produced.
-struct sent_event {
-    std::string key;
-    std::int64_t ts = 0;      // event time, epoch ms
-    std::int64_t clicks = 0;  // unique per event: identifies it in history
-    double spend = 0;
-    std::size_t id = 0;       // kafka_cluster delivery id
-    std::int32_t partition = -1;
-    std::int64_t offset = -1;
-};
-
-/// The JSON value of a valid event: {"user_id","ts","clicks","spend"}.
-std::string event_json(const sent_event& e);
-
 /// Produces valid events at `rate_per_s` to `topic`, cycling over keys `<key_prefix>0..keys-1`,
 /// from a background thread. Event times are `base_ts + n` for the n-th event, so they rise
-/// strictly per key and the newest event of a key is the last one sent to it.
+/// strictly per key and the newest event of a key is the last one sent to it; clicks are n + 1
+/// (unique: they identify the event in history); the messages leave out country and premium.
 class paced_producer {
 public:
     paced_producer(kafka_cluster& kafka, std::string topic, std::string key_prefix, int keys, double rate_per_s,
@@ -67,9 +56,9 @@ public:
     /// event landed.
     void flush(std::chrono::milliseconds timeout = std::chrono::seconds(90));
     /// After flush(): every event, in the order sent.
-    const std::vector<sent_event>& events() const { return events_; }
-    /// After flush(): the newest event of each key.
-    std::map<std::string, sent_event> newest() const;
+    const std::vector<stream_event>& events() const { return events_; }
+    /// After flush(): the newest event of each key (pointers into events()).
+    newest_map newest() const;
     /// Keys of the events sent so far (thread-safe), e.g. the keys written before an outage.
     std::vector<std::string> keys_so_far() const;
 
@@ -88,32 +77,27 @@ private:
     std::atomic<std::size_t> sent_{0};
     std::thread thread_;
     mutable std::mutex mu_;
-    std::vector<sent_event> events_;
+    std::vector<stream_event> events_;
     std::string error_;
 };
 
-/// History of one topic against what was produced: each produced offset must hold exactly one
-/// row with the produced key and event time.
-struct history_audit {
-    std::size_t expected = 0;
-    std::size_t stored = 0;      // rows of the topic
-    std::size_t missing = 0;     // produced offsets without a row
-    std::size_t duplicates = 0;  // rows beyond the first at one offset
-    std::size_t unexpected = 0;  // rows at offsets never produced as valid events
-    std::size_t wrong = 0;       // rows whose key/event time/clicks differ from what was produced
-    std::vector<std::string> samples;  // the first few problems, for the failure message
-    std::string error;                 // a query failure
-};
-history_audit audit_history(const std::string& dsn, const std::string& topic, const std::vector<sent_event>& events);
-void print_audit(const char* tag, const history_audit& a);
+/// The start of a paced stream: starts `producer`, lets it run for `how_long`, expects it to
+/// have sent at least `at_least` events by then, and waits up to 30 s for history to hold them
+/// all; a fatal failure ("the daemon did not keep up before <before_what>") otherwise. `sent`
+/// gets the number sent during the warm-up. Call it inside ASSERT_NO_FATAL_FAILURE.
+void warm_up(paced_producer& producer, const std::string& dsn, const std::string& topic, std::chrono::seconds how_long,
+             const std::string& before_what, long long& sent, long long at_least = 0);
 
-/// Rows of sluice.user_activity_history for `topic` (-1 when the query fails).
-long long topic_history_rows(const std::string& dsn, const std::string& topic);
-/// Polls until history holds at least `n` rows of `topic` or `timeout` passes; returns the last count.
-long long wait_history(const std::string& dsn, const std::string& topic, long long n, std::chrono::seconds timeout);
+/// The end of a paced stream: stops `producer` (a fatal failure if its thread threw or a
+/// delivery failed), waits up to 60 s for history to hold every event, 1 s more (anything
+/// beyond would show up by then), and checks history against the events into `out`. Call it
+/// inside ASSERT_NO_FATAL_FAILURE.
+void finish_stream(paced_producer& producer, const std::string& dsn, const std::string& topic, history_check& out);
 
-/// Mismatches between sluice.user_activity_latest and `newest` (event time and clicks).
-std::vector<std::string> pg_latest_mismatches(const std::string& dsn, const std::map<std::string, sent_event>& newest);
+/// After finish_stream(): waits up to 20 s for latest to hold the newest event of every key of
+/// `producer` (other keys in the table are not looked at); the mismatches left.
+std::vector<std::string> settled_latest(const std::string& dsn, const paced_producer& producer);
+
 /// PostgreSQL's latest event time (epoch ms) of each key starting with `key_prefix`.
 std::map<std::string, std::int64_t> pg_latest_times(const std::string& dsn, const std::string& key_prefix);
 /// Mismatches between the Redis hashes sluice:user_activity:<key> (`_event_time`) and `expected`
@@ -163,8 +147,5 @@ struct consumed_message {
 std::vector<consumed_message> consume_topic(const std::string& bootstraps, const std::string& topic, int partitions,
                                             std::size_t expected, std::chrono::milliseconds timeout,
                                             std::chrono::milliseconds settle = std::chrono::milliseconds(0));
-
-/// Environment variable as an int, or `fallback` when unset or not a number.
-int env_number(const char* name, int fallback);
 
 }  // namespace sluice::it

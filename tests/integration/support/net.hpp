@@ -36,6 +36,9 @@ inline http_response http_get(int port, std::string_view target,
     return http_request(port, "GET", target, {}, {}, timeout);
 }
 
+/// `s` in ASCII lower case (HTTP header names, error texts).
+std::string lower(std::string s);
+
 /// Percent-encodes one path segment or query value (RFC 3986 unreserved kept as is).
 std::string url_encode(std::string_view text);
 

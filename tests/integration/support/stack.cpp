@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <random>
 
@@ -29,8 +30,8 @@ nlohmann::json user_activity_config(const test_stack& stack, const std::string& 
                        {"ttl", "24h"}}})},
         {"pipeline",
          {{"preprocess_threads", 2}, {"queue_capacity", 4096}, {"batch_max_records", 1000}, {"batch_linger_ms", 5}}},
-        {"postgres", {{"dsn", stack.postgres.dsn()}, {"schema", "sluice"}}},
-        {"redis", {{"host", "127.0.0.1"}, {"port", stack.redis.port()}, {"key_prefix", "sluice"}}},
+        {"postgres", {{"dsn", stack.postgres.dsn()}, {"schema", default_schema}}},
+        {"redis", {{"host", "127.0.0.1"}, {"port", stack.redis.port()}, {"key_prefix", default_key_prefix}}},
         {"http", {{"listen", "127.0.0.1:" + std::to_string(http_port)}, {"threads", 1}}},
         {"log", {{"level", "info"}, {"format", "text"}}},
     };
@@ -61,6 +62,15 @@ std::string rfc3339_ms(std::int64_t epoch_ms) {
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                   tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
     return buf;
+}
+
+long long env_int(const char* name, long long fallback) {
+    const char* text = std::getenv(name);
+    if (text == nullptr || *text == '\0') return fallback;
+    char* end = nullptr;
+    const long long v = std::strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || v <= 0) return fallback;
+    return v;
 }
 
 }  // namespace sluice::it

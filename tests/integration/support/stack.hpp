@@ -20,6 +20,11 @@
 
 namespace sluice::it {
 
+/// The PostgreSQL schema and Redis key prefix of user_activity_config() (tests that share one
+/// stack between variants override them per variant).
+inline constexpr const char* default_schema = "sluice";
+inline constexpr const char* default_key_prefix = "sluice";
+
 struct test_stack {
     postgres_server postgres;
     redis_server redis;
@@ -40,5 +45,9 @@ std::int64_t now_ms();
 
 /// "2026-11-21T08:27:00.123Z"
 std::string rfc3339_ms(std::int64_t epoch_ms);
+
+/// Environment variable `name` as a positive integer, else `fallback` (unset, empty, not a
+/// number, zero or negative).
+long long env_int(const char* name, long long fallback);
 
 }  // namespace sluice::it
