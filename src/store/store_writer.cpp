@@ -79,20 +79,17 @@ void store_writer::run() {
     processed item;
 
     auto take = [&](processed& p) {
-        const record_source* src = nullptr;
-        if (auto* r = std::get_if<record>(&p)) {
-            src = &r->source;
-        } else {
-            src = &std::get<dead_letter>(p).source;
-        }
-        if (src->from_kafka()) {
-            auto& next = next_offsets[{src->topic, src->partition}];
-            next = std::max(next, src->offset + 1);
+        const record_source& src = std::visit([](const auto& item) -> const record_source& { return item.source; }, p);
+        if (src.from_kafka()) {
+            auto& next = next_offsets[{src.topic, src.partition}];
+            next = std::max(next, src.offset + 1);
         }
         if (auto* r = std::get_if<record>(&p))
             batch.records.push_back(std::move(*r));
+        else if (auto* d = std::get_if<dead_letter>(&p))
+            batch.dead_letters.push_back(std::move(*d));
         else
-            batch.dead_letters.push_back(std::move(std::get<dead_letter>(p)));
+            ++batch.skipped;
     };
 
     while (!aborted()) {
@@ -101,15 +98,16 @@ void store_writer::run() {
         std::size_t pulled = 0;
         for (auto* in : inputs_) {
             std::size_t n = 0;
-            while (batch.records.size() + batch.dead_letters.size() < max_records && in->queue.try_pop(item)) {
-                if (batch.empty() && n == 0 && pulled == 0) first_at = clock::now();
+            while (batch.records.size() + batch.dead_letters.size() + batch.skipped < max_records &&
+                   in->queue.try_pop(item)) {
+                if (batch.empty() && batch.skipped == 0 && n == 0 && pulled == 0) first_at = clock::now();
                 take(item);
                 ++n;
             }
             if (n) in->writable.notify();
             pulled += n;
         }
-        const std::size_t size = batch.records.size() + batch.dead_letters.size();
+        const std::size_t size = batch.records.size() + batch.dead_letters.size() + batch.skipped;
         const bool full = size >= max_records;
         const bool lingered = size > 0 && clock::now() - first_at >= linger;
         const bool draining = draining_.load();

@@ -26,6 +26,20 @@ struct field_config {
     std::optional<double> max;
 };
 
+enum class agg_op { count, sum, avg, min, max, last };
+
+/// "count", "sum", "avg", "min", "max", "last".
+const char* to_string(agg_op op);
+
+/// One windowed aggregation, e.g. {"name": "spend_sum_1h", "field": "spend", "op": "sum", "window": "1h"}.
+struct aggregation_config {
+    std::string name;                 // identifier, unique among the set's fields and aggregations
+    std::string field;                // a declared int or double field ("count" may name any field)
+    std::size_t field_index = 0;      // its index in feature_set_config::fields (set by the loader)
+    agg_op op = agg_op::count;
+    std::int64_t window_ms = 0;       // 1 minute .. 30 days
+};
+
 struct feature_set_config {
     std::string name;                 // identifier: [a-z_][a-z0-9_]*, at most 48 chars
     std::string topic;
@@ -33,6 +47,10 @@ struct feature_set_config {
     std::string event_time_field;     // JSON "event_time"
     std::vector<field_config> fields; // in the order they appear in the file
     std::int64_t ttl_ms = 24LL * 3600 * 1000;  // JSON "ttl": "24h"; 0 = never expires
+    std::vector<aggregation_config> aggregations;
+    /// With aggregations: an event older than the key's newest event by more than this is a dead
+    /// letter ("late"); within it, it updates the windows it belongs to. JSON "allowed_lateness".
+    std::int64_t allowed_lateness_ms = 3600LL * 1000;
 };
 
 struct embedded_kafka_config {

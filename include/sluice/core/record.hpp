@@ -51,8 +51,16 @@ struct dead_letter {
     std::int64_t received_at_ms = 0;
 };
 
-/// What preprocessing hands to the store writer: a record or a dead letter, in partition order.
-using processed = std::variant<record, dead_letter>;
+/// An input deliberately left out (a filter, or a duplicate event id): it writes nothing, but its
+/// offset still counts as done.
+struct skipped {
+    std::uint32_t set_index = 0;
+    record_source source;
+    std::string reason;
+};
+
+/// What preprocessing hands to the store writer, in partition order.
+using processed = std::variant<record, dead_letter, skipped>;
 
 /// The newest known state of one key of one feature set, as every store serves it.
 struct latest_entry {

@@ -16,6 +16,7 @@ struct write_batch {
     std::vector<record> records;
     std::vector<dead_letter> dead_letters;
     std::vector<partition_offset> offsets;  // next offset of every partition the batch covers
+    std::size_t skipped = 0;                // inputs left out on purpose (their offsets still count)
     bool empty() const { return records.empty() && dead_letters.empty(); }
 };
 
