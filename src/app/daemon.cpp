@@ -4,7 +4,9 @@
 
 #include "lookup_pool.hpp"
 #include "sluice/core/bounded_queue.hpp"
+#include "sluice/core/clock.hpp"
 #include "sluice/ingest/kafka_ingest.hpp"
+#include "sluice/preprocess/aggregator.hpp"
 #include "sluice/preprocess/preprocess_stage.hpp"
 #include "sluice/serve/http_server.hpp"
 #include "sluice/store/memory_index.hpp"
@@ -23,12 +25,20 @@ constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /
 /// PostgreSQL on the lookup pool.
 class tiered_reader final : public feature_reader {
 public:
-    tiered_reader(memory_index& memory, latest_cache* cache, durable_store* durable, lookup_pool& pool)
-        : memory_(memory), cache_(cache), durable_(durable), pool_(pool) {}
+    tiered_reader(const config& cfg, memory_index& memory, latest_cache* cache, durable_store* durable,
+                  lookup_pool& pool, std::vector<aggregator*> aggregators)
+        : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool), aggregators_(std::move(aggregators)) {}
 
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
         if (auto hit = memory_.find(set_index, key)) {
-            done(std::optional<latest_entry>{*hit});
+            latest_entry e = *hit;
+            // This instance aggregates the keys it holds in memory: the windows move with time.
+            if (aggregator* agg = aggregators_[set_index]) {
+                const auto now_values = agg->values_at(key, now_ms());
+                e.values.resize(cfg_.feature_sets[set_index].fields.size());
+                e.values.insert(e.values.end(), now_values.begin(), now_values.end());
+            }
+            done(std::optional<latest_entry>{std::move(e)});
             return;
         }
         if (!cache_ && !durable_) {
@@ -54,11 +64,36 @@ public:
             done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
     }
 
+    void get_as_of(std::uint32_t set_index, std::string key, std::int64_t at_ms, latest_callback done) override {
+        if (!durable_) {
+            done(result<std::optional<latest_entry>>::failure("as_of lookups need PostgreSQL (history)"));
+            return;
+        }
+        auto task = [this, set_index, key = std::move(key), at_ms, done]() {
+            const auto& set = cfg_.feature_sets[set_index];
+            std::int64_t span = 0;
+            for (const auto& a : set.aggregations) span = std::max(span, a.window_ms);
+            auto slice = durable_->read_as_of(set_index, key, at_ms, span);
+            if (!slice) return done(result<std::optional<latest_entry>>::failure(slice.message()));
+            if (!slice->newest) return done(std::optional<latest_entry>{});
+            latest_entry e = std::move(*slice->newest);
+            if (!set.aggregations.empty()) {
+                auto values = aggregate_events(set, slice->events, at_ms);
+                e.values.insert(e.values.end(), values.begin(), values.end());
+            }
+            done(std::optional<latest_entry>{std::move(e)});
+        };
+        if (!pool_.submit(std::move(task)))
+            done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+    }
+
 private:
+    const config& cfg_;
     memory_index& memory_;
     latest_cache* cache_;
     durable_store* durable_;
     lookup_pool& pool_;
+    std::vector<aggregator*> aggregators_;
 };
 
 }  // namespace
@@ -71,6 +106,7 @@ struct daemon::impl final : health_source {
     durable_store_ptr durable;
     latest_cache_ptr cache;
     memory_index memory;
+    std::vector<std::unique_ptr<aggregator>> aggregators;  // per set; null without aggregations
     wakeup writer_wakeup;
     std::vector<std::unique_ptr<wakeup>> worker_wakeups;
     std::vector<std::unique_ptr<channel<raw_message>>> raw_channels;
@@ -156,12 +192,42 @@ status daemon::start() {
     d.writer = std::make_unique<store_writer>(cfg, done, d.writer_wakeup, d.durable.get(), d.cache.get(), d.memory,
                                               d.ingest.get(), d.dead_letter_topic.get());
     d.preprocess = std::make_unique<preprocess_stage>(cfg, raw, done);
+    // Aggregation state: rebuilt from history (the widest window plus the allowed lateness), so it
+    // equals what it was before a restart or crash.
+    std::vector<aggregator*> aggregator_ptrs;
+    for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s) {
+        const auto& set = cfg.feature_sets[s];
+        if (set.aggregations.empty()) {
+            d.aggregators.emplace_back();
+            aggregator_ptrs.push_back(nullptr);
+            continue;
+        }
+        d.aggregators.push_back(std::make_unique<aggregator>(set));
+        aggregator_ptrs.push_back(d.aggregators.back().get());
+        if (!d.durable) continue;
+        std::int64_t widest = 0;
+        for (const auto& a : set.aggregations) widest = std::max(widest, a.window_ms);
+        const auto started = std::chrono::steady_clock::now();
+        std::size_t rows = 0;
+        auto* agg = d.aggregators.back().get();
+        auto s_ok = d.durable->for_each_history(
+            s, now_ms() - widest - set.allowed_lateness_ms,
+            [&](const std::string& key, std::int64_t t, const std::vector<value>& values) {
+                agg->add(key, t, values);
+                ++rows;
+            });
+        if (!s_ok) return s_ok;
+        d.log->info("{}: aggregation state rebuilt from {} history rows ({} keys) in {} ms", set.name, rows, agg->keys(),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
+    }
+    d.writer->set_aggregators(aggregator_ptrs);
     d.writer->start();
     d.preprocess->start();
     if (auto s = d.ingest->start(); !s) return s;
 
     d.lookups = std::make_unique<lookup_pool>(cfg.http.lookup_threads, lookup_backlog);
-    d.reader = std::make_unique<tiered_reader>(d.memory, d.cache.get(), d.durable.get(), *d.lookups);
+    d.reader = std::make_unique<tiered_reader>(cfg, d.memory, d.cache.get(), d.durable.get(), *d.lookups,
+                                               aggregator_ptrs);
     d.serve_ctx.cfg = &cfg;
     d.serve_ctx.reader = d.reader.get();
     d.serve_ctx.health = &d;

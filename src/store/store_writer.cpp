@@ -3,9 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "sluice/core/clock.hpp"
+#include "sluice/core/value_codec.hpp"
 
 namespace sluice {
 
@@ -33,12 +37,78 @@ store_writer::~store_writer() {
     if (thread_.joinable()) drain_and_join(stop_now);
 }
 
+void store_writer::aggregate(write_batch& batch) {
+    const auto now = now_ms();
+    // Newest new event per (set, key) within this batch, for the lateness rule.
+    std::unordered_map<std::string, std::int64_t> batch_newest;
+    std::set<std::tuple<std::string, std::int32_t, std::int64_t>> seen;
+    std::vector<record> kept;
+    kept.reserve(batch.records.size());
+    for (auto& r : batch.records) {
+        aggregator* agg = r.set_index < aggregators_.size() ? aggregators_[r.set_index] : nullptr;
+        if (!agg) {
+            kept.push_back(std::move(r));
+            continue;
+        }
+        bool replay = false;
+        if (r.source.from_kafka()) {
+            auto it = committed_next_.find({r.source.topic, r.source.partition});
+            replay = (it != committed_next_.end() && r.source.offset < it->second) ||
+                     !seen.emplace(r.source.topic, r.source.partition, r.source.offset).second;
+        }
+        if (!replay) {
+            const auto& set = cfg_.feature_sets[r.set_index];
+            const std::string id = std::to_string(r.set_index) + '\x1f' + r.key;
+            auto newest = batch_newest.find(id);
+            const bool late = agg->too_late(r.key, r.event_time_ms) ||
+                              (newest != batch_newest.end() && r.event_time_ms < newest->second - set.allowed_lateness_ms);
+            if (late) {
+                dead_letter d;
+                d.set_index = r.set_index;
+                d.source = r.source;
+                d.received_at_ms = r.ingested_at_ms;
+                d.error = "late event: event time " + format_rfc3339_ms(r.event_time_ms) +
+                          " is more than allowed_lateness (" + std::to_string(set.allowed_lateness_ms / 1000) +
+                          " s) older than the newest event of key '" + r.key + "'";
+                nlohmann::json payload = {{set.key_field, r.key}, {set.event_time_field, r.event_time_ms}};
+                for (std::size_t i = 0; i < set.fields.size() && i < r.values.size(); ++i)
+                    payload[set.fields[i].name] = nlohmann::json::parse(
+                        value_to_json_text(set.fields[i].type, r.values[i]), nullptr, false);
+                d.payload = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+                batch.dead_letters.push_back(std::move(d));
+                continue;
+            }
+            agg->add(r.key, r.event_time_ms, r.values);
+            auto [slot, inserted] = batch_newest.try_emplace(id, r.event_time_ms);
+            if (!inserted) slot->second = std::max(slot->second, r.event_time_ms);
+        }
+        kept.push_back(std::move(r));
+    }
+    batch.records = std::move(kept);
+    // Every record of a key carries the key's aggregation values now (latest keeps the newest).
+    std::unordered_map<std::string, std::vector<value>> values_now;
+    for (auto& r : batch.records) {
+        aggregator* agg = r.set_index < aggregators_.size() ? aggregators_[r.set_index] : nullptr;
+        if (!agg) continue;
+        const std::string id = std::to_string(r.set_index) + '\x1f' + r.key;
+        auto it = values_now.find(id);
+        if (it == values_now.end()) it = values_now.emplace(id, agg->values_at(r.key, now)).first;
+        r.values.resize(cfg_.feature_sets[r.set_index].fields.size());
+        r.values.insert(r.values.end(), it->second.begin(), it->second.end());
+    }
+}
+
 void store_writer::start() {
     // A crash can fall between a PostgreSQL commit and the Redis update that follows it, and those
     // messages are not consumed again: bring Redis up to date with what changed last before start.
     if (cache_ && durable_) {
         auto last = durable_->last_update_ms();
         if (last && last.value() > 0) cache_stale_since_ms_ = last.value() - 60000;
+    }
+    // What this group already committed: a record below it is a re-delivery, already aggregated.
+    if (durable_) {
+        if (auto stored = durable_->read_offsets(cfg_.kafka.group_id))
+            for (const auto& o : stored.value()) committed_next_[{o.topic, o.partition}] = o.next_offset;
     }
     thread_ = std::thread([this] { run(); });
 }
@@ -173,6 +243,7 @@ bool store_writer::retry(const char* what, const std::function<status()>& op) {
 void store_writer::flush(write_batch& batch) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
+    if (!aggregators_.empty()) aggregate(batch);
     const auto unwritten = batch.records.size() + batch.dead_letters.size();
     if (durable_) {
         auto write = [&] {
@@ -232,6 +303,10 @@ void store_writer::flush(write_batch& batch) {
         memory_.upsert(r->set_index, std::move(e));
     }
     if (hold) hold.unlock();  // before calling into librdkafka
+    for (const auto& o : batch.offsets) {
+        auto& next = committed_next_[{o.topic, o.partition}];
+        next = std::max(next, o.next_offset);
+    }
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);

@@ -53,6 +53,13 @@ public:
         return keys_asked_;
     }
 
+    /// Answers like get_latest, remembering the moment asked for.
+    void get_as_of(std::uint32_t set_index, std::string key, std::int64_t at_ms, latest_callback done) override {
+        last_as_of_.store(at_ms);
+        get_latest(set_index, std::move(key), std::move(done));
+    }
+    std::int64_t last_as_of() const { return last_as_of_.load(); }
+
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
         ++calls_;
         if (throw_) throw std::runtime_error("fake reader failure");
@@ -76,6 +83,7 @@ public:
     }
 
 private:
+    std::atomic<std::int64_t> last_as_of_{-1};
     mutable std::mutex mutex_;
     std::map<std::pair<std::uint32_t, std::string>, latest_entry> entries_;
     std::string error_;

@@ -52,6 +52,14 @@ public:
         return std::vector<latest_entry>{};
     }
     result<std::int64_t> last_update_ms() override { return std::int64_t{0}; }
+    result<history_slice> read_as_of(std::uint32_t, const std::string&, std::int64_t, std::int64_t) override {
+        return history_slice{};
+    }
+    status for_each_history(
+        std::uint32_t, std::int64_t,
+        const std::function<void(const std::string&, std::int64_t, const std::vector<value>&)>&) override {
+        return status::success();
+    }
     result<std::vector<partition_offset>> read_offsets(const std::string&) override {
         return std::vector<partition_offset>{};
     }

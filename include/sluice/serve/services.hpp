@@ -21,6 +21,12 @@ public:
     using latest_callback = std::function<void(result<std::optional<latest_entry>>)>;
     virtual ~feature_reader() = default;
     virtual void get_latest(std::uint32_t set_index, std::string key, latest_callback done) = 0;
+    /// The key as it was at at_ms (point in time, from history): the newest event at or before
+    /// it, and the aggregations computed over history at that moment. Same threading as get_latest.
+    virtual void get_as_of(std::uint32_t set_index, std::string key, std::int64_t at_ms, latest_callback done) {
+        (void)set_index, (void)key, (void)at_ms;
+        done(result<std::optional<latest_entry>>::failure("as_of lookups need PostgreSQL"));
+    }
 };
 
 /// Readiness as /readyz reports it: empty when ready, else one reason per failing part.

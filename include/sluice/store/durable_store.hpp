@@ -1,6 +1,7 @@
 #pragma once
 // The durable store (PostgreSQL): history, latest, dead letters and consumer offsets.
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,12 @@ struct write_batch {
     bool empty() const { return records.empty() && dead_letters.empty(); }
 };
 
+/// A key's history around one moment, for as-of lookups.
+struct history_slice {
+    std::optional<latest_entry> newest;  // the newest row with event time <= the moment (fields only)
+    std::vector<std::pair<std::int64_t, std::vector<value>>> events;  // rows in (moment - span, moment]
+};
+
 /// The store that makes records durable. write() is called by the store writer thread only;
 /// read_latest() and read_offsets() may be called from any thread (they use their own connections).
 class durable_store {
@@ -35,6 +42,14 @@ public:
     /// order, at most limit rows: pages through what Redis missed while it was away.
     virtual result<std::vector<latest_entry>> scan_latest(std::uint32_t set_index, std::int64_t since_ms,
                                                           const std::string& after_key, std::size_t limit) = 0;
+    /// The key's newest history row at or before at_ms, and its rows in (at_ms - span_ms, at_ms].
+    virtual result<history_slice> read_as_of(std::uint32_t set_index, const std::string& key, std::int64_t at_ms,
+                                             std::int64_t span_ms) = 0;
+    /// Streams the history rows of a set with event time >= since_ms, oldest first, to fn (key,
+    /// event time, field values): rebuilds the aggregation state at start.
+    virtual status for_each_history(
+        std::uint32_t set_index, std::int64_t since_ms,
+        const std::function<void(const std::string&, std::int64_t, const std::vector<value>&)>& fn) = 0;
     /// The newest updated_at of any latest row (epoch ms), 0 when there is none.
     virtual result<std::int64_t> last_update_ms() = 0;
     /// Offsets stored for a consumer group (to seed partition positions on assignment).

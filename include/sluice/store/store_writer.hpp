@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "sluice/config/config.hpp"
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/ingest/offset_sink.hpp"
+#include "sluice/preprocess/aggregator.hpp"
 #include "sluice/store/durable_store.hpp"
 #include "sluice/store/latest_cache.hpp"
 #include "sluice/store/memory_index.hpp"
@@ -35,6 +37,13 @@ public:
                  dead_letter_publisher* dead_letter_topic = nullptr);
     ~store_writer();
 
+    /// The aggregation state per feature set (nullptr for a set without aggregations). Before a
+    /// batch is written, each new record (not a re-delivery: its offset is past what this writer
+    /// has committed) is added to its set's aggregator, or becomes a dead letter when it is later
+    /// than allowed_lateness; every record then carries its key's aggregation values at write time
+    /// after its fields, for latest, Redis and memory. Set before start().
+    void set_aggregators(std::vector<aggregator*> aggregators) { aggregators_ = std::move(aggregators); }
+
     void start();
     /// Writes everything queued, then joins. abort (set by the app on timeout) ends sooner.
     void drain_and_join(const std::atomic<bool>& abort);
@@ -55,6 +64,8 @@ private:
     bool retry(const char* what, const std::function<status()>& op);
     /// Writes back to Redis what it missed; clears the stale mark when done.
     void resync_cache();
+    /// Dead-letters late records, feeds the aggregators, appends aggregation values.
+    void aggregate(write_batch& batch);
 
     const config& cfg_;
     std::vector<channel<processed>*> inputs_;
@@ -64,6 +75,8 @@ private:
     memory_index& memory_;
     offset_sink* offsets_;
     dead_letter_publisher* dead_letter_topic_;
+    std::vector<aggregator*> aggregators_;
+    std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
     std::optional<std::int64_t> cache_stale_since_ms_;  // writer thread only
     std::chrono::steady_clock::time_point last_cache_probe_{};
     std::thread thread_;

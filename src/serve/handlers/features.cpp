@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "handlers.hpp"
+#include "sluice/config/columns.hpp"
 #include "sluice/core/clock.hpp"
 
 namespace sluice::serve {
@@ -50,12 +51,14 @@ std::optional<std::int64_t> parse_non_negative(const std::string& text) {
 struct latest_query {
     const feature_set_config* set = nullptr;
     std::string key;
-    std::vector<std::size_t> fields;  // indices into set->fields, in declared order
+    std::vector<latest_column> columns;  // fields, then aggregations (latest_entry::values order)
+    std::vector<std::size_t> fields;  // indices into columns, in declared order
     std::optional<std::int64_t> max_staleness_ms;
+    std::optional<std::int64_t> as_of_ms;  // point-in-time lookup: ages are measured at this moment
 };
 
 response render_latest(const latest_query& q, const latest_entry& e) {
-    const std::int64_t age = now_ms() - e.event_time_ms;
+    const std::int64_t age = q.as_of_ms.value_or(now_ms()) - e.event_time_ms;
     const char* status = "PRESENT";
     if (q.set->ttl_ms > 0 && age > q.set->ttl_ms)
         status = "EXPIRED";
@@ -64,9 +67,9 @@ response render_latest(const latest_query& q, const latest_entry& e) {
 
     ordered_json values = ordered_json::object();
     for (std::size_t i : q.fields) {
-        const field_config& f = q.set->fields[i];
+        const latest_column& c = q.columns[i];
         // A field added to the schema after the entry was written has no value yet.
-        values[f.name] = i < e.values.size() ? render_value(f.type, e.values[i]) : ordered_json(nullptr);
+        values[c.name] = i < e.values.size() ? render_value(c.type, e.values[i]) : ordered_json(nullptr);
     }
     ordered_json body;
     body["feature_set"] = q.set->name;
@@ -86,14 +89,20 @@ void get_latest(const serve_context& ctx, const request_context& rc, const respo
                                "feature set '" + set_name + "' is not configured"));
         return;
     }
-    if (rc.query_value("as_of") != nullptr) {
-        respond(error_response(http::status::bad_request, "not_supported", "as_of is not supported yet"));
-        return;
-    }
-
     latest_query q;
     q.set = &ctx.cfg->feature_sets[static_cast<std::size_t>(set_index)];
     q.key = rc.param("key");
+    q.columns = latest_columns(*q.set);
+    if (const std::string* text = rc.query_value("as_of")) {
+        // RFC 3339, or epoch milliseconds.
+        q.as_of_ms = parse_rfc3339(*text);
+        if (!q.as_of_ms) q.as_of_ms = parse_non_negative(*text);
+        if (!q.as_of_ms) {
+            respond(error_response(http::status::bad_request, "bad_request",
+                                   "as_of must be an RFC 3339 time or epoch milliseconds"));
+            return;
+        }
+    }
 
     if (const std::string* text = rc.query_value("max_staleness_ms")) {
         q.max_staleness_ms = parse_non_negative(*text);
@@ -105,7 +114,7 @@ void get_latest(const serve_context& ctx, const request_context& rc, const respo
     }
 
     if (const std::string* list = rc.query_value("fields")) {
-        std::vector<bool> wanted(q.set->fields.size(), false);
+        std::vector<bool> wanted(q.columns.size(), false);
         std::size_t pos = 0;
         while (pos <= list->size()) {
             std::size_t comma = list->find(',', pos);
@@ -114,8 +123,8 @@ void get_latest(const serve_context& ctx, const request_context& rc, const respo
             pos = comma + 1;
             if (name.empty()) continue;
             bool found = false;
-            for (std::size_t i = 0; i < q.set->fields.size() && !found; ++i) {
-                if (q.set->fields[i].name == name) {
+            for (std::size_t i = 0; i < q.columns.size() && !found; ++i) {
+                if (q.columns[i].name == name) {
                     wanted[i] = true;
                     found = true;
                 }
@@ -129,7 +138,7 @@ void get_latest(const serve_context& ctx, const request_context& rc, const respo
         for (std::size_t i = 0; i < wanted.size(); ++i)
             if (wanted[i]) q.fields.push_back(i);
     } else {
-        for (std::size_t i = 0; i < q.set->fields.size(); ++i) q.fields.push_back(i);
+        for (std::size_t i = 0; i < q.columns.size(); ++i) q.fields.push_back(i);
     }
 
     if (ctx.reader == nullptr) {
@@ -138,10 +147,9 @@ void get_latest(const serve_context& ctx, const request_context& rc, const respo
     }
 
     std::string key = q.key;
+    const auto as_of = q.as_of_ms;
     // The reader may call back inline or from one of its threads; nothing here may throw out.
-    ctx.reader->get_latest(
-        static_cast<std::uint32_t>(set_index), std::move(key),
-        [q = std::move(q), respond](result<std::optional<latest_entry>> r) {
+    auto on_answer = [q = std::move(q), respond](result<std::optional<latest_entry>> r) {
             try {
                 if (!r.ok()) {
                     respond(error_response(http::status::service_unavailable, "store_unavailable", r.message()));
@@ -155,7 +163,11 @@ void get_latest(const serve_context& ctx, const request_context& rc, const respo
                 http_logger()->error("http: rendering {}/{} failed: {}", q.set->name, q.key, e.what());
                 respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));
             }
-        });
+        };
+    if (as_of)
+        ctx.reader->get_as_of(static_cast<std::uint32_t>(set_index), std::move(key), *as_of, std::move(on_answer));
+    else
+        ctx.reader->get_latest(static_cast<std::uint32_t>(set_index), std::move(key), std::move(on_answer));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pg_connection.hpp"
+#include "sluice/config/columns.hpp"
 #include "sluice/core/clock.hpp"
 #include "sluice/core/value_codec.hpp"
 #include "sluice/store/postgres_store.hpp"
@@ -121,25 +122,27 @@ public:
             t.history = schema + "." + pg::quote_ident(set.name + "_history");
             t.latest = schema + "." + pg::quote_ident(set.name + "_latest");
             t.temp = pg::quote_ident("sluice_tmp_" + set.name);
-            std::string cols, excluded, select_cols;
-            for (const auto& f : set.fields) {
-                const auto q = pg::quote_ident(f.name);
-                cols += ", " + q;
+            // History has the fields; latest (and the batch's temporary table) also the aggregations.
+            std::string cols, agg_cols, excluded, select_cols;
+            for (const auto& c : latest_columns(set)) {
+                const auto q = pg::quote_ident(c.name);
+                (c.aggregation ? agg_cols : cols) += ", " + q;
                 excluded += ", " + q + " = EXCLUDED." + q;
-                if (f.type == field_type::timestamp)
+                if (c.type == field_type::timestamp)
                     select_cols += ", (extract(epoch from " + q + ") * 1000)::bigint";
                 else
-                    select_cols += ", " + q + (f.type == field_type::json ? "::text" : "");
+                    select_cols += ", " + q + (c.type == field_type::json ? "::text" : "");
             }
             const std::string all_cols = "key, event_time" + cols + ", ingested_at, src_topic, src_partition, src_offset";
-            t.copy_sql = "COPY " + t.temp + " (" + all_cols + ") FROM STDIN";
+            t.copy_sql = "COPY " + t.temp + " (" + all_cols + agg_cols + ") FROM STDIN";
             t.insert_history_sql = "INSERT INTO " + t.history + " (" + all_cols + ") SELECT " + all_cols + " FROM " +
                                    t.temp + " ON CONFLICT DO NOTHING";
             // The newest event of each key in the batch (the first delivered among equal event times);
             // it replaces the stored row only when it is newer, as in Redis and memory, so a
             // re-delivered message changes nothing.
-            t.upsert_latest_sql = "INSERT INTO " + t.latest + " (key, event_time" + cols +
+            t.upsert_latest_sql = "INSERT INTO " + t.latest + " (key, event_time" + cols + agg_cols +
                                   ", ingested_at, updated_at) SELECT DISTINCT ON (key) key, event_time" + cols +
+                                  agg_cols +
                                   ", ingested_at, now() FROM " + t.temp +
                                   " ORDER BY key, event_time DESC, src_offset ASC NULLS LAST"
                                   " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" +
@@ -148,6 +151,9 @@ public:
                                   t.latest + ".event_time < EXCLUDED.event_time";
             writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
                                    ") ON COMMIT DELETE ROWS");
+            for (const auto& a : set.aggregations)
+                writer_setup.push_back("ALTER TABLE " + t.temp + " ADD COLUMN IF NOT EXISTS " + pg::quote_ident(a.name) +
+                                       " " + sql_type(result_type(set, a)));
             const std::string row = "(extract(epoch from event_time) * 1000)::bigint, "
                                     "(extract(epoch from ingested_at) * 1000)::bigint" + select_cols;
             t.read_latest_stmt = "latest_" + std::to_string(i);
@@ -158,6 +164,14 @@ public:
                                    ", key FROM " + t.latest +
                                    " WHERE updated_at >= to_timestamp($1 / 1000.0) AND key > $2 ORDER BY key LIMIT $3");
             tables_.push_back(std::move(t));
+            columns_.push_back(latest_columns(set));
+            std::string hist;
+            for (const auto& f : set.fields) {
+                const auto q = pg::quote_ident(f.name);
+                hist += f.type == field_type::timestamp ? ", (extract(epoch from " + q + ") * 1000)::bigint"
+                                                        : ", " + q + (f.type == field_type::json ? "::text" : "");
+            }
+            history_select_.push_back(hist);
         }
         dead_letters_ = schema + ".dead_letters";
         offsets_ = schema + ".consumer_offsets";
@@ -182,9 +196,9 @@ public:
             ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.latest +
                           " (key text PRIMARY KEY, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
                           " updated_at timestamptz NOT NULL DEFAULT now())");
-            for (const auto& f : set.fields) {
-                const std::string col = pg::quote_ident(f.name) + " " + sql_type(f.type);
-                ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS " + col);
+            for (const auto& c : latest_columns(set)) {
+                const std::string col = pg::quote_ident(c.name) + " " + sql_type(c.type);
+                if (!c.aggregation) ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS " + col);
                 ddl.push_back("ALTER TABLE " + t.latest + " ADD COLUMN IF NOT EXISTS " + col);
             }
             ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS " + pg::quote_ident(set.name + "_history_src") + " ON " +
@@ -247,7 +261,7 @@ public:
         readers_->release(std::move(conn));
         if (!r) return R::failure(r.message());
         PGresult* res = r.value().get();
-        const int key_col = static_cast<int>(cfg_.feature_sets[set_index].fields.size()) + 2;
+        const int key_col = static_cast<int>(columns_[set_index].size()) + 2;
         std::vector<latest_entry> out;
         out.reserve(static_cast<std::size_t>(PQntuples(res)));
         for (int row = 0; row < PQntuples(res); ++row) {
@@ -255,6 +269,88 @@ public:
             out.back().key.assign(PQgetvalue(res, row, key_col), static_cast<std::size_t>(PQgetlength(res, row, key_col)));
         }
         return out;
+    }
+
+    result<history_slice> read_as_of(std::uint32_t set_index, const std::string& key, std::int64_t at_ms,
+                                     std::int64_t span_ms) override {
+        using R = result<history_slice>;
+        const auto& set = cfg_.feature_sets[set_index];
+        const std::string at = std::to_string(at_ms);
+        const std::string from = std::to_string(at_ms - span_ms);
+        const std::string row = "(extract(epoch from event_time) * 1000)::bigint, "
+                                "(extract(epoch from ingested_at) * 1000)::bigint" + history_select_[set_index];
+        auto conn = readers_->acquire();
+        // Among equal event times the first delivered counts, as in latest.
+        auto newest = conn->exec_params("SELECT " + row + " FROM " + tables_[set_index].history +
+                                            " WHERE key = $1 AND event_time <= to_timestamp($2::bigint / 1000.0)"
+                                            " ORDER BY event_time DESC, src_offset ASC NULLS LAST LIMIT 1",
+                                        {key.c_str(), at.c_str()});
+        result<pg::result_ptr> window = result<pg::result_ptr>::failure("not read");
+        if (newest && span_ms > 0)
+            window = conn->exec_params("SELECT " + row + " FROM " + tables_[set_index].history +
+                                           " WHERE key = $1 AND event_time <= to_timestamp($2::bigint / 1000.0)"
+                                           " AND event_time > to_timestamp($3::bigint / 1000.0) ORDER BY event_time",
+                                       {key.c_str(), at.c_str(), from.c_str()});
+        readers_->release(std::move(conn));
+        if (!newest) return R::failure(newest.message());
+        if (span_ms > 0 && !window) return R::failure(window.message());
+        history_slice out;
+        auto decode_fields = [&](PGresult* res, int r) {
+            latest_entry e;
+            e.key = key;
+            e.event_time_ms = std::atoll(PQgetvalue(res, r, 0));
+            e.ingested_at_ms = std::atoll(PQgetvalue(res, r, 1));
+            for (std::size_t i = 0; i < set.fields.size(); ++i) {
+                const int col = static_cast<int>(i) + 2;
+                e.values.push_back(PQgetisnull(res, r, col) ? value{}
+                                                            : decode_column(set.fields[i].type, PQgetvalue(res, r, col),
+                                                                            PQgetlength(res, r, col)));
+            }
+            return e;
+        };
+        if (PQntuples(newest.value().get()) > 0) out.newest = decode_fields(newest.value().get(), 0);
+        if (span_ms > 0) {
+            PGresult* res = window.value().get();
+            for (int r = 0; r < PQntuples(res); ++r) {
+                auto e = decode_fields(res, r);
+                out.events.emplace_back(e.event_time_ms, std::move(e.values));
+            }
+        }
+        return out;
+    }
+
+    status for_each_history(
+        std::uint32_t set_index, std::int64_t since_ms,
+        const std::function<void(const std::string&, std::int64_t, const std::vector<value>&)>& fn) override {
+        const auto& set = cfg_.feature_sets[set_index];
+        const std::string sql = "SELECT key, (extract(epoch from event_time) * 1000)::bigint" +
+                                history_select_[set_index] + " FROM " +
+                                tables_[set_index].history + " WHERE event_time >= to_timestamp(" +
+                                std::to_string(since_ms) + " / 1000.0) ORDER BY event_time, src_partition, src_offset";
+        // A connection of its own, rows streamed one at a time (the history can be large).
+        pg::connection conn(pg_.dsn, {});
+        if (auto s = conn.ensure(); !s) return s;
+        if (!PQsendQuery(conn.raw(), sql.c_str()) || !PQsetSingleRowMode(conn.raw()))
+            return status::failure(std::string("reading history: ") + PQerrorMessage(conn.raw()));
+        std::vector<value> values(set.fields.size());
+        status outcome;
+        while (PGresult* raw = PQgetResult(conn.raw())) {
+            pg::result_ptr res(raw);
+            const auto st = PQresultStatus(raw);
+            if (st == PGRES_SINGLE_TUPLE) {
+                for (std::size_t i = 0; i < set.fields.size(); ++i) {
+                    const int col = static_cast<int>(i) + 2;
+                    values[i] = PQgetisnull(raw, 0, col)
+                                    ? value{}
+                                    : decode_column(set.fields[i].type, PQgetvalue(raw, 0, col), PQgetlength(raw, 0, col));
+                }
+                fn(std::string(PQgetvalue(raw, 0, 0), static_cast<std::size_t>(PQgetlength(raw, 0, 0))),
+                   std::atoll(PQgetvalue(raw, 0, 1)), values);
+            } else if (st != PGRES_TUPLES_OK && outcome.ok()) {
+                outcome = status::failure(std::string("reading history: ") + PQresultErrorMessage(raw));
+            }
+        }
+        return outcome;
     }
 
     result<std::int64_t> last_update_ms() override {
@@ -300,18 +396,18 @@ private:
 
     // A latest row selected as: event time ms, ingested ms, then one column per field.
     latest_entry decode_latest(std::uint32_t set_index, PGresult* res, int row) const {
-        const auto& set = cfg_.feature_sets[set_index];
+        const auto& columns = columns_[set_index];
         auto cell = [&](field_type t, int col) { return decode_column(t, PQgetvalue(res, row, col), PQgetlength(res, row, col)); };
         latest_entry e;
         e.event_time_ms = std::get<std::int64_t>(cell(field_type::int64, 0));
         e.ingested_at_ms = std::get<std::int64_t>(cell(field_type::int64, 1));
-        e.values.reserve(set.fields.size());
-        for (std::size_t i = 0; i < set.fields.size(); ++i) {
+        e.values.reserve(columns.size());
+        for (std::size_t i = 0; i < columns.size(); ++i) {
             const int col = static_cast<int>(i) + 2;
             if (PQgetisnull(res, row, col))
                 e.values.emplace_back();
             else
-                e.values.push_back(cell(set.fields[i].type, col));
+                e.values.push_back(cell(columns[i].type, col));
         }
         return e;
     }
@@ -344,10 +440,20 @@ private:
             if (r.source.from_kafka()) {
                 out += '\t';
                 append_copy_text(out, r.source.topic);
-                out += '\t' + std::to_string(r.source.partition) + '\t' + std::to_string(r.source.offset) + '\n';
+                out += '\t' + std::to_string(r.source.partition) + '\t' + std::to_string(r.source.offset);
             } else {
-                out += "\t\\N\t\\N\t\\N\n";
+                out += "\t\\N\t\\N\t\\N";
             }
+            // The aggregations (the store writer appends them after the fields) go to latest only.
+            const auto& columns = columns_[r.set_index];
+            for (std::size_t i = set.fields.size(); i < columns.size(); ++i) {
+                out += '\t';
+                if (i < r.values.size())
+                    append_copy_value(out, columns[i].type, r.values[i]);
+                else
+                    out += "\\N";
+            }
+            out += '\n';
         }
         for (std::size_t i = 0; i < copy_data.size(); ++i) {
             if (copy_data[i].empty()) continue;
@@ -397,6 +503,8 @@ private:
     const postgres_config& pg_;
     std::shared_ptr<spdlog::logger> log_;
     std::vector<table> tables_;
+    std::vector<std::vector<latest_column>> columns_;  // per set
+    std::vector<std::string> history_select_;          // per set: ", <field columns as selected>"
     std::string dead_letters_, offsets_;
     std::unique_ptr<pg::connection> writer_;
     std::unique_ptr<connection_pool> readers_;

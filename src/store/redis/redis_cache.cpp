@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "sluice/config/columns.hpp"
 #include "sluice/core/value_codec.hpp"
 #include "sluice/store/redis_cache.hpp"
 
@@ -107,6 +108,7 @@ public:
     explicit redis_cache(const config& cfg) : cfg_(cfg), rc_(*cfg.redis), writer_(rc_), log_(spdlog::get("store.redis")) {
         if (!log_) log_ = spdlog::default_logger();
         for (int i = 0; i < rc_.pool_size; ++i) readers_.push_back(std::make_unique<redis_connection>(rc_));
+        for (const auto& set : cfg.feature_sets) columns_.push_back(latest_columns(set));
     }
 
     status apply(const std::vector<const record*>& records) override {
@@ -125,9 +127,10 @@ public:
             args.push_back(std::to_string(set.ttl_ms));
             args.emplace_back("_ingested_at");
             args.push_back(std::to_string(r->ingested_at_ms));
-            for (std::size_t i = 0; i < set.fields.size(); ++i) {
-                args.push_back(set.fields[i].name);
-                args.push_back(value_to_json_text(set.fields[i].type, r->values[i]));
+            const auto& columns = columns_[r->set_index];
+            for (std::size_t i = 0; i < columns.size() && i < r->values.size(); ++i) {
+                args.push_back(columns[i].name);
+                args.push_back(value_to_json_text(columns[i].type, r->values[i]));
             }
             writer_.append(args);
         }
@@ -159,9 +162,10 @@ public:
         healthy_.store(true);
         const redisReply* reply = r.value().get();
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) return std::optional<latest_entry>{};
+        const auto& columns = columns_[set_index];
         latest_entry e;
         e.key = key;
-        e.values.resize(set.fields.size());
+        e.values.resize(columns.size());
         bool have_time = false;
         for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
             std::string_view name(reply->element[i]->str, reply->element[i]->len);
@@ -172,9 +176,9 @@ public:
             } else if (name == "_ingested_at") {
                 e.ingested_at_ms = std::atoll(std::string(text).c_str());
             } else {
-                for (std::size_t f = 0; f < set.fields.size(); ++f) {
-                    if (set.fields[f].name != name) continue;
-                    if (auto v = value_from_json_text(set.fields[f].type, text)) e.values[f] = std::move(*v);
+                for (std::size_t f = 0; f < columns.size(); ++f) {
+                    if (columns[f].name != name) continue;
+                    if (auto v = value_from_json_text(columns[f].type, text)) e.values[f] = std::move(*v);
                 }
             }
         }
@@ -224,6 +228,7 @@ private:
     const redis_config& rc_;
     redis_connection writer_;
     std::string sha_;
+    std::vector<std::vector<latest_column>> columns_;  // per set: fields, then aggregations
     std::shared_ptr<spdlog::logger> log_;
     std::mutex mutex_;
     std::condition_variable cv_;

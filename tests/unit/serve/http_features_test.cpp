@@ -159,12 +159,23 @@ TEST_F(HttpFeaturesTest, StaleWhenOlderThanMaxStaleness) {
     EXPECT_EQ(error_code_of(*bad), "bad_request");
 }
 
-TEST_F(HttpFeaturesTest, AsOfIsRefusedAsNotSupported) {
+TEST_F(HttpFeaturesTest, AsOfAsksTheReaderForThatMomentAndAgesFromIt) {
+    const std::int64_t at = 1793527200000;  // 2026-11-01T10:00:00Z
+    reader_.put(0, make_full_entry("42", at - 1000, at - 900));
     auto res = get("/v1/features/user_activity/42?as_of=2026-11-01T10:00:00Z");
     ASSERT_TRUE(res);
-    EXPECT_EQ(res->result_int(), 400);
-    EXPECT_EQ(error_code_of(*res), "not_supported");
-    EXPECT_EQ(body_json(*res)["error"]["message"], "as_of is not supported yet");
+    EXPECT_EQ(res->result_int(), 200);
+    EXPECT_EQ(reader_.last_as_of(), at);
+    // One second old at that moment: present, although it is long expired now.
+    EXPECT_EQ(body_json(*res)["status"], "PRESENT");
+    auto ms = get("/v1/features/user_activity/42?as_of=1793527200000");
+    ASSERT_TRUE(ms);
+    EXPECT_EQ(ms->result_int(), 200);
+    EXPECT_EQ(reader_.last_as_of(), at);
+    auto bad = get("/v1/features/user_activity/42?as_of=yesterday");
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->result_int(), 400);
+    EXPECT_EQ(error_code_of(*bad), "bad_request");
 }
 
 TEST_F(HttpFeaturesTest, ReaderAnsweringLaterFromAnotherThread) {
