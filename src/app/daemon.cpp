@@ -32,12 +32,7 @@ public:
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
         if (auto hit = memory_.find(set_index, key)) {
             latest_entry e = *hit;
-            // This instance aggregates the keys it holds in memory: the windows move with time.
-            if (aggregator* agg = aggregators_[set_index]) {
-                const auto now_values = agg->values_at(key, now_ms());
-                e.values.resize(cfg_.feature_sets[set_index].fields.size());
-                e.values.insert(e.values.end(), now_values.begin(), now_values.end());
-            }
+            with_aggregations_now(set_index, e);
             done(std::optional<latest_entry>{std::move(e)});
             return;
         }
@@ -49,11 +44,15 @@ public:
             std::string errors;
             if (cache_) {
                 auto r = cache_->read_latest(set_index, key);
-                if (r && r.value()) return done(std::move(r));
+                if (r && r.value()) {
+                    with_aggregations_now(set_index, *r.value());
+                    return done(std::move(r));
+                }
                 if (!r) errors = r.message();
             }
             if (durable_) {
                 auto r = durable_->read_latest(set_index, key);
+                if (r && r.value()) with_aggregations_now(set_index, *r.value());
                 if (r) return done(std::move(r));
                 errors += (errors.empty() ? "" : "; ") + r.message();
             }
@@ -88,6 +87,16 @@ public:
     }
 
 private:
+    // Stored aggregation values are as of their write; the aggregator's are as of now (windows
+    // move with time, and late events within the lateness count). Used when it holds the key.
+    void with_aggregations_now(std::uint32_t set_index, latest_entry& e) const {
+        aggregator* agg = aggregators_[set_index];
+        if (!agg || !agg->contains(e.key)) return;
+        const auto now_values = agg->values_at(e.key, now_ms());
+        e.values.resize(cfg_.feature_sets[set_index].fields.size());
+        e.values.insert(e.values.end(), now_values.begin(), now_values.end());
+    }
+
     const config& cfg_;
     memory_index& memory_;
     latest_cache* cache_;

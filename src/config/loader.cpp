@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string_view>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/clock.hpp"
+#include "sluice/preprocess/record_parser.hpp"  // the timestamp rule, shared with events
 
 namespace sluice {
 namespace {
@@ -575,7 +577,44 @@ struct field_draft {
     field_config cfg;
     bool type_ok = false;
     const json* default_json = nullptr;  // points into the parsed document, alive while loading
+    const json* allowed_json = nullptr;
 };
+
+// RFC 6901: "/a/b~1c" → {"a", "b/c"}; nothing when it is not a pointer.
+std::optional<std::vector<std::string>> pointer_tokens(const std::string& p) {
+    if (p.empty() || p[0] != '/') return std::nullopt;
+    std::vector<std::string> out(1);
+    for (std::size_t i = 1; i < p.size(); ++i) {
+        if (p[i] == '/') {
+            out.emplace_back();
+        } else if (p[i] == '~') {
+            if (i + 1 >= p.size() || (p[i + 1] != '0' && p[i + 1] != '1')) return std::nullopt;
+            out.back() += p[i + 1] == '0' ? '~' : '/';
+            ++i;
+        } else {
+            out.back() += p[i];
+        }
+    }
+    return out;
+}
+
+std::optional<std::string> pointer_problem(const std::string& s) {
+    if (s.empty() || s[0] != '/')
+        return "must be a JSON pointer starting with \"/\" (e.g. \"/device/os\"), got " + quote(s);
+    if (!pointer_tokens(s))
+        return "invalid JSON pointer " + quote(s) +
+               ": \"~\" must be followed by 0 or 1 (\"~0\" is \"~\", \"~1\" is \"/\")";
+    return std::nullopt;
+}
+
+// A set's key or event time: a top-level member name, or a JSON pointer when it starts with "/".
+string_check member_or_pointer() {
+    return [](std::string& s) -> std::optional<std::string> {
+        if (s.empty()) return "must not be empty";
+        if (s[0] == '/') return pointer_problem(s);
+        return std::nullopt;
+    };
+}
 
 const std::vector<key_spec<field_draft>>& field_keys() {
     using S = field_draft;
@@ -605,6 +644,18 @@ const std::vector<key_spec<field_draft>>& field_keys() {
                       [](S& f, const json& v, const std::string&, diagnostics&) { f.cfg.min = v.get<double>(); }),
         custom_key<S>("max", "largest accepted value (int and double fields)", "none", kind::number,
                       [](S& f, const json& v, const std::string&, diagnostics&) { f.cfg.max = v.get<double>(); }),
+        custom_key<S>("source", "JSON pointer to the value in the event, e.g. \"/device/os\"", "\"/<field name>\"",
+                      kind::string,
+                      [](S& f, const json& v, const std::string& p, diagnostics& d) {
+                          const std::string& s = v.get_ref<const std::string&>();
+                          if (auto complaint = pointer_problem(s))
+                              d.add(p, std::move(*complaint));
+                          else
+                              f.cfg.source = s;
+                      }),
+        custom_key<S>("allowed", "the only values accepted (string and int fields); others are dead letters",
+                      "any value", kind::array,
+                      [](S& f, const json& v, const std::string&, diagnostics&) { f.allowed_json = &v; }),
     };
     return keys;
 }
@@ -645,17 +696,23 @@ std::optional<std::string> coerce_default(field_type t, const json& j, value& ou
                 return std::nullopt;
             }
             return "must be a string (the field is string), got " + got();
-        case field_type::timestamp:
-            if (j.is_string()) {
-                if (auto ms = parse_rfc3339(j.get_ref<const std::string&>())) {
-                    out = *ms;
-                    return std::nullopt;
-                }
-            } else if (fits_int64(j)) {
-                out = j.get<std::int64_t>();
+        case field_type::timestamp: {
+            // The same rule as event times (record_parser.hpp): numbers below 10^11 are seconds.
+            std::optional<std::int64_t> ms;
+            if (j.is_string())
+                ms = parse_timestamp_text(j.get_ref<const std::string&>());
+            else if (fits_int64(j))
+                ms = epoch_number_to_ms(j.get<std::int64_t>());
+            else if (j.is_number_float())
+                ms = epoch_number_to_ms(j.get<double>());
+            if (ms) {
+                out = *ms;
                 return std::nullopt;
             }
-            return "must be an RFC 3339 time or epoch milliseconds (the field is timestamp), got " + got();
+            return "must be an RFC 3339 time or epoch seconds or milliseconds in years 1970..9999 (the field is "
+                   "timestamp), got " +
+                   got();
+        }
         case field_type::json:
             out = compact(j);
             return std::nullopt;
@@ -664,9 +721,50 @@ std::optional<std::string> coerce_default(field_type t, const json& j, value& ou
 }
 
 // The checks that need the whole field: min/max against the type, and the default.
+constexpr std::size_t max_allowed_values = 1024;
+
+// "allowed": a non-empty list of values of the field's type (string and int fields only).
+void read_allowed(field_draft& f, const std::string& path, diagnostics& d) {
+    field_config& c = f.cfg;
+    const std::string p = child_path(path, "allowed");
+    const json& list = *f.allowed_json;
+    if (c.type != field_type::string && c.type != field_type::int64) {
+        d.add(p, std::string("only string and int fields can have allowed values (the field is ") + to_string(c.type) +
+                     ")");
+        return;
+    }
+    if (list.empty() || list.size() > max_allowed_values) {
+        d.add(p, "must list between 1 and " + std::to_string(max_allowed_values) + " values, got " +
+                     std::to_string(list.size()));
+        return;
+    }
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const json& item = list[i];
+        if (c.type == field_type::string ? !item.is_string() : !fits_int64(item)) {
+            d.add(index_path(p, i),
+                  std::string(c.type == field_type::string ? "must be a string" : "must be a 64-bit integer") +
+                      " (the field is " + to_string(c.type) + "), got " + compact(item));
+            continue;
+        }
+        c.allowed.push_back(c.type == field_type::string ? value{item.get<std::string>()}
+                                                         : value{item.get<std::int64_t>()});
+    }
+}
+
 void finish_field(field_draft& f, const std::string& path, diagnostics& d) {
+    if (f.cfg.source.empty()) f.cfg.source = "/" + f.cfg.name;  // names are identifiers: nothing to escape
     if (!f.type_ok) return;  // missing or bad type is reported already; nothing else can be judged
     field_config& c = f.cfg;
+    if (f.allowed_json) {
+        read_allowed(f, path, d);
+        if (f.default_json && !f.default_json->is_null() && !c.allowed.empty()) {
+            value def;
+            if (!coerce_default(c.type, *f.default_json, def) &&
+                std::find(c.allowed.begin(), c.allowed.end(), def) == c.allowed.end())
+                d.add(child_path(path, "default"),
+                      "must be one of the allowed values, got " + compact(*f.default_json));
+        }
+    }
     const bool numeric = c.type == field_type::int64 || c.type == field_type::float64;
     if (!numeric) {
         const std::string only = std::string("only int and double fields can have ");
@@ -718,8 +816,551 @@ void apply_fields(feature_set_config& fs, const json& v, const std::string& path
         f.cfg.name = name;
         read_object(it.value(), p, field_keys(), f, d);  // still checked, so every error shows at once
         finish_field(f, p, d);
-        if (name_ok) fs.fields.push_back(std::move(f.cfg));
+        // A field with a bad name or type is left out, so that nothing later judges it again
+        // (an aggregation or transform naming it is not a second error: see declared_in_file).
+        if (name_ok && f.type_ok) fs.fields.push_back(std::move(f.cfg));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// aggregations
+
+constexpr std::int64_t minute_ms = 60 * 1000;
+constexpr std::int64_t max_window_ms = 30LL * 86400 * 1000;
+constexpr std::size_t max_aggregations = 64;  // per feature set; each one costs memory per key
+
+const char* const duration_rule = "use a whole number and a unit ms, s, m, h or d, e.g. \"24h\"";
+
+// Reads a duration string and checks lo..hi; reports and returns nothing when it is not one.
+std::optional<std::int64_t> read_duration(const json& v, const std::string& p, std::int64_t lo, std::int64_t hi,
+                                          const char* lo_text, const char* hi_text, diagnostics& d) {
+    const std::string& s = v.get_ref<const std::string&>();
+    std::int64_t ms = 0;
+    if (!parse_duration_ms(s, ms)) {
+        d.add(p, "invalid duration " + quote(s) + ": " + duration_rule);
+        return std::nullopt;
+    }
+    if (ms < lo || ms > hi) {
+        d.add(p, std::string("must be between ") + lo_text + " and " + hi_text + ", got " + quote(s));
+        return std::nullopt;
+    }
+    return ms;
+}
+
+const std::vector<key_spec<aggregation_config>>& aggregation_keys() {
+    using S = aggregation_config;
+    static const std::vector<key_spec<S>> keys = {
+        required(string_key<S>("name", "name of the aggregate in the API, Redis and the latest table", &S::name,
+                               identifier(max_name_len))),
+        required(string_key<S>("field", "declared field it reads: int or double, or any type for count and last",
+                               &S::field, non_empty())),
+        required(custom_key<S>("op", "count, sum, avg, min, max or last", "", kind::string,
+                               [](S& a, const json& v, const std::string& p, diagnostics& d) {
+                                   static const std::vector<std::pair<std::string, agg_op>> ops = {
+                                       {"count", agg_op::count}, {"sum", agg_op::sum}, {"avg", agg_op::avg},
+                                       {"min", agg_op::min},     {"max", agg_op::max}, {"last", agg_op::last}};
+                                   const std::string& s = v.get_ref<const std::string&>();
+                                   for (const auto& [name, op] : ops)
+                                       if (name == s) {
+                                           a.op = op;
+                                           return;
+                                       }
+                                   std::string text = s;
+                                   d.add(p, *one_of({"count", "sum", "avg", "min", "max", "last"})(text));
+                               })),
+        // Whole minutes: the window is cut into 60 tiles of window/60, which are then whole
+        // seconds, so tile edges never fall inside a second.
+        required(custom_key<S>(
+            "window", "sliding event-time window, 1m..30d in whole minutes (60 tiles of window/60)", "", kind::string,
+            [](S& a, const json& v, const std::string& p, diagnostics& d) {
+                const auto ms = read_duration(v, p, minute_ms, max_window_ms, "1m", "30d", d);
+                if (!ms) return;
+                if (*ms % minute_ms != 0) {
+                    d.add(p,
+                          "must be a whole number of minutes (the window is cut into 60 tiles of window/60, "
+                          "each a whole number of seconds), got " +
+                              quote(v.get<std::string>()));
+                    return;
+                }
+                a.window_ms = *ms;
+            })),
+    };
+    return keys;
+}
+
+void apply_aggregations(feature_set_config& fs, const json& v, const std::string& path, diagnostics& d) {
+    fs.aggregations.clear();
+    if (v.size() > max_aggregations) {
+        d.add(path, "at most " + std::to_string(max_aggregations) + " aggregations per feature set, got " +
+                        std::to_string(v.size()));
+        return;
+    }
+    // One entry per element, even a bad one, so that entry i is always aggregations[i] in the file.
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        aggregation_config a;
+        read_object(v[i], index_path(path, i), aggregation_keys(), a, d);
+        fs.aggregations.push_back(std::move(a));
+    }
+}
+
+// Is `name` a key of the set's "fields" object in the file? A field that is there but not in
+// fs.fields had a bad name or type, which is reported already: a reference to it is not a
+// second error.
+bool declared_in_file(const json& set, const std::string& name) {
+    const auto it = set.find("fields");
+    return it != set.end() && it->is_object() && it->contains(name);
+}
+
+std::vector<std::string> field_names(const feature_set_config& fs) {
+    std::vector<std::string> names;
+    for (const auto& f : fs.fields) names.push_back(f.name);
+    return names;
+}
+
+// Index of the declared field called `name`, or -1.
+int find_field(const feature_set_config& fs, const std::string& name) {
+    for (std::size_t i = 0; i < fs.fields.size(); ++i)
+        if (fs.fields[i].name == name) return static_cast<int>(i);
+    return -1;
+}
+
+// "not a declared field of this set (did you mean ...?)"; nothing when it is reported already.
+std::optional<std::string> unknown_field(const feature_set_config& fs, const json& set, const std::string& name) {
+    if (declared_in_file(set, name)) return std::nullopt;
+    std::string msg = quote(name) + " is not a declared field of this feature set";
+    if (auto hint = suggest(name, field_names(fs))) msg += " (did you mean \"" + *hint + "\"?)";
+    return msg;
+}
+
+// ---------------------------------------------------------------------------------------------
+// dedup
+
+const std::vector<key_spec<dedup_config>>& dedup_keys() {
+    using S = dedup_config;
+    static const std::vector<key_spec<S>> keys = {
+        required(string_key<S>("field", "declared string or int field holding the event id", &S::field, non_empty())),
+        custom_key<S>("window", "event time an id is remembered for, 1s..7d", "\"10m\"", kind::string,
+                      [](S& dd, const json& v, const std::string& p, diagnostics& d) {
+                          if (auto ms = read_duration(v, p, 1000, 7LL * 86400 * 1000, "1s", "7d", d))
+                              dd.window_ms = *ms;
+                      }),
+        integer_key<S>("max_ids", "ids remembered per preprocess worker at most (about 100 bytes each)", &S::max_ids, 1,
+                       100000000),
+    };
+    return keys;
+}
+
+// ---------------------------------------------------------------------------------------------
+// transforms
+
+constexpr std::size_t max_transforms = 256;
+
+// One transform as read: which keys it has, and the values that need the field's type to judge.
+struct transform_draft {
+    transform_config cfg;
+    bool op_ok = false;
+    std::string op_name;
+    std::vector<std::string> keys;  // keys given besides "op", in file order
+    const json* value = nullptr;    // default
+    const json* min = nullptr;      // clamp
+    const json* max = nullptr;
+    const json* operand = nullptr;  // filter: the first condition's value
+    std::string condition;          // filter: the first condition's key
+    bool to_ok = false;             // cast: "to" names a type
+};
+
+struct condition_name {
+    const char* name;
+    filter_op op;
+};
+constexpr condition_name conditions[] = {{"equals", filter_op::equals}, {"not_equals", filter_op::not_equals},
+                                         {"in", filter_op::in},         {"not_in", filter_op::not_in},
+                                         {"gt", filter_op::gt},         {"gte", filter_op::gte},
+                                         {"lt", filter_op::lt},         {"lte", filter_op::lte}};
+
+bool is_condition(const std::string& key) {
+    return std::any_of(std::begin(conditions), std::end(conditions), [&](const auto& c) { return key == c.name; });
+}
+
+struct op_name {
+    const char* name;
+    transform_op op;
+    std::vector<std::string> keys;  // the keys it takes besides "op"
+};
+
+const std::vector<op_name>& transform_ops() {
+    static const std::vector<op_name> ops = {
+        {"rename", transform_op::rename, {"from", "to"}},
+        {"cast", transform_op::cast, {"field", "to"}},
+        {"default", transform_op::set_default, {"field", "value"}},
+        {"clamp", transform_op::clamp, {"field", "min", "max"}},
+        {"lower", transform_op::lower, {"field"}},
+        {"upper", transform_op::upper, {"field"}},
+        {"trim", transform_op::trim, {"field"}},
+        {"hash", transform_op::hash, {"field", "salt"}},
+        {"drop", transform_op::drop, {"field"}},
+        {"filter", transform_op::filter, {"field", "equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte"}},
+    };
+    return ops;
+}
+
+const op_name& op_info(transform_op op) {
+    for (const auto& o : transform_ops())
+        if (o.op == op) return o;
+    return transform_ops().front();
+}
+
+const std::vector<std::pair<std::string, field_type>>& type_names() {
+    static const std::vector<std::pair<std::string, field_type>> types = {
+        {"int", field_type::int64},     {"double", field_type::float64},      {"bool", field_type::boolean},
+        {"string", field_type::string}, {"timestamp", field_type::timestamp}, {"json", field_type::json}};
+    return types;
+}
+
+template <class F>
+key_spec<transform_draft> draft_key(std::string name, std::string description, kind type, F store) {
+    return custom_key<transform_draft>(
+        name, std::move(description), "", type,
+        [name, store](transform_draft& t, const json& v, const std::string& p, diagnostics& d) {
+            t.keys.push_back(name);
+            store(t, v, p, d);
+        });
+}
+
+const std::vector<key_spec<transform_draft>>& transform_keys() {
+    using S = transform_draft;
+    const auto text = [](std::string transform_config::*member) {
+        return
+            [member](S& t, const json& v, const std::string&, diagnostics&) { t.cfg.*member = v.get<std::string>(); };
+    };
+    static const std::vector<key_spec<S>> keys = [&] {
+        std::vector<key_spec<S>> k = {
+            required(custom_key<S>("op", "rename, cast, default, clamp, lower, upper, trim, hash, drop or filter", "",
+                                   kind::string,
+                                   [](S& t, const json& v, const std::string& p, diagnostics& d) {
+                                       std::string s = v.get<std::string>();
+                                       for (const auto& o : transform_ops())
+                                           if (s == o.name) {
+                                               t.cfg.op = o.op;
+                                               t.op_ok = true;
+                                               t.op_name = s;
+                                               return;
+                                           }
+                                       std::vector<std::string> names;
+                                       for (const auto& o : transform_ops()) names.push_back(o.name);
+                                       d.add(p, *one_of(names)(s));
+                                   })),
+            draft_key("field", "the declared field it works on", kind::string, text(&transform_config::field)),
+            draft_key("from", "rename: the event member to rename", kind::string, text(&transform_config::from)),
+            draft_key("to", "rename: the new member name; cast: the field's type", kind::string,
+                      text(&transform_config::to)),
+            draft_key("value", "default: the value a null becomes", kind::any,
+                      [](S& t, const json& v, const std::string&, diagnostics&) { t.value = &v; }),
+            draft_key("min", "clamp: smallest value", kind::number,
+                      [](S& t, const json& v, const std::string&, diagnostics&) { t.min = &v; }),
+            draft_key("max", "clamp: largest value", kind::number,
+                      [](S& t, const json& v, const std::string&, diagnostics&) { t.max = &v; }),
+            draft_key("salt", "hash: text put before the value before hashing", kind::string,
+                      text(&transform_config::salt)),
+        };
+        for (const auto& c : conditions) {
+            const std::string name = c.name;
+            const bool list = c.op == filter_op::in || c.op == filter_op::not_in;
+            k.push_back(draft_key(name, "filter: keep the event when the field " + name + " this",
+                                  list ? kind::array : kind::any,
+                                  [name, op = c.op](S& t, const json& v, const std::string&, diagnostics&) {
+                                      if (t.operand) return;  // the second condition is reported later
+                                      t.operand = &v;
+                                      t.condition = name;
+                                      t.cfg.condition = op;
+                                  }));
+        }
+        return k;
+    }();
+    return keys;
+}
+
+// The names a rename may usefully write: what a field, the key or the event time reads at the top
+// level of the event.
+std::vector<std::string> top_level_reads(const feature_set_config& fs) {
+    std::vector<std::string> names;
+    const auto add = [&](const std::string& member_or_pointer) {
+        if (member_or_pointer.empty()) return;
+        if (member_or_pointer[0] != '/') {
+            names.push_back(member_or_pointer);
+        } else if (auto t = pointer_tokens(member_or_pointer); t && t->size() == 1) {
+            names.push_back(t->front());
+        }
+    };
+    for (const auto& f : fs.fields) add(f.source.empty() ? "/" + f.name : f.source);
+    add(fs.key_field);
+    add(fs.event_time_field);
+    return names;
+}
+
+// Converts a filter operand, a clamp bound or a default to the field's type (null allowed where
+// `null_ok`); reports at p and returns nothing when it does not fit.
+std::optional<value> typed_operand(field_type t, const json& j, bool null_ok, const std::string& p, diagnostics& d) {
+    if (j.is_null() && !null_ok) {
+        d.add(p, "must not be null");
+        return std::nullopt;
+    }
+    value out;
+    if (auto complaint = coerce_default(t, j, out)) {
+        d.add(p, std::move(*complaint));
+        return std::nullopt;
+    }
+    return out;
+}
+
+// A number bound for an int, double or timestamp field (clamp, gt/gte/lt/lte): an int field
+// takes a double for a comparison but only an integer for a clamp.
+std::optional<value> typed_bound(field_type t, const json& j, bool integer_only, const std::string& p, diagnostics& d) {
+    if (t == field_type::timestamp) return typed_operand(t, j, false, p, d);
+    if (!j.is_number()) {
+        d.add(p, expected("number", j));
+        return std::nullopt;
+    }
+    if (t == field_type::int64 && fits_int64(j)) return value{j.get<std::int64_t>()};
+    if (t == field_type::int64 && (integer_only || j.is_number_integer())) {
+        d.add(p, "must be a 64-bit integer (the field is int), got " + compact(j));
+        return std::nullopt;
+    }
+    return value{j.get<double>()};
+}
+
+void check_transform(transform_draft& t, std::size_t i, feature_set_config& fs, const json& set, const json& elem,
+                     const std::string& p, diagnostics& d) {
+    transform_config& c = t.cfg;
+    const op_name& info = op_info(c.op);
+    // Keys this op does not take, and the ones it needs.
+    for (const auto& key : t.keys)
+        if (std::find(info.keys.begin(), info.keys.end(), key) == info.keys.end())
+            d.add(child_path(p, key),
+                  "not a key of a " + t.op_name + " transform (it takes " + join(info.keys, ", ") + ")");
+    const auto has = [&](const char* key) { return std::find(t.keys.begin(), t.keys.end(), key) != t.keys.end(); };
+    // A key that is there with a bad value is reported already: not also "missing".
+    const auto need = [&](const char* key) {
+        if (has(key)) return true;
+        if (!elem.contains(key))
+            d.add(child_path(p, key), "required key is missing (a " + t.op_name + " transform needs it)");
+        return false;
+    };
+
+    if (c.op == transform_op::rename) {
+        const bool ok = need("from") & need("to");
+        if (!ok) return;
+        if (c.from.empty()) d.add(child_path(p, "from"), "must not be empty");
+        if (c.to.empty()) d.add(child_path(p, "to"), "must not be empty");
+        if (c.from.empty() || c.to.empty()) return;
+        if (c.from == c.to) {
+            d.add(child_path(p, "to"), "is the same as from");
+            return;
+        }
+        // What a field, the key or the event time reads, or a later rename renames further.
+        auto reads = top_level_reads(fs);
+        const json& all = set.at("transforms");
+        for (std::size_t j = i + 1; j < all.size(); ++j)
+            if (all[j].is_object() && all[j].value("op", json()) == "rename" &&
+                all[j].value("from", json()).is_string())
+                reads.push_back(all[j]["from"].get<std::string>());
+        if (std::find(reads.begin(), reads.end(), c.to) == reads.end()) {
+            std::string msg = "no field, key or event time reads " + quote(c.to) +
+                              " (a rename only matters into a member that is read)";
+            if (auto hint = suggest(c.to, reads)) msg += " (did you mean \"" + *hint + "\"?)";
+            d.add(child_path(p, "to"), std::move(msg));
+        }
+        return;
+    }
+
+    if (!need("field") || c.field.empty()) {
+        if (has("field") && c.field.empty()) d.add(child_path(p, "field"), "must not be empty");
+        return;
+    }
+    const int index = find_field(fs, c.field);
+    if (index < 0) {
+        if (auto complaint = unknown_field(fs, set, c.field)) d.add(child_path(p, "field"), std::move(*complaint));
+        return;
+    }
+    c.field_index = static_cast<std::size_t>(index);
+    const field_config& f = fs.fields[c.field_index];
+    const std::string type = to_string(f.type);
+    const auto wrong_type = [&](const std::string& needs) {
+        d.add(child_path(p, "field"), t.op_name + " needs " + needs + "; " + quote(f.name) + " is " + type);
+    };
+
+    switch (c.op) {
+        case transform_op::cast: {
+            if (!need("to")) return;
+            const auto& types = type_names();
+            const auto it = std::find_if(types.begin(), types.end(), [&](const auto& n) { return n.first == c.to; });
+            if (it == types.end()) {
+                std::vector<std::string> names;
+                for (const auto& n : types) names.push_back(n.first);
+                std::string text = c.to;
+                d.add(child_path(p, "to"), *one_of(names)(text));
+                return;
+            }
+            c.cast_to = it->second;
+            if (c.cast_to != f.type)
+                d.add(child_path(p, "to"), "cannot cast " + quote(f.name) + " (" + type + ") to " + c.to +
+                                               ": a field always holds its declared type, and a cast only reads the "
+                                               "raw value leniently into it; use \"to\": \"" +
+                                               type + "\", or declare the field as " + c.to);
+            return;
+        }
+        case transform_op::set_default: {
+            if (!need("value")) return;
+            if (f.required)
+                d.add(child_path(p, "field"), quote(f.name) +
+                                                  " is required: an event without it is a dead letter, "
+                                                  "so a default never applies");
+            if (auto v = typed_operand(f.type, *t.value, false, child_path(p, "value"), d)) c.default_value = *v;
+            return;
+        }
+        case transform_op::clamp: {
+            if (f.type != field_type::int64 && f.type != field_type::float64)
+                return wrong_type("an int or double field");
+            if (!t.min && !t.max) {
+                d.add(p, "a clamp needs min, max or both");
+                return;
+            }
+            if (t.min)
+                if (auto v = typed_bound(f.type, *t.min, true, child_path(p, "min"), d)) c.clamp_min = *v;
+            if (t.max)
+                if (auto v = typed_bound(f.type, *t.max, true, child_path(p, "max"), d)) c.clamp_max = *v;
+            if (t.min && t.max && t.min->get<double>() > t.max->get<double>())
+                d.add(child_path(p, "min"),
+                      "must not be greater than max (" + compact(*t.max) + "), got " + compact(*t.min));
+            return;
+        }
+        case transform_op::lower:
+        case transform_op::upper:
+        case transform_op::trim:
+        case transform_op::hash:
+            if (f.type != field_type::string) wrong_type("a string field");
+            return;
+        case transform_op::drop:
+            return;
+        case transform_op::filter: {
+            std::vector<std::string> given;  // every condition key in the file, good or bad
+            for (auto it = elem.begin(); it != elem.end(); ++it)
+                if (is_condition(it.key())) given.push_back(it.key());
+            if (given.empty()) {
+                d.add(p, "a filter needs one condition: equals, not_equals, in, not_in, gt, gte, lt or lte");
+                return;
+            }
+            for (std::size_t k = 1; k < given.size(); ++k)
+                d.add(child_path(p, given[k]), "a filter has one condition; this one already has " + quote(given[0]));
+            if (f.type == field_type::json) return wrong_type("a field that is not json");
+            if (!t.operand || t.condition != given[0]) return;  // its value was reported already
+            const std::string op_path = child_path(p, t.condition);
+            switch (c.condition) {
+                case filter_op::equals:
+                case filter_op::not_equals:
+                    if (auto v = typed_operand(f.type, *t.operand, true, op_path, d)) c.operands = {*v};
+                    return;
+                case filter_op::in:
+                case filter_op::not_in:
+                    if (t.operand->empty()) {
+                        d.add(op_path, "must list at least one value");
+                        return;
+                    }
+                    for (std::size_t k = 0; k < t.operand->size(); ++k)
+                        if (auto v = typed_operand(f.type, (*t.operand)[k], true, index_path(op_path, k), d))
+                            c.operands.push_back(*v);
+                    return;
+                default:
+                    if (f.type != field_type::int64 && f.type != field_type::float64 && f.type != field_type::timestamp)
+                        return wrong_type("an int, double or timestamp field for " + t.condition);
+                    if (auto v = typed_bound(f.type, *t.operand, false, op_path, d)) c.operands = {*v};
+                    return;
+            }
+        }
+        case transform_op::rename:
+            return;
+    }
+}
+
+// The order the file shows is the order they run in (record_parser.hpp): renames first, filters
+// last, a cast first among its field's transforms, nothing after a drop of the same field.
+void check_transform_order(const std::vector<transform_draft>& drafts, const std::string& list_path, diagnostics& d) {
+    std::optional<std::size_t> first_other, first_filter;
+    std::map<std::string, std::size_t> first_of_field, drop_of_field;
+    for (std::size_t i = 0; i < drafts.size(); ++i) {
+        const auto& t = drafts[i];
+        if (!t.op_ok) continue;
+        const std::string op_path = child_path(index_path(list_path, i), "op");
+        const transform_op op = t.cfg.op;
+        if (op == transform_op::rename) {
+            if (first_other)
+                d.add(op_path,
+                      "a rename must come before the other transforms (it renames members of the raw "
+                      "event, before anything reads them); move it before " +
+                          index_path(list_path, *first_other));
+            continue;
+        }
+        if (!first_other) first_other = i;
+        if (op == transform_op::filter) {
+            if (!first_filter) first_filter = i;
+            continue;
+        }
+        if (first_filter)
+            d.add(op_path, "must come before the filters (" + index_path(list_path, *first_filter) +
+                               "): filters run after every other transform");
+        const std::string& field = t.cfg.field;
+        if (field.empty()) continue;
+        if (const auto drop = drop_of_field.find(field); drop != drop_of_field.end()) {
+            d.add(op_path, quote(field) + " is dropped by " + index_path(list_path, drop->second) +
+                               "; a transform after the drop has no effect");
+            continue;
+        }
+        if (op == transform_op::cast && first_of_field.count(field))
+            d.add(op_path, "a cast must be the first transform of " + quote(field) + " (it reads the raw value); " +
+                               index_path(list_path, first_of_field[field]) + " comes before it");
+        first_of_field.emplace(field, i);
+        if (op == transform_op::drop) drop_of_field.emplace(field, i);
+    }
+}
+
+void finish_transforms(feature_set_config& fs, const json& set, const std::string& path, diagnostics& d) {
+    fs.transforms.clear();
+    const auto it = set.find("transforms");
+    if (it == set.end() || !it->is_array() || it->size() > max_transforms) return;  // reported already
+    const std::string list_path = child_path(path, "transforms");
+    std::vector<transform_draft> drafts(it->size());
+    for (std::size_t i = 0; i < it->size(); ++i)
+        read_object((*it)[i], index_path(list_path, i), transform_keys(), drafts[i], d);
+    for (std::size_t i = 0; i < drafts.size(); ++i) {
+        if (drafts[i].op_ok) check_transform(drafts[i], i, fs, set, (*it)[i], index_path(list_path, i), d);
+        fs.transforms.push_back(drafts[i].cfg);  // one per element: transforms[i] is the file's transforms[i]
+    }
+    check_transform_order(drafts, list_path, d);
+}
+
+// The transform that drops a field, if any.
+std::optional<std::size_t> dropped_by(const feature_set_config& fs, const std::string& field) {
+    for (std::size_t i = 0; i < fs.transforms.size(); ++i)
+        if (fs.transforms[i].op == transform_op::drop && fs.transforms[i].field == field) return i;
+    return std::nullopt;
+}
+
+void finish_dedup(feature_set_config& fs, const json& set, const std::string& path, diagnostics& d) {
+    dedup_config& dd = fs.dedup;
+    if (dd.field.empty()) return;
+    const std::string p = child_path(child_path(path, "dedup"), "field");
+    const int index = find_field(fs, dd.field);
+    if (index < 0) {
+        if (auto complaint = unknown_field(fs, set, dd.field)) d.add(p, std::move(*complaint));
+        return;
+    }
+    dd.field_index = static_cast<std::size_t>(index);
+    const field_type t = fs.fields[dd.field_index].type;
+    if (t != field_type::string && t != field_type::int64)
+        d.add(p, "dedup needs a string or int field holding the event id; " + quote(dd.field) + " is " + to_string(t));
+    else if (auto drop = dropped_by(fs, dd.field))
+        d.add(p, quote(dd.field) + " is dropped by " + index_path(child_path(path, "transforms"), *drop) +
+                     ": dedup reads the stored value");
 }
 
 const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
@@ -727,9 +1368,22 @@ const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
     static const std::vector<key_spec<S>> keys = {
         required(string_key<S>("name", "name in the API and in table names", &S::name, identifier(max_name_len))),
         required(string_key<S>("topic", "Kafka topic the events come from", &S::topic, non_empty())),
-        required(string_key<S>("key", "event field holding the entity key", &S::key_field, non_empty())),
-        required(string_key<S>("event_time", "event field holding the event time (RFC 3339 or epoch ms)",
-                               &S::event_time_field, non_empty())),
+        required(string_key<S>("key", "event member holding the entity key, or a JSON pointer \"/a/b\"", &S::key_field,
+                               member_or_pointer())),
+        required(string_key<S>("event_time",
+                               "event member (or JSON pointer) holding the event time: RFC 3339, epoch s or ms",
+                               &S::event_time_field, member_or_pointer())),
+        custom_key<S>("event_time_fallback",
+                      "none: no event time is a dead letter; kafka_timestamp: use the Kafka message's timestamp",
+                      "\"none\"", kind::string,
+                      [](S& fs, const json& v, const std::string& p, diagnostics& d) {
+                          std::string s = v.get<std::string>();
+                          if (auto complaint = one_of({"none", "kafka_timestamp"})(s))
+                              d.add(p, std::move(*complaint));
+                          else
+                              fs.event_time_fallback =
+                                  s == "none" ? time_fallback::none : time_fallback::kafka_timestamp;
+                      }),
         custom_key<S>("fields", "typed fields by name, in the order of the file", "{}", kind::object, apply_fields),
         custom_key<S>("ttl", "how long a latest value is served; \"0\" = forever", "\"24h\"", kind::string,
                       [](S& fs, const json& v, const std::string& p, diagnostics& d) {
@@ -742,12 +1396,84 @@ const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
                                            ": use a whole number and a unit ms, s, m, h or d, e.g. \"24h\", "
                                            "or \"0\" for never");
                       }),
-        custom_key<S>("aggregations", "windowed aggregations (not supported yet)", "[]", kind::any,
-                      [](S&, const json&, const std::string& p, diagnostics& d) {
-                          d.add(p, "aggregations are not supported yet");
+        custom_key<S>("aggregations", "windowed aggregations per key, e.g. {\"name\": \"spend_sum_1h\", ...}", "[]",
+                      kind::array, apply_aggregations),
+        custom_key<S>("allowed_lateness",
+                      "how far behind its key's newest event an event may be and still update the aggregates", "\"1h\"",
+                      kind::string,
+                      [](S& fs, const json& v, const std::string& p, diagnostics& d) {
+                          if (auto ms = read_duration(v, p, 0, max_window_ms, "0", "30d", d))
+                              fs.allowed_lateness_ms = *ms;
+                      }),
+        // Read whole in finish_transforms: they refer to fields, which may come later in the file.
+        custom_key<S>("transforms", "rename, cast, default, clamp, lower, upper, trim, hash, drop and filter", "[]",
+                      kind::array,
+                      [](S&, const json& v, const std::string& p, diagnostics& d) {
+                          if (v.size() > max_transforms)
+                              d.add(p, "at most " + std::to_string(max_transforms) +
+                                           " transforms per feature set, got " + std::to_string(v.size()));
+                      }),
+        custom_key<S>("dedup", "skip events whose id was seen within a window: {\"field\", \"window\", \"max_ids\"}",
+                      "off", kind::object,
+                      [](S& fs, const json& v, const std::string& p, diagnostics& d) {
+                          read_object(v, p, dedup_keys(), fs.dedup, d);
                       }),
     };
     return keys;
+}
+
+// Aggregations refer to fields, which may come after them in the file: checked once the whole
+// set has been read.
+void finish_aggregations(feature_set_config& fs, const json& set, const std::string& path, diagnostics& d) {
+    const std::string list_path = child_path(path, "aggregations");
+    const auto& reserved = reserved_columns();
+    for (std::size_t i = 0; i < fs.aggregations.size(); ++i) {
+        aggregation_config& a = fs.aggregations[i];
+        const std::string p = index_path(list_path, i);
+        // An empty name or field was reported while reading (missing, or not an identifier).
+        if (!a.name.empty()) {
+            if (std::find(reserved.begin(), reserved.end(), a.name) != reserved.end()) {
+                d.add(child_path(p, "name"),
+                      quote(a.name) + " is a reserved column name (" + join(reserved, ", ") + "); choose another name");
+            } else if (find_field(fs, a.name) >= 0 || declared_in_file(set, a.name)) {
+                d.add(child_path(p, "name"), quote(a.name) +
+                                                 " is already a field of this feature set; an "
+                                                 "aggregation needs a name of its own");
+            } else {
+                for (std::size_t j = 0; j < i; ++j)
+                    if (fs.aggregations[j].name == a.name) {
+                        d.add(child_path(p, "name"), "duplicate aggregation name " + quote(a.name) + " (also " +
+                                                         index_path(list_path, j) + ")");
+                        break;
+                    }
+            }
+        }
+        if (a.field.empty()) continue;
+        const int index = find_field(fs, a.field);
+        if (index < 0) {
+            if (auto complaint = unknown_field(fs, set, a.field)) d.add(child_path(p, "field"), std::move(*complaint));
+            continue;
+        }
+        a.field_index = static_cast<std::size_t>(index);
+        const field_type t = fs.fields[a.field_index].type;
+        const bool numeric = t == field_type::int64 || t == field_type::float64;
+        const bool any_type = a.op == agg_op::count || a.op == agg_op::last;
+        if (!any_type && !numeric)
+            d.add(child_path(p, "field"), std::string(to_string(a.op)) + " needs an int or double field; " +
+                                              quote(a.field) + " is " + to_string(t) +
+                                              " (count and last accept any field)");
+        else if (auto drop = dropped_by(fs, a.field))
+            d.add(child_path(p, "field"), quote(a.field) + " is dropped by " +
+                                              index_path(child_path(path, "transforms"), *drop) +
+                                              ": the aggregation would only see nulls");
+    }
+}
+
+// The checks that need the whole set, once every key of it has been read.
+void finish_set(feature_set_config& fs, const json& set, const std::string& path, diagnostics& d) {
+    finish_transforms(fs, set, path, d);
+    finish_aggregations(fs, set, path, d);
+    finish_dedup(fs, set, path, d);
 }
 
 void apply_feature_sets(config& c, const json& v, const std::string& path, diagnostics& d) {
@@ -759,6 +1485,7 @@ void apply_feature_sets(config& c, const json& v, const std::string& path, diagn
     for (std::size_t i = 0; i < v.size(); ++i) {
         feature_set_config fs;
         read_object(v[i], index_path(path, i), feature_set_keys(), fs, d);
+        if (v[i].is_object()) finish_set(fs, v[i], index_path(path, i), d);
         c.feature_sets.push_back(std::move(fs));
     }
     // Names are the API's and the tables' names; topics route events to exactly one set.

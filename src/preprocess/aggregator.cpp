@@ -588,6 +588,14 @@ void aggregator::add(const std::string& key, std::int64_t event_time_ms, const s
     }
 }
 
+bool aggregator::contains(const std::string& key) const {
+    const auto& m = *impl_;
+    const std::uint64_t h = impl::hash_of(key);
+    const shard& s = m.shard_of(h);
+    std::shared_lock lock(s.mu);
+    return m.find(s, key, static_cast<std::uint32_t>(h)) != npos;
+}
+
 bool aggregator::too_late(const std::string& key, std::int64_t event_time_ms) const {
     const auto& m = *impl_;
     const std::uint64_t h = impl::hash_of(key);

@@ -12,7 +12,9 @@ constexpr std::chrono::milliseconds full_wait{10};
 
 preprocess_stage::preprocess_stage(const config& cfg, std::vector<channel<raw_message>*> inputs,
                                    std::vector<channel<processed>*> outputs)
-    : parser_(cfg), inputs_(std::move(inputs)), outputs_(std::move(outputs)) {}
+    : parser_(cfg), inputs_(std::move(inputs)), outputs_(std::move(outputs)) {
+    for (std::size_t i = 0; i < inputs_.size(); ++i) dedup_.emplace_back(cfg);
+}
 
 preprocess_stage::~preprocess_stage() {
     static const std::atomic<bool> stop_now{true};
@@ -45,6 +47,7 @@ void preprocess_stage::run(std::size_t worker, const std::atomic<bool>*) {
         while (n < burst && in.queue.try_pop(msg)) {
             ++n;
             processed item = parser_.parse(msg, now_ms());
+            dedup_[worker].apply(item);
             while (!out.queue.try_push(item)) {
                 if (aborted()) return;
                 out.readable->notify();

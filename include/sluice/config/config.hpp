@@ -24,6 +24,13 @@ struct field_config {
     value default_value;              // null (monostate) unless "default" is given; coerced to type
     std::optional<double> min;        // numeric fields only
     std::optional<double> max;
+    // Members below have initializers so that brace-initialized field_configs stay complete.
+    /// JSON pointer (RFC 6901) to the value in the event, e.g. "/device/os". JSON "source";
+    /// the loader sets "/<name>" when it is not given, and "" means the same.
+    std::string source = {};
+    /// JSON "allowed" (string and int fields): the only values accepted, coerced to the type;
+    /// empty = any value.
+    std::vector<value> allowed = {};
 };
 
 enum class agg_op { count, sum, avg, min, max, last };
@@ -40,6 +47,40 @@ struct aggregation_config {
     std::int64_t window_ms = 0;       // 1 minute .. 30 days
 };
 
+/// A declarative transform of a feature set's events (JSON "transforms": [...]). The order they
+/// run in is documented in sluice/preprocess/record_parser.hpp.
+enum class transform_op { rename, cast, set_default, clamp, lower, upper, trim, hash, drop, filter };
+
+/// The condition of a filter: an event is kept when its field's value satisfies it.
+enum class filter_op { equals, not_equals, in, not_in, gt, gte, lt, lte };
+
+struct transform_config {
+    transform_op op = transform_op::drop;
+    std::string field;                // the declared field it works on (every op but rename)
+    std::size_t field_index = 0;      // its index in feature_set_config::fields (set by the loader)
+    std::string from;                 // rename: the event member to move ...
+    std::string to;                   // ... and its new name
+    field_type cast_to = field_type::string;  // cast: always the field's own type
+    value default_value;              // default: the value a null becomes (of the field's type)
+    value clamp_min;                  // clamp: bounds of the field's type; null = unbounded
+    value clamp_max;
+    std::string salt;                 // hash: prefixed to the value before hashing
+    filter_op condition = filter_op::equals;  // filter
+    std::vector<value> operands;      // filter: one operand, or the list of in/not_in
+};
+
+/// Skips an event whose id was already seen within a window (JSON "dedup").
+struct dedup_config {
+    std::string field;                // a declared string or int field holding the event id; "" = off
+    std::size_t field_index = 0;      // set by the loader
+    std::int64_t window_ms = 10LL * 60 * 1000;  // event time an id is remembered for
+    std::int64_t max_ids = 1000000;   // ids remembered per preprocess worker, at most
+    bool enabled() const { return !field.empty(); }
+};
+
+/// What the event time is when the event has none (JSON "event_time_fallback").
+enum class time_fallback { none, kafka_timestamp };
+
 struct feature_set_config {
     std::string name;                 // identifier: [a-z_][a-z0-9_]*, at most 48 chars
     std::string topic;
@@ -51,6 +92,11 @@ struct feature_set_config {
     /// With aggregations: an event older than the key's newest event by more than this is a dead
     /// letter ("late"); within it, it updates the windows it belongs to. JSON "allowed_lateness".
     std::int64_t allowed_lateness_ms = 3600LL * 1000;
+    std::vector<transform_config> transforms = {};  // in the order of the file
+    dedup_config dedup = {};
+    /// none: an event without an event time is a dead letter; kafka_timestamp: it takes the
+    /// Kafka message's timestamp instead.
+    time_fallback event_time_fallback = time_fallback::none;
 };
 
 struct embedded_kafka_config {

@@ -37,6 +37,9 @@ public:
     /// events whose field is not null).
     void add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values);
 
+    /// True when the aggregator holds state for the key.
+    bool contains(const std::string& key) const;
+
     /// True when the event is older than the key's newest event by more than allowed lateness.
     bool too_late(const std::string& key, std::int64_t event_time_ms) const;
 

@@ -30,6 +30,7 @@ private:
     void run(std::size_t worker, const std::atomic<bool>* abort_flag);
 
     record_parser parser_;
+    std::vector<deduplicator> dedup_;  // one per worker (a worker owns its partitions' event ids)
     std::vector<channel<raw_message>*> inputs_;
     std::vector<channel<processed>*> outputs_;
     std::vector<std::thread> threads_;

@@ -1,36 +1,140 @@
 #pragma once
-// Turns one raw event into a typed record of its feature set, or a dead letter with the reason.
+// Turns one raw event into a typed record of its feature set, a dead letter with the reason, or
+// a skipped item (filtered out); and drops repeated event ids (deduplicator).
 
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "sluice/config/config.hpp"
 #include "sluice/core/record.hpp"
 
 namespace sluice {
 
-/// Validates and coerces events of all feature sets. Stateless after construction: any number
-/// of preprocess workers may share one instance.
+/// Validates, coerces and transforms events of all feature sets. Stateless after construction:
+/// any number of preprocess workers may share one instance. The constructor resolves the
+/// transforms' fields by name and throws std::invalid_argument for a config the loader would
+/// have refused (start-up only); parse() never throws.
+///
+/// Where values come from:
+///  - A field's value is at its `source`, a JSON pointer (RFC 6901: "/device/os", "~1" for "/",
+///    "~0" for "~", a decimal token indexes an array); "" means "/<field name>".
+///  - The set's `key` and `event_time` name a top-level member, or are a JSON pointer when they
+///    start with "/".
+///  - Members an event has but the set does not read are ignored.
 ///
 /// Coercion rules (a failure names the field and the reason):
 ///  - int:       JSON integer in int64 range; a number with no fraction (42.0); a decimal string ("42").
 ///  - double:    any finite JSON number; a numeric string ("3.5"). NaN and infinities are refused.
 ///  - bool:      true/false; the strings "true"/"false"; the integers 0/1.
 ///  - string:    a JSON string; a number or bool becomes its JSON text. Objects and arrays are refused.
-///  - timestamp: an RFC 3339 string, or epoch milliseconds as an integer or a decimal string.
+///  - timestamp: an RFC 3339 string; or a number (JSON number or decimal string) of epoch
+///               milliseconds, read as epoch SECONDS when it is below 10^11 (10^11 ms is only
+///               1973-03-03, 10^11 s is year 5138). Seconds may have a fraction, rounded to the
+///               nearest millisecond; milliseconds may not. Must fall in years 1970..9999.
 ///  - json:      any JSON value, kept as compact text.
 ///  - null or absent: the field's default (or null); an error when the field is required.
-///  - min/max:   checked after coercion, for int and double fields.
+///  - min/max and allowed: checked on the final value (after the field's transforms); null passes.
+///    A value outside `allowed` is refused naming the field and the allowed values.
 /// The key is a non-empty string (or an integer, kept as its decimal text) of at most 1024 bytes.
-/// The event time follows the timestamp rule and must fall between years 1970 and 9999.
+/// The event time follows the timestamp rule. When it is absent or null and the set says
+/// "event_time_fallback": "kafka_timestamp", the Kafka message timestamp is used instead (a
+/// message without one, e.g. an HTTP push, is still a dead letter).
+///
+/// Transforms ("transforms": [...] of the set) run in this order, which the loader enforces in
+/// the file (renames first, filters last, a cast first among its field's transforms):
+///  1. rename {from, to}: on the raw event, in file order: the top-level member `from` becomes
+///     `to` (replacing any `to`). `to` must be read by a field, the key or the event time.
+///  2. Each field is read from its source. cast {field, to} (to = the field's own type) first
+///     converts the raw value leniently: int truncates 42.9 → 42 and reads " 42.9 "; double reads
+///     " 3.5 " and true → 1; bool reads 0/non-zero and "yes"/"no"/"y"/"n"/"on"/"off"/"1"/"0"
+///     (any case); string takes objects and arrays as compact JSON text; timestamp rounds
+///     fractional milliseconds. Otherwise the strict coercion above applies.
+///  3. The field's value transforms, in file order: default {field, value} (a null becomes the
+///     value), clamp {field, min, max} (int/double), lower, upper, trim (ASCII only, string
+///     fields; null stays null), hash {field, salt} (string → lowercase hex SHA-256 of salt +
+///     value). Then min/max and allowed are checked.
+///  4. filter {field, equals|not_equals|in|not_in|gt|gte|lt|lte: operand}: in file order; the
+///     first that fails makes the event `skipped` (it writes nothing; its offset counts).
+///     Comparisons with null are false except not_equals and not_in (and equals null).
+///     Filters are decided before anything else is read: an event of another kind on a shared
+///     topic is skipped even when it lacks the key or other fields; only the filtered fields'
+///     own errors make it a dead letter.
+///  5. drop {field}: the field is read, checked and seen by filters, but stored as null.
+/// Every transform except rename works on one declared field, so the order matters only among
+/// the transforms of the same field.
 class record_parser {
 public:
     explicit record_parser(const config& cfg);
+    ~record_parser();
 
-    /// Parses a Kafka message: size limit, tombstone, JSON, then the set's schema.
+    /// Parses a Kafka message: size limit, tombstone, JSON, then the set's schema and transforms.
     processed parse(const raw_message& msg, std::int64_t now_ms) const;
+
+    struct set_plan;  // the compiled form of one feature set (record_parser.cpp)
 
 private:
     const config& cfg_;
+    std::shared_ptr<const std::vector<set_plan>> plans_;
 };
+
+/// Drops events whose event id was already seen, for the feature sets that declare
+/// "dedup": {"field": ..., "window": ..., "max_ids": ...}.
+///
+/// One instance per preprocess worker, called only by that worker's thread (not thread-safe).
+/// It relies on the routing: each Kafka partition always goes to the same worker, and the
+/// repeats of an event normally carry the same key and so land in the same partition.
+///
+/// Per set, an id is remembered with the event time it was first seen at, for `window` of event
+/// time behind the newest event the worker has seen for that set. A repeat within that time is
+/// a duplicate. Limits:
+///  - An event older than (newest - window) is not checked and not remembered (counted in
+///    too_old()): e.g. a partition far behind the others of the same worker.
+///  - At most max_ids ids per set; past it the oldest are forgotten early (evicted_early()).
+///    Memory: about 100 bytes per id plus the id's length beyond 15 bytes.
+///  - State lives in memory: ids seen before a restart or a rebalance, or by another worker or
+///    instance, are not known. Records whose id is null are never duplicates.
+class deduplicator {
+public:
+    explicit deduplicator(const config& cfg);
+    ~deduplicator();
+    deduplicator(deduplicator&&) noexcept;
+    deduplicator& operator=(deduplicator&&) noexcept;
+
+    /// When `item` is a record of a set with dedup whose id was already seen, replaces it with a
+    /// `skipped` naming the id. Dead letters, skipped items and other sets' records pass unchanged.
+    void apply(processed& item);
+
+    /// The rule itself: true when `id` was seen for this set within the window; otherwise
+    /// remembers it (at event_time_ms) and returns false. False for a set without dedup.
+    bool seen(std::uint32_t set_index, std::string_view id, std::int64_t event_time_ms);
+
+    std::size_t remembered() const;       // ids held now, all sets
+    std::uint64_t evicted_early() const;  // ids forgotten before their window ended (max_ids)
+    std::uint64_t too_old() const;        // events older than the window, not checked
+
+    struct set_state;
+
+private:
+    std::vector<std::unique_ptr<set_state>> sets_;  // by set index; null for a set without dedup
+    std::uint64_t evicted_early_ = 0;
+    std::uint64_t too_old_ = 0;
+};
+
+/// The timestamp rule for numbers (shared with the config loader): epoch milliseconds, or epoch
+/// seconds when below 10^11; seconds may have a fraction (rounded to the millisecond) and
+/// milliseconds may not, unless round_ms is set (a lenient cast). Nothing when the result is
+/// outside years 1970..9999 or the number is not finite.
+std::optional<std::int64_t> epoch_number_to_ms(double x, bool round_ms = false);
+std::optional<std::int64_t> epoch_number_to_ms(std::int64_t x);
+
+/// An RFC 3339 time, or a decimal number following the rule above; nothing otherwise.
+std::optional<std::int64_t> parse_timestamp_text(std::string_view text, bool round_ms = false);
+
+/// Lowercase hex SHA-256 of the bytes.
+std::string sha256_hex(std::string_view bytes);
 
 }  // namespace sluice

@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <variant>
+
+#include "sluice/config/loader.hpp"
 
 namespace sluice {
 namespace {
@@ -358,8 +361,52 @@ TEST_F(PreprocessRecordParser, TimestampFieldCoercion) {
     EXPECT_TRUE(coerces("seen_at", seen_at, R"("1795255200000")", value{nov21_10h}));
     EXPECT_TRUE(refuses("seen_at", R"("soon")"));
     EXPECT_TRUE(refuses("seen_at", "-5"));
-    EXPECT_TRUE(refuses("seen_at", "2.5"));
     EXPECT_TRUE(refuses("seen_at", "false"));
+    // The event-time rule: a number below 10^11 is epoch seconds, and may have a fraction.
+    EXPECT_TRUE(coerces("seen_at", seen_at, "1795255200", value{nov21_10h}));
+    EXPECT_TRUE(coerces("seen_at", seen_at, "2.5", value{std::int64_t{2500}}));
+    EXPECT_TRUE(refuses("seen_at", "1795255200000.5", "fraction of a millisecond"));
+}
+
+TEST_F(PreprocessRecordParser, EventTimeAsEpochSecondsOrMilliseconds) {
+    const auto at = [&](const std::string& ts) {
+        return expect_record(R"({"user_id":"u","clicks":1,"ts":)" + ts + "}").event_time_ms;
+    };
+    EXPECT_EQ(at("1795255200"), nov21_10h);
+    EXPECT_EQ(at("1795255200.25"), nov21_10h + 250);
+    EXPECT_EQ(at("1795255200.0004"), nov21_10h);  // rounded to the nearest millisecond
+    EXPECT_EQ(at("1795255200.0006"), nov21_10h + 1);
+    EXPECT_EQ(at(R"("1795255200")"), nov21_10h);
+    EXPECT_EQ(at(R"("1795255200.5")"), nov21_10h + 500);
+    EXPECT_EQ(at("1795255200123"), nov21_10h + 123);
+    EXPECT_EQ(at("1.795255200123e12"), nov21_10h + 123);  // a whole number of ms written as a float
+    // The boundary: 10^11 - 1 is seconds (year 5138), 10^11 is milliseconds (1973).
+    EXPECT_EQ(at("99999999999"), 99999999999000);
+    EXPECT_EQ(at("100000000000"), 100000000000);
+    auto d = expect_dead_letter(R"({"user_id":"u","clicks":1,"ts":1795255200000.5})");
+    EXPECT_NE(d.error.find("fraction of a millisecond"), std::string::npos) << d.error;
+    for (const char* bad : {R"("inf")", R"("nan")", R"("1e400")", "-0.5", R"(" 1795255200")"})
+        EXPECT_NE(expect_dead_letter(std::string(R"({"user_id":"u","clicks":1,"ts":)") + bad + "}")
+                      .error.find("event time field 'ts'"),
+                  std::string::npos)
+            << bad;
+}
+
+TEST(PreprocessTimestampRule, PublicHelpers) {
+    EXPECT_EQ(epoch_number_to_ms(std::int64_t{1795255200}), nov21_10h);
+    EXPECT_EQ(epoch_number_to_ms(std::int64_t{1795255200123}), nov21_10h + 123);
+    EXPECT_EQ(epoch_number_to_ms(std::int64_t{-1}), std::nullopt);
+    EXPECT_EQ(epoch_number_to_ms(1795255200.5), nov21_10h + 500);
+    EXPECT_EQ(epoch_number_to_ms(1795255200000.5), std::nullopt);
+    EXPECT_EQ(epoch_number_to_ms(1795255200000.5, /*round_ms=*/true), nov21_10h + 1);  // half away from zero
+    EXPECT_EQ(parse_timestamp_text("2026-11-21T10:00:00Z"), nov21_10h);
+    EXPECT_EQ(parse_timestamp_text("1795255200"), nov21_10h);
+    EXPECT_EQ(parse_timestamp_text("soon"), std::nullopt);
+}
+
+TEST(PreprocessSha256, KnownVectors) {
+    EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 TEST_F(PreprocessRecordParser, JsonFieldKeepsCompactText) {
@@ -558,6 +605,541 @@ TEST_F(PreprocessRecordParser, ErrorQuotingLongValuesIsShortAndValidUtf8) {
         auto s = expect_dead_letter(event_with("clicks", "\"" + std::string(shift, 'a') + long_text + "\""));
         EXPECT_TRUE(is_valid_utf8_without_nul(s.error)) << s.error;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema extensions, transforms and filters, configured as a user writes them (through the loader).
+
+class PreprocessSchema : public ::testing::Test {
+protected:
+    // Loads one feature set "s" (key user_id, event time ts) with `body` spliced in.
+    [[nodiscard]] ::testing::AssertionResult use(const std::string& body) {
+        auto r = load_config_text(R"({"feature_sets": [{"name": "s", "topic": "t", "key": "user_id",
+                                      "event_time": "ts", )" +
+                                  body + "}]}");
+        if (!r.ok()) return ::testing::AssertionFailure() << format_errors(r.errors);
+        parser_.reset();
+        cfg_ = std::make_unique<config>(std::move(r.cfg));
+        parser_ = std::make_unique<record_parser>(*cfg_);
+        return ::testing::AssertionSuccess();
+    }
+
+    raw_message message(std::string payload) const {
+        raw_message m;
+        m.set_index = 0;
+        m.source.topic = "t";
+        m.source.partition = 3;
+        m.source.offset = 77;
+        m.kafka_timestamp_ms = nov21_10h + 42;
+        m.payload = std::move(payload);
+        return m;
+    }
+
+    processed parse(const raw_message& m) const { return parser_->parse(m, now); }
+
+    record expect_record(const std::string& payload) const {
+        auto p = parse(message(payload));
+        if (auto* d = std::get_if<dead_letter>(&p)) ADD_FAILURE() << payload << "\nwas a dead letter: " << d->error;
+        if (auto* k = std::get_if<skipped>(&p)) ADD_FAILURE() << payload << "\nwas skipped: " << k->reason;
+        if (auto* r = std::get_if<record>(&p)) return *r;
+        return record{};
+    }
+
+    std::string expect_dead_letter(const std::string& payload) const {
+        auto p = parse(message(payload));
+        if (auto* d = std::get_if<dead_letter>(&p)) return d->error;
+        ADD_FAILURE() << payload << "\nwas not a dead letter";
+        return {};
+    }
+
+    std::string expect_skipped(const std::string& payload) const {
+        auto p = parse(message(payload));
+        if (auto* k = std::get_if<skipped>(&p)) {
+            EXPECT_EQ(k->set_index, 0u);
+            EXPECT_EQ(k->source.topic, "t");
+            EXPECT_EQ(k->source.partition, 3);
+            EXPECT_EQ(k->source.offset, 77);
+            EXPECT_FALSE(k->reason.empty());
+            return k->reason;
+        }
+        if (auto* d = std::get_if<dead_letter>(&p)) ADD_FAILURE() << payload << "\nwas a dead letter: " << d->error;
+        if (std::holds_alternative<record>(p)) ADD_FAILURE() << payload << "\nwas kept";
+        return {};
+    }
+
+    // The one value of a set with a single field.
+    value only_value(const std::string& payload) const {
+        auto r = expect_record(payload);
+        return r.values.size() == 1 ? r.values[0] : value{std::string("<no record>")};
+    }
+
+    static std::string event(const std::string& members) {
+        return R"({"user_id":"u1","ts":1795255200000)" + (members.empty() ? "" : "," + members) + "}";
+    }
+
+    std::unique_ptr<config> cfg_;
+    std::unique_ptr<record_parser> parser_;
+};
+
+TEST_F(PreprocessSchema, SourceIsAJsonPointer) {
+    ASSERT_TRUE(use(R"("fields": {"os": {"type": "string", "source": "/device/os"},
+                                  "first_tag": {"type": "string", "source": "/tags/0"},
+                                  "odd": {"type": "int", "source": "/a~1b/c~0d"},
+                                  "deep": {"type": "int", "source": "/x/1/y", "default": -1},
+                                  "plain": {"type": "int"}})"));
+    auto r = expect_record(event(R"("device":{"os":"ios"},"tags":["vip","new"],"a/b":{"c~d":7},)"
+                                 R"("x":[{"y":1},{"y":2}],"plain":3,"os":"not this one")"));
+    ASSERT_EQ(r.values.size(), 5u);
+    EXPECT_EQ(r.values[0], value{std::string("ios")});
+    EXPECT_EQ(r.values[1], value{std::string("vip")});
+    EXPECT_EQ(r.values[2], value{std::int64_t{7}});
+    EXPECT_EQ(r.values[3], value{std::int64_t{2}});
+    EXPECT_EQ(r.values[4], value{std::int64_t{3}});
+    // Nothing at the pointer (a missing member, a string in the way, an index out of range or
+    // with a leading zero) is an absent field: its default or null.
+    for (const char* members : {R"("device":"ios","x":[{"y":1}])", R"("tags":[],"x":{"2":{"y":5}})",
+                                R"("x":[{"y":1},{"z":2}])", R"("x":"[]")"}) {
+        auto m = expect_record(event(members));
+        ASSERT_EQ(m.values.size(), 5u) << members;
+        EXPECT_EQ(m.values[0], value{}) << members;
+        EXPECT_EQ(m.values[3], value{std::int64_t{-1}}) << members;
+    }
+    EXPECT_EQ(expect_record(event(R"("x":[{"y":1},{"y":2}],"tags":{"0":"as key"})")).values[1],
+              value{std::string("as key")});  // a decimal token also names an object member
+}
+
+TEST_F(PreprocessSchema, RequiredFieldBehindAPointerNamesTheField) {
+    ASSERT_TRUE(use(R"("fields": {"os": {"type": "string", "source": "/device/os", "required": true}})"));
+    const auto error = expect_dead_letter(event(R"("device":{})"));
+    EXPECT_NE(error.find("field 'os' is required"), std::string::npos) << error;
+}
+
+TEST_F(PreprocessSchema, KeyAndEventTimeMayBePointers) {
+    ASSERT_TRUE(use(R"("fields": {})"));
+    cfg_->feature_sets[0].key_field = "/user/id";
+    cfg_->feature_sets[0].event_time_field = "/meta/ts";
+    parser_ = std::make_unique<record_parser>(*cfg_);
+    auto r = expect_record(R"({"user":{"id":"u-9"},"meta":{"ts":"2026-11-21T10:00:00Z"}})");
+    EXPECT_EQ(r.key, "u-9");
+    EXPECT_EQ(r.event_time_ms, nov21_10h);
+    auto e = expect_dead_letter(R"({"user":{"name":"x"},"meta":{"ts":1}})");
+    EXPECT_NE(e.find("key field '/user/id' is missing"), std::string::npos) << e;
+}
+
+TEST_F(PreprocessSchema, EventTimeFallsBackToTheKafkaTimestamp) {
+    ASSERT_TRUE(use(R"("event_time_fallback": "kafka_timestamp")"));
+    EXPECT_EQ(expect_record(R"({"user_id":"u"})").event_time_ms, nov21_10h + 42);
+    EXPECT_EQ(expect_record(R"({"user_id":"u","ts":null})").event_time_ms, nov21_10h + 42);
+    // The event's own time wins; a bad one is still an error, not a reason to fall back.
+    EXPECT_EQ(expect_record(R"({"user_id":"u","ts":1795255200})").event_time_ms, nov21_10h);
+    EXPECT_NE(expect_dead_letter(R"({"user_id":"u","ts":"soon"})").find("event time field 'ts'"), std::string::npos);
+    // No Kafka timestamp to fall back on (an HTTP push).
+    auto m = message(R"({"user_id":"u"})");
+    m.kafka_timestamp_ms = -1;
+    auto p = parse(m);
+    ASSERT_TRUE(std::holds_alternative<dead_letter>(p));
+    EXPECT_NE(std::get<dead_letter>(p).error.find("no Kafka timestamp"), std::string::npos);
+
+    ASSERT_TRUE(use(R"("event_time_fallback": "none")"));
+    EXPECT_NE(expect_dead_letter(R"({"user_id":"u"})").find("event time field 'ts' is missing"), std::string::npos);
+}
+
+TEST_F(PreprocessSchema, AllowedValues) {
+    ASSERT_TRUE(use(R"("fields": {"country": {"type": "string", "allowed": ["DE", "US"], "default": "DE"},
+                                  "tier": {"type": "int", "allowed": [1, 2, 3]}})"));
+    auto r = expect_record(event(R"("country":"US","tier":"2")"));
+    EXPECT_EQ(r.values[0], value{std::string("US")});
+    EXPECT_EQ(r.values[1], value{std::int64_t{2}});
+    auto absent = expect_record(event(""));  // the default, and null, pass
+    EXPECT_EQ(absent.values[0], value{std::string("DE")});
+    EXPECT_EQ(absent.values[1], value{});
+
+    const auto country = expect_dead_letter(event(R"("country":"de")"));
+    EXPECT_EQ(country, R"(field 'country' (string): "de" is not one of the allowed values "DE", "US")");
+    const auto tier = expect_dead_letter(event(R"("tier":4)"));
+    EXPECT_EQ(tier, "field 'tier' (int): 4 is not one of the allowed values 1, 2, 3");
+}
+
+TEST_F(PreprocessSchema, ALongAllowedListIsCutInTheMessage) {
+    std::string list;
+    for (int i = 0; i < 30; ++i) list += (i ? "," : "") + std::to_string(i);
+    ASSERT_TRUE(use(R"("fields": {"n": {"type": "int", "allowed": [)" + list + "]}}"));
+    const auto error = expect_dead_letter(event(R"("n":99)"));
+    EXPECT_NE(error.find("0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... (30 in all)"), std::string::npos) << error;
+}
+
+TEST_F(PreprocessSchema, RenameMovesATopLevelMember) {
+    ASSERT_TRUE(use(R"("fields": {"spend": {"type": "double"}},
+                       "transforms": [{"op": "rename", "from": "amt", "to": "spend"},
+                                      {"op": "rename", "from": "uid", "to": "user_id"},
+                                      {"op": "rename", "from": "time", "to": "ts"}])"));
+    auto r = expect_record(R"({"uid":"u7","time":1795255200,"amt":2.5})");
+    EXPECT_EQ(r.key, "u7");
+    EXPECT_EQ(r.event_time_ms, nov21_10h);
+    EXPECT_EQ(r.values[0], value{2.5});
+    // The renamed member replaces one already there; without `from` nothing changes.
+    EXPECT_EQ(expect_record(R"({"user_id":"u","ts":1,"amt":1.5,"spend":9})").values[0], value{1.5});
+    EXPECT_EQ(expect_record(R"({"user_id":"u","ts":1,"spend":9})").values[0], value{9.0});
+}
+
+TEST_F(PreprocessSchema, CastReadsLeniently) {
+    const auto cast = [&](const char* type) {
+        return use(std::string(R"("fields": {"v": {"type": ")") + type +
+                   R"("}}, "transforms": [{"op": "cast", "field": "v", "to": ")" + type + "\"}]");
+    };
+    ASSERT_TRUE(cast("int"));
+    EXPECT_EQ(only_value(event(R"("v":42.9)")), value{std::int64_t{42}});
+    EXPECT_EQ(only_value(event(R"("v":-42.9)")), value{std::int64_t{-42}});
+    EXPECT_EQ(only_value(event(R"("v":" 42 ")")), value{std::int64_t{42}});
+    EXPECT_EQ(only_value(event(R"("v":"42.9")")), value{std::int64_t{42}});
+    EXPECT_EQ(only_value(event(R"("v":true)")), value{std::int64_t{1}});
+    EXPECT_NE(expect_dead_letter(event(R"("v":"forty")")).find("cannot cast \"forty\" to int"), std::string::npos);
+    EXPECT_NE(expect_dead_letter(event(R"("v":1e30)")).find("out of the 64-bit integer range"), std::string::npos);
+    EXPECT_NE(expect_dead_letter(event(R"("v":[1])")).find("field 'v'"), std::string::npos);
+
+    ASSERT_TRUE(cast("double"));
+    EXPECT_EQ(only_value(event(R"("v":" 3.5 ")")), value{3.5});
+    EXPECT_EQ(only_value(event(R"("v":false)")), value{0.0});
+    EXPECT_NE(expect_dead_letter(event(R"("v":"nan")")).find("cannot cast"), std::string::npos);
+
+    ASSERT_TRUE(cast("bool"));
+    for (const char* yes : {R"("yes")", R"(" Y ")", R"("On")", R"("TRUE")", R"("1")", "2", "-1", "0.5"})
+        EXPECT_EQ(only_value(event(std::string(R"("v":)") + yes)), value{true}) << yes;
+    for (const char* no : {R"("no")", R"("n")", R"("OFF")", R"("False")", R"("0")", "0", "0.0"})
+        EXPECT_EQ(only_value(event(std::string(R"("v":)") + no)), value{false}) << no;
+    EXPECT_NE(expect_dead_letter(event(R"("v":"maybe")")).find("cannot cast \"maybe\" to bool"), std::string::npos);
+
+    ASSERT_TRUE(cast("string"));
+    EXPECT_EQ(only_value(event(R"("v":{"b":1,"a":[1,2]})")), value{std::string(R"({"a":[1,2],"b":1})")});
+    EXPECT_EQ(only_value(event(R"("v":[1,"x"])")), value{std::string(R"([1,"x"])")});
+    EXPECT_EQ(only_value(event(R"("v":7)")), value{std::string("7")});
+
+    ASSERT_TRUE(cast("timestamp"));
+    EXPECT_EQ(only_value(event(R"("v":1795255200000.6)")), value{nov21_10h + 1});
+    EXPECT_EQ(only_value(event(R"("v":" 2026-11-21T10:00:00Z ")")), value{nov21_10h});
+
+    // Without the cast, the same values are refused by the strict rules.
+    ASSERT_TRUE(use(R"("fields": {"v": {"type": "int"}})"));
+    EXPECT_FALSE(expect_dead_letter(event(R"("v":42.9)")).empty());
+    EXPECT_FALSE(expect_dead_letter(event(R"("v":" 42 ")")).empty());
+}
+
+TEST_F(PreprocessSchema, ValueTransforms) {
+    ASSERT_TRUE(use(R"("fields": {"country": {"type": "string"}, "code": {"type": "string"},
+                                  "name": {"type": "string"}, "email": {"type": "string"},
+                                  "salted": {"type": "string"}, "clicks": {"type": "int"},
+                                  "ratio": {"type": "double"}, "tier": {"type": "int"}},
+                       "transforms": [{"op": "lower", "field": "country"},
+                                      {"op": "upper", "field": "code"},
+                                      {"op": "trim", "field": "name"},
+                                      {"op": "hash", "field": "email"},
+                                      {"op": "hash", "field": "salted", "salt": "pepper:"},
+                                      {"op": "clamp", "field": "clicks", "min": 0, "max": 100},
+                                      {"op": "clamp", "field": "ratio", "max": 1},
+                                      {"op": "default", "field": "tier", "value": 1}])"));
+    auto r = expect_record(event(R"("country":"DE","code":"de-by","name":"  Zoë \t\n","email":"abc",)"
+                                 R"("salted":"abc","clicks":500,"ratio":-3.5)"));
+    ASSERT_EQ(r.values.size(), 8u);
+    EXPECT_EQ(r.values[0], value{std::string("de")});
+    EXPECT_EQ(r.values[1], value{std::string("DE-BY")});
+    EXPECT_EQ(r.values[2], value{std::string("Zoë")});
+    EXPECT_EQ(r.values[3], value{std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")});
+    EXPECT_EQ(r.values[4], value{sha256_hex("pepper:abc")});
+    EXPECT_EQ(r.values[5], value{std::int64_t{100}});
+    EXPECT_EQ(r.values[6], value{-3.5});  // below no minimum
+    EXPECT_EQ(r.values[7], value{std::int64_t{1}});
+
+    auto low = expect_record(event(R"("clicks":-7,"ratio":1.5,"tier":3,"country":"ÄB")"));
+    EXPECT_EQ(low.values[0], value{std::string("Äb")});  // ASCII only: other bytes stay as they are
+    EXPECT_EQ(low.values[5], value{std::int64_t{0}});
+    EXPECT_EQ(low.values[6], value{1.0});
+    EXPECT_EQ(low.values[7], value{std::int64_t{3}});
+    // Null stays null through lower, hash and clamp.
+    auto nulls = expect_record(event(""));
+    EXPECT_EQ(nulls.values[0], value{});
+    EXPECT_EQ(nulls.values[3], value{});
+    EXPECT_EQ(nulls.values[5], value{});
+}
+
+TEST_F(PreprocessSchema, TransformsOfAFieldRunInFileOrder) {
+    ASSERT_TRUE(use(R"("fields": {"a": {"type": "string"}, "b": {"type": "string"}},
+                       "transforms": [{"op": "trim", "field": "a"}, {"op": "hash", "field": "a"},
+                                      {"op": "hash", "field": "b"}, {"op": "trim", "field": "b"}])"));
+    auto r = expect_record(event(R"("a":" x ","b":" x ")"));
+    EXPECT_EQ(r.values[0], value{sha256_hex("x")});
+    EXPECT_EQ(r.values[1], value{sha256_hex(" x ")});
+
+    ASSERT_TRUE(use(R"("fields": {"c": {"type": "string"}},
+                       "transforms": [{"op": "default", "field": "c", "value": "Unknown"},
+                                      {"op": "upper", "field": "c"}, {"op": "lower", "field": "c"}])"));
+    EXPECT_EQ(only_value(event("")), value{std::string("unknown")});
+    EXPECT_EQ(only_value(event(R"("c":"MiXeD")")), value{std::string("mixed")});
+}
+
+TEST_F(PreprocessSchema, ChecksApplyToTheTransformedValue) {
+    ASSERT_TRUE(use(R"("fields": {"clicks": {"type": "int", "max": 100}, "spend": {"type": "double", "min": 0},
+                                  "country": {"type": "string", "allowed": ["DE", "US"]}},
+                       "transforms": [{"op": "clamp", "field": "clicks", "max": 100},
+                                      {"op": "upper", "field": "country"},
+                                      {"op": "default", "field": "spend", "value": -1}])"));
+    auto r = expect_record(event(R"("clicks":5000,"country":"de","spend":2)"));
+    EXPECT_EQ(r.values[0], value{std::int64_t{100}});
+    EXPECT_EQ(r.values[2], value{std::string("DE")});
+    // The default transform's value is checked like any other: -1 is below the minimum.
+    const auto error = expect_dead_letter(event(R"("clicks":1,"country":"us")"));
+    EXPECT_EQ(error, "field 'spend' (double): -1.0 is below the minimum 0.0");
+}
+
+TEST_F(PreprocessSchema, FilterConditions) {
+    struct one_case {
+        const char* condition;
+        const char* kept;
+        const char* skipped;
+    };
+    const one_case cases[] = {
+        {R"("equals": "DE")", R"("country":"DE")", R"("country":"US")"},
+        {R"("not_equals": "DE")", R"("country":"US")", R"("country":"DE")"},
+        {R"("not_equals": "DE")", "", R"("country":"DE")"},  // null != "DE"
+        {R"("in": ["DE", "US"])", R"("country":"US")", R"("country":"FR")"},
+        {R"("in": ["DE", null])", "", R"("country":"FR")"},
+        {R"("not_in": ["DE", "US"])", R"("country":"FR")", R"("country":"DE")"},
+        {R"("not_in": ["DE"])", "", R"("country":"DE")"},
+        {R"("equals": null)", "", R"("country":"DE")"},
+    };
+    for (const auto& c : cases) {
+        ASSERT_TRUE(use(std::string(R"("fields": {"country": {"type": "string"}},
+                                      "transforms": [{"op": "filter", "field": "country", )") +
+                        c.condition + "}]"));
+        EXPECT_TRUE(std::holds_alternative<record>(parse(message(event(c.kept))))) << c.condition << " " << c.kept;
+        EXPECT_FALSE(expect_skipped(event(c.skipped)).empty()) << c.condition << " " << c.skipped;
+    }
+    // Nothing equals null but null: "equals" a value skips an event without the field.
+    ASSERT_TRUE(use(R"("fields": {"country": {"type": "string"}},
+                       "transforms": [{"op": "filter", "field": "country", "equals": "DE"}])"));
+    EXPECT_FALSE(expect_skipped(event("")).empty());
+}
+
+TEST_F(PreprocessSchema, FilterComparisons) {
+    ASSERT_TRUE(use(R"("fields": {"clicks": {"type": "int"}, "spend": {"type": "double"},
+                                  "seen": {"type": "timestamp"}},
+                       "transforms": [{"op": "filter", "field": "clicks", "gt": 2.5},
+                                      {"op": "filter", "field": "clicks", "lte": 10},
+                                      {"op": "filter", "field": "spend", "gte": 0},
+                                      {"op": "filter", "field": "seen", "lt": "2027-01-01T00:00:00Z"}])"));
+    const auto seen = std::string(R"("seen":"2026-11-21T10:00:00Z")");
+    EXPECT_TRUE(std::holds_alternative<record>(parse(message(event(R"("clicks":3,"spend":0,)" + seen)))));
+    EXPECT_TRUE(std::holds_alternative<record>(parse(message(event(R"("clicks":10,"spend":1e9,)" + seen)))));
+    EXPECT_NE(expect_skipped(event(R"("clicks":2,"spend":1,)" + seen)).find("transforms[0] (clicks > 2.5): got 2"),
+              std::string::npos);
+    EXPECT_NE(expect_skipped(event(R"("clicks":11,"spend":1,)" + seen)).find("transforms[1] (clicks <= 10): got 11"),
+              std::string::npos);
+    EXPECT_NE(expect_skipped(event(R"("clicks":5,"spend":-0.5,)" + seen)).find("transforms[2]"), std::string::npos);
+    EXPECT_NE(expect_skipped(event(R"("clicks":5,"spend":1,"seen":"2027-01-01T00:00:00Z")")).find("transforms[3]"),
+              std::string::npos);
+    // A null is not ordered: every comparison with it fails.
+    EXPECT_NE(expect_skipped(event(R"("spend":1,)" + seen)).find("got null"), std::string::npos);
+}
+
+TEST_F(PreprocessSchema, FiltersDecideBeforeTheRestIsRead) {
+    ASSERT_TRUE(use(R"("fields": {"kind": {"type": "string"}, "clicks": {"type": "int", "required": true}},
+                       "transforms": [{"op": "lower", "field": "kind"},
+                                      {"op": "filter", "field": "kind", "equals": "click"}])"));
+    // Another kind of event on the same topic, without the key or the required field: skipped.
+    const auto reason = expect_skipped(R"({"kind":"View","page":"/home"})");
+    EXPECT_EQ(reason, R"(filtered out by transforms[1] (kind = "click"): got "view")");
+    // The filter sees the transformed value.
+    EXPECT_EQ(expect_record(event(R"("kind":"CLICK","clicks":2)")).values[0], value{std::string("click")});
+    // A kept event is checked in full.
+    EXPECT_NE(expect_dead_letter(event(R"("kind":"click")")).find("field 'clicks' is required"), std::string::npos);
+    EXPECT_NE(expect_dead_letter(R"({"kind":"click","clicks":1})").find("key field 'user_id' is missing"),
+              std::string::npos);
+    // The filtered field's own error is a dead letter, not a skip.
+    EXPECT_NE(expect_dead_letter(event(R"("kind":{"a":1},"clicks":1)")).find("field 'kind'"), std::string::npos);
+}
+
+TEST_F(PreprocessSchema, EveryFilterMustPass) {
+    ASSERT_TRUE(use(R"("fields": {"a": {"type": "int"}, "b": {"type": "int"}},
+                       "transforms": [{"op": "filter", "field": "a", "equals": 1},
+                                      {"op": "filter", "field": "b", "equals": 2}])"));
+    EXPECT_TRUE(std::holds_alternative<record>(parse(message(event(R"("a":1,"b":2)")))));
+    EXPECT_NE(expect_skipped(event(R"("a":1,"b":3)")).find("transforms[1]"), std::string::npos);
+    EXPECT_NE(expect_skipped(event(R"("a":0,"b":3)")).find("transforms[0]"), std::string::npos);
+}
+
+TEST_F(PreprocessSchema, DropStoresNullButFiltersSeeTheValue) {
+    ASSERT_TRUE(use(R"("fields": {"debug": {"type": "bool"}, "clicks": {"type": "int", "max": 10}},
+                       "transforms": [{"op": "drop", "field": "debug"}, {"op": "drop", "field": "clicks"},
+                                      {"op": "filter", "field": "debug", "not_equals": true}])"));
+    auto r = expect_record(event(R"("debug":false,"clicks":3)"));
+    EXPECT_EQ(r.values[0], value{});
+    EXPECT_EQ(r.values[1], value{});
+    EXPECT_FALSE(expect_skipped(event(R"("debug":true,"clicks":3)")).empty());
+    // A dropped field is still read and checked.
+    EXPECT_NE(expect_dead_letter(event(R"("clicks":11)")).find("above the maximum"), std::string::npos);
+}
+
+TEST_F(PreprocessSchema, TheParserCompilesHandBuiltConfigsToo) {
+    // A config built in code (no loader): an empty source means "/<name>".
+    config cfg;
+    feature_set_config set;
+    set.name = "s";
+    set.key_field = "k";
+    set.event_time_field = "ts";
+    field_config f;
+    f.name = "v";
+    f.type = field_type::string;
+    set.fields.push_back(f);
+    transform_config t;
+    t.op = transform_op::upper;
+    t.field = "v";
+    set.transforms.push_back(t);
+    cfg.feature_sets.push_back(set);
+    record_parser parser(cfg);
+    raw_message m;
+    m.payload = R"({"k":"a","ts":1,"v":"x"})";
+    auto p = parser.parse(m, now);
+    ASSERT_TRUE(std::holds_alternative<record>(p));
+    EXPECT_EQ(std::get<record>(p).values[0], value{std::string("X")});
+
+    cfg.feature_sets[0].transforms[0].field = "nope";
+    EXPECT_THROW(record_parser{cfg}, std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deduplicator
+
+class PreprocessDeduplicator : public PreprocessSchema {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(use(R"("fields": {"event_id": {"type": "string"}, "n": {"type": "int"}},
+                           "dedup": {"field": "event_id", "window": "10m", "max_ids": 1000})"));
+        dedup_ = std::make_unique<deduplicator>(*cfg_);
+    }
+
+    // Parses an event and passes it through the deduplicator, as the preprocess stage does.
+    processed process(const std::string& id_json, std::int64_t event_time_ms) {
+        processed p = parse(
+            message(R"({"user_id":"u","ts":)" + std::to_string(event_time_ms) + R"(,"event_id":)" + id_json + "}"));
+        dedup_->apply(p);
+        return p;
+    }
+    bool kept(const std::string& id, std::int64_t t) { return std::holds_alternative<record>(process(id, t)); }
+    bool dropped(const std::string& id, std::int64_t t) { return std::holds_alternative<skipped>(process(id, t)); }
+
+    static constexpr std::int64_t minute = 60000;
+    std::unique_ptr<deduplicator> dedup_;
+};
+
+TEST_F(PreprocessDeduplicator, ARepeatWithinTheWindowIsSkipped) {
+    const std::int64_t t0 = nov21_10h;
+    EXPECT_TRUE(kept(R"("e1")", t0));
+    auto again = process(R"("e1")", t0);
+    ASSERT_TRUE(std::holds_alternative<skipped>(again));
+    const auto& s = std::get<skipped>(again);
+    EXPECT_EQ(s.reason, R"(duplicate event id "e1" (field 'event_id') within the dedup window)");
+    EXPECT_EQ(s.source.offset, 77);  // its offset still counts
+    EXPECT_TRUE(kept(R"("e2")", t0 + 1));
+    // Same id, another event time within the window: still a repeat.
+    EXPECT_TRUE(dropped(R"("e1")", t0 + 10 * minute));
+    EXPECT_TRUE(dropped(R"("e2")", t0 + 2 * minute));  // earlier than the newest, inside the window
+    EXPECT_EQ(dedup_->remembered(), 2u);
+}
+
+TEST_F(PreprocessDeduplicator, IdsExpireByEventTime) {
+    const std::int64_t t0 = nov21_10h;
+    EXPECT_TRUE(kept(R"("old")", t0));
+    EXPECT_TRUE(kept(R"("edge")", t0 + minute));
+    // The newest event moves to t0 + 10m + 1ms: "old" (t0) is now more than 10m behind it.
+    EXPECT_TRUE(kept(R"("new")", t0 + 10 * minute + 1));
+    EXPECT_EQ(dedup_->remembered(), 2u);
+    EXPECT_TRUE(dropped(R"("edge")", t0 + minute));       // exactly 10m behind is still inside
+    EXPECT_TRUE(kept(R"("old")", t0 + 10 * minute + 1));  // forgotten: the same id is new again
+}
+
+TEST_F(PreprocessDeduplicator, EventsOlderThanTheWindowAreNotChecked) {
+    const std::int64_t t0 = nov21_10h;
+    EXPECT_TRUE(kept(R"("late")", t0));
+    EXPECT_TRUE(kept(R"("x")", t0 + 60 * minute));
+    // "late" again, with its old time: behind the window, so neither checked nor remembered.
+    EXPECT_TRUE(kept(R"("late")", t0));
+    EXPECT_TRUE(kept(R"("late")", t0));
+    EXPECT_EQ(dedup_->too_old(), 2u);
+    EXPECT_EQ(dedup_->remembered(), 1u);
+}
+
+TEST_F(PreprocessDeduplicator, MemoryIsBoundedByMaxIds) {
+    // 1000 ids at most: 5000 distinct ids in one window keep the newest 1000.
+    for (int i = 0; i < 5000; ++i) ASSERT_TRUE(kept("\"id" + std::to_string(i) + "\"", nov21_10h + i));
+    EXPECT_EQ(dedup_->remembered(), 1000u);
+    EXPECT_EQ(dedup_->evicted_early(), 4000u);
+    EXPECT_TRUE(dropped(R"("id4999")", nov21_10h + 4999));
+    EXPECT_TRUE(dropped(R"("id4000")", nov21_10h + 4000));
+    EXPECT_TRUE(kept(R"("id3999")", nov21_10h + 3999));  // forgotten early: the documented limit
+}
+
+TEST_F(PreprocessDeduplicator, MemoryFollowsTheWindowInALongStream) {
+    // One id per second for 3 hours with a 10 minute window: about 600 ids are held, never 10800.
+    std::size_t most = 0;
+    for (int i = 0; i < 3 * 3600; ++i) {
+        ASSERT_TRUE(kept("\"s" + std::to_string(i) + "\"", nov21_10h + i * 1000LL));
+        most = std::max(most, dedup_->remembered());
+    }
+    EXPECT_LE(most, 601u);
+    EXPECT_EQ(dedup_->evicted_early(), 0u);
+}
+
+TEST_F(PreprocessDeduplicator, NullIdsOtherItemsAndOtherSetsPass) {
+    EXPECT_TRUE(kept("null", nov21_10h));
+    EXPECT_TRUE(kept("null", nov21_10h));
+    EXPECT_EQ(dedup_->remembered(), 0u);
+    // Dead letters and skipped items are left as they are.
+    processed dl = dead_letter{};
+    dedup_->apply(dl);
+    EXPECT_TRUE(std::holds_alternative<dead_letter>(dl));
+    processed sk = skipped{0, {}, "filtered"};
+    dedup_->apply(sk);
+    EXPECT_EQ(std::get<skipped>(sk).reason, "filtered");
+    // A set without dedup never sees a duplicate.
+    EXPECT_FALSE(dedup_->seen(7, "e", nov21_10h));
+    EXPECT_FALSE(dedup_->seen(0, "e", nov21_10h));
+    EXPECT_TRUE(dedup_->seen(0, "e", nov21_10h));
+}
+
+TEST_F(PreprocessDeduplicator, IntIdsAndSetsAreSeparate) {
+    auto two_sets = load_config_text(R"({"feature_sets": [
+        {"name": "a", "topic": "ta", "key": "k", "event_time": "ts", "fields": {"id": {"type": "int"}},
+         "dedup": {"field": "id", "window": "1m"}},
+        {"name": "b", "topic": "tb", "key": "k", "event_time": "ts", "fields": {"id": {"type": "int"}},
+         "dedup": {"field": "id", "window": "1h"}},
+        {"name": "c", "topic": "tc", "key": "k", "event_time": "ts", "fields": {"id": {"type": "int"}}}]})");
+    ASSERT_TRUE(two_sets.ok()) << format_errors(two_sets.errors);
+    deduplicator d(two_sets.cfg);
+    record_parser parser(two_sets.cfg);
+    const auto run = [&](std::uint32_t set, std::int64_t t) {
+        raw_message m;
+        m.set_index = set;
+        m.payload = R"({"k":"x","ts":)" + std::to_string(t) + R"(,"id":42})";
+        processed p = parser.parse(m, now);
+        d.apply(p);
+        return p.index();  // 0 record, 2 skipped
+    };
+    EXPECT_EQ(run(0, nov21_10h), 0u);
+    EXPECT_EQ(run(1, nov21_10h), 0u);  // the same id in another set is not a repeat
+    EXPECT_EQ(run(2, nov21_10h), 0u);
+    EXPECT_EQ(run(0, nov21_10h), 2u);
+    EXPECT_EQ(run(1, nov21_10h), 2u);
+    EXPECT_EQ(run(2, nov21_10h), 0u);  // no dedup in set c
+    // Each set has its own window: 2 minutes later the 1m window forgot, the 1h one did not.
+    EXPECT_EQ(run(0, nov21_10h + 2 * 60000), 0u);
+    EXPECT_EQ(run(1, nov21_10h + 2 * 60000), 2u);
+}
+
+TEST_F(PreprocessDeduplicator, IsMovableIntoAWorkerVector) {
+    std::vector<deduplicator> workers;
+    for (int i = 0; i < 3; ++i) workers.emplace_back(*cfg_);
+    EXPECT_FALSE(workers[1].seen(0, "a", nov21_10h));
+    EXPECT_TRUE(workers[1].seen(0, "a", nov21_10h));
+    EXPECT_FALSE(workers[2].seen(0, "a", nov21_10h));  // each worker remembers only its own
 }
 
 }  // namespace
