@@ -187,6 +187,17 @@ struct kafka_ingest::consumer {
                     owned[{parts->elems[i].topic, parts->elems[i].partition}] = partition_state{};
             }
             log->info("assigned {} partitions ({})", parts->cnt, cooperative ? "cooperative" : "eager");
+            // Store the seeded positions too: Kafka's committed offsets then catch up with
+            // PostgreSQL even when no new message arrives (a commit lost in a rebalance, say).
+            auto* seeded = rd_kafka_topic_partition_list_new(parts->cnt);
+            for (int i = 0; i < parts->cnt; ++i)
+                if (parts->elems[i].offset >= 0)
+                    rd_kafka_topic_partition_list_add(seeded, parts->elems[i].topic, parts->elems[i].partition)->offset =
+                        parts->elems[i].offset;
+            if (seeded->cnt > 0)
+                if (auto err = rd_kafka_offsets_store(rk, seeded))
+                    log->debug("storing seeded offsets: {}", rd_kafka_err2str(err));
+            rd_kafka_topic_partition_list_destroy(seeded);
         } else {
             const bool lost = rd_kafka_assignment_lost(rk);
             if (cooperative) {
