@@ -123,15 +123,17 @@ public:
             t.latest = schema + "." + pg::quote_ident(set.name + "_latest");
             t.temp = pg::quote_ident("sluice_tmp_" + set.name);
             // History has the fields; latest (and the batch's temporary table) also the aggregations.
-            std::string cols, agg_cols, excluded, select_cols;
-            for (const auto& c : latest_columns(set)) {
+            // Columns are selected as decode_column reads them: timestamps as epoch ms, json as text.
+            auto columns = latest_columns(set);
+            std::string cols, agg_cols, excluded, select_cols, history_select;
+            for (const auto& c : columns) {
                 const auto q = pg::quote_ident(c.name);
                 (c.aggregation ? agg_cols : cols) += ", " + q;
                 excluded += ", " + q + " = EXCLUDED." + q;
-                if (c.type == field_type::timestamp)
-                    select_cols += ", (extract(epoch from " + q + ") * 1000)::bigint";
-                else
-                    select_cols += ", " + q + (c.type == field_type::json ? "::text" : "");
+                const std::string expr = c.type == field_type::timestamp ? "(extract(epoch from " + q + ") * 1000)::bigint"
+                                                                         : q + (c.type == field_type::json ? "::text" : "");
+                select_cols += ", " + expr;
+                if (!c.aggregation) history_select += ", " + expr;
             }
             const std::string all_cols = "key, event_time" + cols + ", ingested_at, src_topic, src_partition, src_offset";
             t.copy_sql = "COPY " + t.temp + " (" + all_cols + agg_cols + ") FROM STDIN";
@@ -164,14 +166,8 @@ public:
                                    ", key FROM " + t.latest +
                                    " WHERE updated_at >= to_timestamp($1 / 1000.0) AND key > $2 ORDER BY key LIMIT $3");
             tables_.push_back(std::move(t));
-            columns_.push_back(latest_columns(set));
-            std::string hist;
-            for (const auto& f : set.fields) {
-                const auto q = pg::quote_ident(f.name);
-                hist += f.type == field_type::timestamp ? ", (extract(epoch from " + q + ") * 1000)::bigint"
-                                                        : ", " + q + (f.type == field_type::json ? "::text" : "");
-            }
-            history_select_.push_back(hist);
+            columns_.push_back(std::move(columns));
+            history_select_.push_back(std::move(history_select));
         }
         dead_letters_ = schema + ".dead_letters";
         offsets_ = schema + ".consumer_offsets";
