@@ -7,9 +7,10 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   librdkafka-dev libpq-dev libhiredis-dev libboost-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
-  libssl-dev libconcurrentqueue-dev
+  libssl-dev libconcurrentqueue-dev prometheus-cpp-dev
   postgresql-15 postgresql-client-15 redis-server redis-tools
   curl python3 procps
+  prometheus  # promtool checks /metrics in the tests
 )
 
 missing=()

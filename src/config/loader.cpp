@@ -1580,6 +1580,25 @@ const std::vector<key_spec<api_key_config>>& api_key_keys() {
     return keys;
 }
 
+const std::vector<key_spec<tls_config>>& tls_keys() {
+    using S = tls_config;
+    static const std::vector<key_spec<S>> keys = {
+        string_key<S>("cert_file", "PEM certificate chain", &S::cert_file),
+        string_key<S>("key_file", "PEM private key", &S::key_file),
+    };
+    return keys;
+}
+
+const std::vector<key_spec<rate_limit_config>>& rate_limit_keys() {
+    using S = rate_limit_config;
+    static const std::vector<key_spec<S>> keys = {
+        number_key<S>("requests_per_sec", "sustained requests per second per client; 0 = no limit",
+                      &S::requests_per_sec, 0, 1e9),
+        number_key<S>("burst", "requests a client may make at once above the rate", &S::burst, 1, 1e9),
+    };
+    return keys;
+}
+
 // JSON "http.auth" has no struct of its own: its keys fill http_config.
 const std::vector<key_spec<http_config>>& auth_keys() {
     using S = http_config;
@@ -1609,6 +1628,24 @@ const std::vector<key_spec<http_config>>& http_keys() {
         integer_key<S>("idle_timeout_ms", "how long an idle keep-alive connection stays open", &S::idle_timeout_ms,
                        100, 3600000),
         integer_key<S>("lookup_threads", "threads for Redis and PostgreSQL reads", &S::lookup_threads, 1, 64),
+        integer_key<S>("max_connections", "open connections at most; more are closed at once", &S::max_connections,
+                       1, 1000000),
+        integer_key<S>("max_lookup_keys", "keys per batch lookup and entity rows per Feast request",
+                       &S::max_lookup_keys, 1, 100000),
+        integer_key<S>("ingest_timeout_ms", "how long POST /v1/ingest waits for durability before 503",
+                       &S::ingest_timeout_ms, 100, 600000),
+        custom_key<S>("tls", "TLS on the listener: {\"cert_file\", \"key_file\"} (PEM); absent = plain HTTP", "{}",
+                      kind::object,
+                      [](S& h, const json& v, const std::string& p, diagnostics& d) {
+                          read_object(v, p, tls_keys(), h.tls, d);
+                          if (h.tls.cert_file.empty() != h.tls.key_file.empty())
+                              d.add(p, "cert_file and key_file go together: give both or neither");
+                      }),
+        custom_key<S>("rate_limit", "per-client token bucket: {\"requests_per_sec\", \"burst\"}", "{}",
+                      kind::object,
+                      [](S& h, const json& v, const std::string& p, diagnostics& d) {
+                          read_object(v, p, rate_limit_keys(), h.rate_limit, d);
+                      }),
         custom_key<S>("auth", "API keys", "{}", kind::object,
                       [](S& h, const json& v, const std::string& p, diagnostics& d) {
                           read_object(v, p, auth_keys(), h, d);

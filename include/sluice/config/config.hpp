@@ -149,6 +149,20 @@ struct api_key_config {
     std::vector<std::string> scopes;  // "read", "write", "admin"
 };
 
+/// Optional TLS on the listener (JSON "http.tls"); both files empty = plain HTTP.
+struct tls_config {
+    std::string cert_file;            // PEM certificate chain
+    std::string key_file;             // PEM private key
+    bool enabled() const { return !cert_file.empty(); }
+};
+
+/// Per-client token bucket (JSON "http.rate_limit"): clients are API keys, or remote addresses
+/// when auth is off. requests_per_sec 0 = no limit.
+struct rate_limit_config {
+    double requests_per_sec = 0;
+    double burst = 100;
+};
+
 struct http_config {
     std::string listen = "0.0.0.0:8080";
     int threads = 1;
@@ -157,6 +171,11 @@ struct http_config {
     std::int64_t read_timeout_ms = 10000;
     std::int64_t idle_timeout_ms = 60000;
     int lookup_threads = 2;           // pool for Redis/PostgreSQL reads (never on io threads)
+    int max_connections = 10000;      // open connections at most; more are accepted and closed at once
+    std::int64_t max_lookup_keys = 1000;  // keys per POST /v1/features/lookup (and Feast entity rows)
+    std::int64_t ingest_timeout_ms = 30000;  // POST /v1/ingest waits this long for durability, then 503
+    tls_config tls;
+    rate_limit_config rate_limit;
     std::vector<api_key_config> api_keys;  // JSON "auth": {"api_keys": [...]}
 };
 
