@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "lookup_pool.hpp"
+#include "push_sink.hpp"
+#include "telemetry.hpp"
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/core/clock.hpp"
 #include "sluice/ingest/kafka_ingest.hpp"
@@ -23,7 +25,7 @@ constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /
 
 /// Latest values for the API: the memory index on the calling thread; on a miss, Redis and then
 /// PostgreSQL on the lookup pool.
-class tiered_reader final : public feature_reader {
+class tiered_reader final : public feature_reader, public history_reader {
 public:
     tiered_reader(const config& cfg, memory_index& memory, latest_cache* cache, durable_store* durable,
                   lookup_pool& pool, std::vector<aggregator*> aggregators)
@@ -86,6 +88,28 @@ public:
             done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
     }
 
+    void get_history(history_request req, history_callback done) override {
+        if (!durable_) {
+            done(result<history_page>::failure("history needs PostgreSQL, which is not configured"));
+            return;
+        }
+        auto task = [this, req = std::move(req), done]() {
+            // One row more than asked tells whether another page follows.
+            auto rows = durable_->read_history(req.set_index, req.key, req.from_ms, req.to_ms, req.limit + 1,
+                                               req.after ? req.after->event_time_ms : 0, req.after ? req.after->id : -1);
+            if (!rows) return done(result<history_page>::failure(rows.message()));
+            history_page page;
+            auto& r = rows.value();
+            const bool more = r.size() > req.limit;
+            if (more) r.resize(req.limit);
+            if (more && !r.empty()) page.next = history_cursor{r.back().entry.event_time_ms, r.back().id};
+            page.records.reserve(r.size());
+            for (auto& h : r) page.records.push_back(std::move(h.entry));
+            done(std::move(page));
+        };
+        if (!pool_.submit(std::move(task))) done(result<history_page>::failure("lookup backlog is full; try again"));
+    }
+
 private:
     // Stored aggregation values are as of their write; the aggregator's are as of now (windows
     // move with time, and late events within the lateness count). Used when it holds the key.
@@ -127,6 +151,9 @@ struct daemon::impl final : health_source {
     std::unique_ptr<kafka_dead_letter_publisher> dead_letter_topic;
     std::unique_ptr<lookup_pool> lookups;
     std::unique_ptr<tiered_reader> reader;
+    pipeline_stats stats{cfg.feature_sets.size()};
+    std::unique_ptr<prometheus_telemetry> metrics;
+    std::unique_ptr<push_sink> pushes;
     serve_context serve_ctx;
     http_server_ptr http;
     std::unique_ptr<event_generator> generator;
@@ -230,6 +257,7 @@ status daemon::start() {
                     std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
     }
     d.writer->set_aggregators(aggregator_ptrs);
+    d.writer->set_stats(&d.stats);
     d.writer->start();
     d.preprocess->start();
     if (auto s = d.ingest->start(); !s) return s;
@@ -237,9 +265,29 @@ status daemon::start() {
     d.lookups = std::make_unique<lookup_pool>(cfg.http.lookup_threads, lookup_backlog);
     d.reader = std::make_unique<tiered_reader>(cfg, d.memory, d.cache.get(), d.durable.get(), *d.lookups,
                                                aggregator_ptrs);
+    telemetry_sources sources;
+    sources.consumer_lag = [&d](std::uint32_t set) { return d.ingest ? d.ingest->consumer_lag(set) : -1; };
+    sources.messages_consumed = [&d] { return d.ingest ? d.ingest->messages_consumed() : 0; };
+    sources.preprocess_queue_depth = [&d] {
+        std::size_t n = 0;
+        for (const auto& c : d.raw_channels) n += c->queue.size();
+        return n;
+    };
+    sources.write_queue_depth = [&d] {
+        std::size_t n = 0;
+        for (const auto& c : d.processed_channels) n += c->queue.size();
+        return n;
+    };
+    sources.queue_capacity = [&d] { return static_cast<std::size_t>(d.cfg.pipeline.queue_capacity) * d.raw_channels.size(); };
+    sources.memory_keys = [&d](std::uint32_t set) { return d.memory.size(set); };
+    d.metrics = std::make_unique<prometheus_telemetry>(cfg, d.stats, std::move(sources));
+    d.pushes = std::make_unique<push_sink>(cfg, *d.writer, *d.lookups);
     d.serve_ctx.cfg = &cfg;
     d.serve_ctx.reader = d.reader.get();
     d.serve_ctx.health = &d;
+    d.serve_ctx.history = d.reader.get();
+    d.serve_ctx.ingest = d.pushes.get();
+    d.serve_ctx.metrics = d.metrics.get();
     d.http = make_http_server(d.serve_ctx);
     if (auto s = d.http->start(); !s) return s;
 
@@ -277,9 +325,11 @@ bool daemon::stop() {
     const bool complete = !abort.load();
     finished.store(true);
     watchdog.join();
-    if (d.ingest) d.ingest->close();  // commits the stored offsets and leaves the group
+    // Serving ends before the consumers close: the API reads their positions for /metrics.
     if (d.http) d.http->stop();
     if (d.lookups) d.lookups->stop();
+    d.pushes.reset();
+    if (d.ingest) d.ingest->close();  // commits the stored offsets and leaves the group
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (d.writer)
         d.log->info("stopped in {} ms: {} records and {} dead letters written since start{}", ms.count(),

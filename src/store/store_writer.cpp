@@ -113,6 +113,77 @@ void store_writer::start() {
     thread_ = std::thread([this] { run(); });
 }
 
+bool store_writer::push(std::vector<processed> items, push_done done) {
+    {
+        std::lock_guard lock(push_mutex_);
+        if (push_closed_) return false;
+        if (pushed_items_ + items.size() > static_cast<std::size_t>(cfg_.pipeline.queue_capacity) && pushed_items_ > 0)
+            return false;
+        pending_push p;
+        p.first_seq = push_seq_;
+        push_seq_ += static_cast<std::int64_t>(items.size());
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            record_source& src = std::visit([](auto& item) -> record_source& { return item.source; }, items[i]);
+            src.topic = "http";
+            src.partition = -1;
+            src.offset = p.first_seq + static_cast<std::int64_t>(i);
+        }
+        pushed_items_ += items.size();
+        p.items = std::move(items);
+        p.done = std::move(done);
+        pushes_.push_back(std::move(p));
+    }
+    readable_.notify();
+    return true;
+}
+
+std::size_t store_writer::take_pushes(write_batch& batch, std::vector<pending_push>& waiting) {
+    std::deque<pending_push> taken;
+    {
+        std::lock_guard lock(push_mutex_);
+        if (pushes_.empty()) return 0;
+        taken.swap(pushes_);
+        pushed_items_ = 0;
+    }
+    std::size_t n = 0;
+    for (auto& p : taken) {
+        for (auto& item : p.items) {
+            ++n;
+            if (auto* r = std::get_if<record>(&item)) {
+                batch.records.push_back(std::move(*r));
+            } else if (auto* d = std::get_if<dead_letter>(&item)) {
+                batch.dead_letters.push_back(std::move(*d));
+            } else {
+                ++batch.skipped;
+                if (stats_) stats_->set(std::get<skipped>(item).set_index).skipped.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        p.items.clear();
+        waiting.push_back(std::move(p));
+    }
+    return n;
+}
+
+void store_writer::answer_pushes(std::vector<pending_push>& waiting, const write_batch& batch, bool durable) {
+    for (auto& p : waiting) {
+        std::vector<std::pair<std::size_t, std::string>> late;
+        if (durable) {
+            for (const auto& d : batch.dead_letters) {
+                // Late events among this push's records (its own invalid items were answered already).
+                if (d.source.topic != "http" || d.source.partition >= 0 || d.source.offset < p.first_seq) continue;
+                const auto index = static_cast<std::size_t>(d.source.offset - p.first_seq);
+                if (d.error.rfind("late event", 0) == 0) late.emplace_back(index, d.error);
+            }
+        }
+        try {
+            p.done(durable, std::move(late));
+        } catch (const std::exception& e) {
+            spdlog::default_logger()->error("push answer failed: {}", e.what());
+        }
+    }
+    waiting.clear();
+}
+
 void store_writer::drain_and_join(const std::atomic<bool>& abort) {
     abort_.store(&abort);
     draining_.store(true);
@@ -143,6 +214,7 @@ void store_writer::run() {
     using clock = std::chrono::steady_clock;
 
     write_batch batch;
+    std::vector<pending_push> waiting;  // pushes in this batch, answered once it is written
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offsets;
     clock::time_point first_at{};
     auto last_health_check = clock::now();
@@ -158,8 +230,10 @@ void store_writer::run() {
             batch.records.push_back(std::move(*r));
         else if (auto* d = std::get_if<dead_letter>(&p))
             batch.dead_letters.push_back(std::move(*d));
-        else
+        else {
             ++batch.skipped;
+            if (stats_) stats_->set(std::get<skipped>(p).set_index).skipped.fetch_add(1, std::memory_order_relaxed);
+        }
     };
 
     while (!aborted()) {
@@ -177,13 +251,20 @@ void store_writer::run() {
             if (n) in->writable.notify();
             pulled += n;
         }
+        if (batch.records.size() + batch.dead_letters.size() + batch.skipped < max_records) {
+            const bool was_empty = batch.empty() && batch.skipped == 0 && pulled == 0;
+            const std::size_t n = take_pushes(batch, waiting);
+            if (n && was_empty) first_at = clock::now();
+            pulled += n;
+        }
         const std::size_t size = batch.records.size() + batch.dead_letters.size() + batch.skipped;
         const bool full = size >= max_records;
         const bool lingered = size > 0 && clock::now() - first_at >= linger;
         const bool draining = draining_.load();
         if (size > 0 && (full || lingered || (draining && pulled == 0))) {
             for (auto& [tp, next] : next_offsets) batch.offsets.push_back({tp.first, tp.second, next});
-            flush(batch);
+            const bool durable = flush(batch);
+            answer_pushes(waiting, batch, durable);
             batch = write_batch{};
             next_offsets.clear();
             continue;
@@ -192,6 +273,10 @@ void store_writer::run() {
         if (draining && size == 0) {
             bool empty = true;
             for (auto* in : inputs_) empty = empty && in->queue.size() == 0;
+            {
+                std::lock_guard lock(push_mutex_);
+                empty = empty && pushes_.empty();
+            }
             if (empty) break;
             continue;
         }
@@ -210,9 +295,17 @@ void store_writer::run() {
     }
     if (!batch.empty()) log->warn("shutdown timed out: {} records not written; they will be consumed again on restart",
                                   batch.records.size() + batch.dead_letters.size());
+    // Pushes not written: their clients hear so (and may retry elsewhere).
+    {
+        std::lock_guard lock(push_mutex_);
+        push_closed_ = true;
+    }
+    answer_pushes(waiting, batch, false);
+    take_pushes(batch, waiting);
+    answer_pushes(waiting, batch, false);
 }
 
-bool store_writer::retry(const char* what, const std::function<status()>& op) {
+bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
     auto backoff = first_backoff;
@@ -225,6 +318,7 @@ bool store_writer::retry(const char* what, const std::function<status()>& op) {
             last_error_.clear();
             return true;
         }
+        if (errors) errors->fetch_add(1, std::memory_order_relaxed);
         if (!failing) log->error("{} failed, retrying with backoff: {}", what, s.message());
         failing = true;
         {
@@ -240,7 +334,7 @@ bool store_writer::retry(const char* what, const std::function<status()>& op) {
     }
 }
 
-void store_writer::flush(write_batch& batch) {
+bool store_writer::flush(write_batch& batch) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
     if (!aggregators_.empty()) aggregate(batch);
@@ -252,11 +346,11 @@ void store_writer::flush(write_batch& batch) {
             write_started_ms_.store(0);
             return s;
         };
-        if (!retry("PostgreSQL write", write)) {
+        if (!retry("PostgreSQL write", stats_ ? &stats_->postgres_errors : nullptr, write)) {
             log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
                       "consumed again on restart",
                       unwritten);
-            return;
+            return false;
         }
     } else {
         for (const auto& d : batch.dead_letters)
@@ -264,9 +358,10 @@ void store_writer::flush(write_batch& batch) {
                       d.source.offset, d.error);
     }
     if (dead_letter_topic_ && !batch.dead_letters.empty()) {
-        if (!retry("dead-letter topic publish", [&] { return dead_letter_topic_->publish(batch.dead_letters); })) {
+        if (!retry("dead-letter topic publish", stats_ ? &stats_->dead_letter_topic_errors : nullptr,
+                   [&] { return dead_letter_topic_->publish(batch.dead_letters); })) {
             log->warn("shutdown timed out while the dead-letter topic is failing: the batch's offsets are not stored");
-            return;
+            return false;
         }
     }
 
@@ -287,7 +382,20 @@ void store_writer::flush(write_batch& batch) {
                       "brought up to date when it answers again: {}",
                       order.size(), s.message());
             cache_stale_since_ms_ = now_ms() - 60000;
+            if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
         }
+    }
+    if (stats_) {
+        const auto now = now_ms();
+        for (const auto& r : batch.records) {
+            auto& c = stats_->set(r.set_index);
+            c.written.fetch_add(1, std::memory_order_relaxed);
+            if (!r.source.from_kafka()) c.pushed.fetch_add(1, std::memory_order_relaxed);
+            c.saw_event_time(r.event_time_ms);
+            c.last_write_ms.store(now, std::memory_order_relaxed);
+        }
+        for (const auto& d : batch.dead_letters) stats_->set(d.set_index).dead_letters.fetch_add(1, std::memory_order_relaxed);
+        stats_->batches.fetch_add(1, std::memory_order_relaxed);
     }
     std::unique_lock<std::mutex> hold;
     if (offsets_) hold = offsets_->hold_assignment();
@@ -310,6 +418,7 @@ void store_writer::flush(write_batch& batch) {
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);
+    return true;
 }
 
 void store_writer::resync_cache() {

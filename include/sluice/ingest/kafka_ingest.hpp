@@ -49,6 +49,10 @@ public:
     /// True when this instance's consumers hold at least one partition.
     bool has_assignment() const;
     std::uint64_t messages_consumed() const;
+    /// Messages between this instance's positions and the ends of its partitions of the set's
+    /// topic, from the watermarks librdkafka last fetched (no broker round trip); -1 when no
+    /// partition of it is assigned or none has been fetched yet.
+    std::int64_t consumer_lag(std::uint32_t set_index) const;
 
     struct consumer;  // one consumer thread (defined in kafka_ingest.cpp)
 

@@ -27,6 +27,12 @@ struct history_slice {
     std::vector<std::pair<std::int64_t, std::vector<value>>> events;  // rows in (moment - span, moment]
 };
 
+/// One history row for the history API: the record and the row's id (a tiebreak for paging).
+struct history_row {
+    latest_entry entry;  // values: the set's fields (no aggregations)
+    std::int64_t id = 0;
+};
+
 /// The store that makes records durable. write() is called by the store writer thread only;
 /// read_latest() and read_offsets() may be called from any thread (they use their own connections).
 class durable_store {
@@ -45,6 +51,14 @@ public:
     /// The key's newest history row at or before at_ms, and its rows in (at_ms - span_ms, at_ms].
     virtual result<history_slice> read_as_of(std::uint32_t set_index, const std::string& key, std::int64_t at_ms,
                                              std::int64_t span_ms) = 0;
+    /// A key's rows with from_ms <= event time < to_ms, newest first (then id descending), after
+    /// the row (after_time_ms, after_id) when after_id >= 0, at most limit rows.
+    virtual result<std::vector<history_row>> read_history(std::uint32_t set_index, const std::string& key,
+                                                          std::int64_t from_ms, std::int64_t to_ms, std::size_t limit,
+                                                          std::int64_t after_time_ms, std::int64_t after_id) {
+        (void)set_index, (void)key, (void)from_ms, (void)to_ms, (void)limit, (void)after_time_ms, (void)after_id;
+        return result<std::vector<history_row>>::failure("this store keeps no history");
+    }
     /// Streams the history rows of a set with event time >= since_ms, oldest first, to fn (key,
     /// event time, field values): rebuilds the aggregation state at start.
     virtual status for_each_history(

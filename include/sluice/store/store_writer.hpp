@@ -3,16 +3,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "sluice/config/config.hpp"
 #include "sluice/core/bounded_queue.hpp"
+#include "sluice/core/pipeline_stats.hpp"
 #include "sluice/ingest/offset_sink.hpp"
 #include "sluice/preprocess/aggregator.hpp"
 #include "sluice/store/durable_store.hpp"
@@ -43,6 +46,18 @@ public:
     /// than allowed_lateness; every record then carries its key's aggregation values at write time
     /// after its fields, for latest, Redis and memory. Set before start().
     void set_aggregators(std::vector<aggregator*> aggregators) { aggregators_ = std::move(aggregators); }
+    /// Where commits are counted (per set: records, dead letters, skipped; store errors). Set
+    /// before start(); may stay null.
+    void set_stats(pipeline_stats* stats) { stats_ = stats; }
+
+    /// The outcome of a push: durable (false: the writer stopped first and nothing of it may be
+    /// assumed written), and the items that became dead letters in the writer (late events), by
+    /// their index in the push.
+    using push_done = std::function<void(bool durable, std::vector<std::pair<std::size_t, std::string>> late)>;
+    /// Records and dead letters pushed through the API (not from Kafka): written with the next
+    /// batch, then done is called on the writer thread. False (done not called) when more than
+    /// pipeline.queue_capacity pushed items are waiting already.
+    bool push(std::vector<processed> items, push_done done);
 
     void start();
     /// Writes everything queued, then joins. abort (set by the app on timeout) ends sooner.
@@ -58,10 +73,20 @@ public:
 
 private:
     void run();
-    void flush(write_batch& batch);
+    /// False when the shutdown deadline passed before the batch was durable.
+    bool flush(write_batch& batch);
     bool aborted() const;
     /// Retries op with backoff until it succeeds or the shutdown deadline passes.
-    bool retry(const char* what, const std::function<status()>& op);
+    bool retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op);
+    struct pending_push {
+        std::vector<processed> items;
+        push_done done;
+        std::int64_t first_seq = 0;  // items carry source.offset = first_seq + index
+    };
+    /// Moves waiting pushes into the batch; their callbacks wait in `waiting` until it is written.
+    std::size_t take_pushes(write_batch& batch, std::vector<pending_push>& waiting);
+    /// Answers the pushes of a batch: durable or not, with their late events.
+    void answer_pushes(std::vector<pending_push>& waiting, const write_batch& batch, bool durable);
     /// Writes back to Redis what it missed; clears the stale mark when done.
     void resync_cache();
     /// Dead-letters late records, feeds the aggregators, appends aggregation values.
@@ -76,6 +101,12 @@ private:
     offset_sink* offsets_;
     dead_letter_publisher* dead_letter_topic_;
     std::vector<aggregator*> aggregators_;
+    pipeline_stats* stats_ = nullptr;
+    std::mutex push_mutex_;
+    std::deque<pending_push> pushes_;
+    std::size_t pushed_items_ = 0;  // waiting in pushes_
+    std::int64_t push_seq_ = 0;
+    bool push_closed_ = false;  // the writer has stopped: pushes are refused
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
     std::optional<std::int64_t> cache_stale_since_ms_;  // writer thread only
     std::chrono::steady_clock::time_point last_cache_probe_{};

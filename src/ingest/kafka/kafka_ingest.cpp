@@ -386,6 +386,36 @@ bool kafka_ingest::has_assignment() const {
     return false;
 }
 
+std::int64_t kafka_ingest::consumer_lag(std::uint32_t set_index) const {
+    const std::string& topic = cfg_.feature_sets[set_index].topic;
+    std::int64_t lag = -1;
+    for (const auto& c : consumers_) {
+        std::vector<std::int32_t> partitions;
+        {
+            std::lock_guard lock(c->owned_mutex);
+            for (const auto& [tp, state] : c->owned)
+                if (tp.first == topic) partitions.push_back(tp.second);
+        }
+        if (partitions.empty() || !c->rk) continue;
+        rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+        for (auto p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+        if (rd_kafka_position(c->rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            for (int i = 0; i < list->cnt; ++i) {
+                const auto& tp = list->elems[i];
+                std::int64_t low = 0, high = 0;
+                if (tp.offset < 0) continue;  // nothing fetched yet: its position is unknown
+                if (rd_kafka_get_watermark_offsets(c->rk, topic.c_str(), tp.partition, &low, &high) !=
+                        RD_KAFKA_RESP_ERR_NO_ERROR ||
+                    high < 0)
+                    continue;
+                lag = std::max<std::int64_t>(lag, 0) + std::max<std::int64_t>(0, high - tp.offset);
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(list);
+    }
+    return lag;
+}
+
 std::uint64_t kafka_ingest::messages_consumed() const {
     std::uint64_t n = 0;
     for (const auto& c : consumers_) n += c->consumed.load(std::memory_order_relaxed);

@@ -1,180 +1,178 @@
-// GET /v1/features/{set}/{key}: the latest record of one key, rendered by the set's schema.
+// Feature reads: GET /v1/features/{set}/{key} (one key, latest or as of a moment) and
+// POST /v1/features/lookup (many keys of one set, in the order asked).
 
-#include <charconv>
-#include <cmath>
 #include <exception>
 
 #include <spdlog/spdlog.h>
 
+#include "common.hpp"
 #include "handlers.hpp"
-#include "sluice/config/columns.hpp"
 #include "sluice/core/clock.hpp"
 
 namespace sluice::serve {
 
 namespace {
 
-// One stored value as JSON, following the field's declared type.
-ordered_json render_value(field_type type, const value& v) {
-    return std::visit(
-        [type](const auto& x) -> ordered_json {
-            using T = std::decay_t<decltype(x)>;
-            if constexpr (std::is_same_v<T, std::monostate>) {
-                return nullptr;
-            } else if constexpr (std::is_same_v<T, std::int64_t>) {
-                if (type == field_type::timestamp) return format_rfc3339_ms(x);
-                return x;
-            } else if constexpr (std::is_same_v<T, double>) {
-                if (!std::isfinite(x)) return nullptr;
-                return x;
-            } else if constexpr (std::is_same_v<T, bool>) {
-                return x;
-            } else {
-                if (type == field_type::json) {
-                    ordered_json parsed = ordered_json::parse(x, nullptr, /*allow_exceptions=*/false);
-                    if (!parsed.is_discarded()) return parsed;
-                }
-                return x;
-            }
-        },
-        v);
-}
-
-std::optional<std::int64_t> parse_non_negative(const std::string& text) {
-    std::int64_t out = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-    if (ec != std::errc{} || end != text.data() + text.size() || out < 0) return std::nullopt;
-    return out;
-}
-
 // Everything the answer needs once the reader calls back, copied out of the request.
-struct latest_query {
-    const feature_set_config* set = nullptr;
-    std::string key;
-    std::vector<latest_column> columns;  // fields, then aggregations (latest_entry::values order)
-    std::vector<std::size_t> fields;  // indices into columns, in declared order
+struct read_options {
+    std::vector<std::size_t> columns;
     std::optional<std::int64_t> max_staleness_ms;
     std::optional<std::int64_t> as_of_ms;  // point-in-time lookup: ages are measured at this moment
 };
 
-response render_latest(const latest_query& q, const latest_entry& e) {
-    const std::int64_t age = q.as_of_ms.value_or(now_ms()) - e.event_time_ms;
-    const char* status = "PRESENT";
-    if (q.set->ttl_ms > 0 && age > q.set->ttl_ms)
-        status = "EXPIRED";
-    else if (q.max_staleness_ms && age > *q.max_staleness_ms)
-        status = "STALE";
-
-    ordered_json values = ordered_json::object();
-    for (std::size_t i : q.fields) {
-        const latest_column& c = q.columns[i];
-        // A field added to the schema after the entry was written has no value yet.
-        values[c.name] = i < e.values.size() ? render_value(c.type, e.values[i]) : ordered_json(nullptr);
-    }
-    ordered_json body;
-    body["feature_set"] = q.set->name;
-    body["key"] = q.key;
-    body["status"] = status;
-    body["event_time"] = format_rfc3339_ms(e.event_time_ms);
-    body["ingested_at"] = format_rfc3339_ms(e.ingested_at_ms);
-    body["values"] = std::move(values);
-    return json_response(http::status::ok, body);
+response store_unavailable(const std::string& message) {
+    return error_response(http::status::service_unavailable, "store_unavailable", message);
 }
 
-void get_latest(const serve_context& ctx, const request_context& rc, const responder& respond) {
-    const std::string& set_name = rc.param("set");
-    const int set_index = ctx.cfg->find_set(set_name);
-    if (set_index < 0) {
-        respond(error_response(http::status::not_found, "feature_set_not_found",
-                               "feature set '" + set_name + "' is not configured"));
-        return;
-    }
-    latest_query q;
-    q.set = &ctx.cfg->feature_sets[static_cast<std::size_t>(set_index)];
-    q.key = rc.param("key");
-    q.columns = latest_columns(*q.set);
+void get_one(const serve_context& ctx, const set_catalog& catalog, const request_context& rc,
+             const responder& respond) {
+    const set_view* view = catalog.find(rc.param("set"));
+    if (!view) return respond(unknown_set(rc.param("set")));
+    read_options opt;
     if (const std::string* text = rc.query_value("as_of")) {
-        // RFC 3339, or epoch milliseconds.
-        q.as_of_ms = parse_rfc3339(*text);
-        if (!q.as_of_ms) q.as_of_ms = parse_non_negative(*text);
-        if (!q.as_of_ms) {
-            respond(error_response(http::status::bad_request, "bad_request",
-                                   "as_of must be an RFC 3339 time or epoch milliseconds"));
-            return;
-        }
+        opt.as_of_ms = parse_time(*text);
+        if (!opt.as_of_ms) return respond(bad_request("as_of must be an RFC 3339 time or epoch milliseconds"));
     }
-
     if (const std::string* text = rc.query_value("max_staleness_ms")) {
-        q.max_staleness_ms = parse_non_negative(*text);
-        if (!q.max_staleness_ms) {
-            respond(error_response(http::status::bad_request, "bad_request",
-                                   "max_staleness_ms must be a non-negative integer"));
-            return;
-        }
+        opt.max_staleness_ms = parse_non_negative(*text);
+        if (!opt.max_staleness_ms) return respond(bad_request("max_staleness_ms must be a non-negative integer"));
     }
-
     if (const std::string* list = rc.query_value("fields")) {
-        std::vector<bool> wanted(q.columns.size(), false);
+        std::vector<std::string> names;
         std::size_t pos = 0;
         while (pos <= list->size()) {
             std::size_t comma = list->find(',', pos);
             if (comma == std::string::npos) comma = list->size();
-            const std::string name = list->substr(pos, comma - pos);
+            names.push_back(list->substr(pos, comma - pos));
             pos = comma + 1;
-            if (name.empty()) continue;
-            bool found = false;
-            for (std::size_t i = 0; i < q.columns.size() && !found; ++i) {
-                if (q.columns[i].name == name) {
-                    wanted[i] = true;
-                    found = true;
-                }
-            }
-            if (!found) {
-                respond(error_response(http::status::bad_request, "unknown_field",
-                                       "feature set '" + q.set->name + "' has no field '" + name + "'"));
-                return;
-            }
         }
-        for (std::size_t i = 0; i < wanted.size(); ++i)
-            if (wanted[i]) q.fields.push_back(i);
+        auto chosen = select_columns(*view, names);
+        if (!chosen) return respond(error_response(http::status::bad_request, "unknown_field", chosen.message()));
+        opt.columns = std::move(chosen.value());
     } else {
-        for (std::size_t i = 0; i < q.columns.size(); ++i) q.fields.push_back(i);
+        opt.columns = view->all;
     }
+    if (ctx.reader == nullptr) return respond(store_unavailable("no feature store is configured"));
 
-    if (ctx.reader == nullptr) {
-        respond(error_response(http::status::service_unavailable, "store_unavailable", "no feature store is configured"));
-        return;
-    }
-
-    std::string key = q.key;
-    const auto as_of = q.as_of_ms;
+    std::string key = rc.param("key");
     // The reader may call back inline or from one of its threads; nothing here may throw out.
-    auto on_answer = [q = std::move(q), respond](result<std::optional<latest_entry>> r) {
-            try {
-                if (!r.ok()) {
-                    respond(error_response(http::status::service_unavailable, "store_unavailable", r.message()));
-                } else if (!r.value()) {
-                    respond(error_response(http::status::not_found, "key_not_found",
-                                           "no record for key '" + q.key + "' in feature set '" + q.set->name + "'"));
-                } else {
-                    respond(render_latest(q, *r.value()));
-                }
-            } catch (const std::exception& e) {
-                http_logger()->error("http: rendering {}/{} failed: {}", q.set->name, q.key, e.what());
-                respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));
-            }
-        };
-    if (as_of)
-        ctx.reader->get_as_of(static_cast<std::uint32_t>(set_index), std::move(key), *as_of, std::move(on_answer));
+    auto on_answer = [view, key, opt, respond](result<std::optional<latest_entry>> r) {
+        try {
+            if (!r.ok()) return respond(store_unavailable(r.message()));
+            if (!r.value())
+                return respond(error_response(http::status::not_found, "key_not_found",
+                                              "no record for key '" + key + "' in feature set '" + view->set->name + "'"));
+            const latest_entry& e = *r.value();
+            ordered_json body;
+            body["feature_set"] = view->set->name;
+            body["key"] = key;
+            body["status"] = age_status(*view, e, opt.as_of_ms.value_or(now_ms()), opt.max_staleness_ms);
+            body["event_time"] = format_rfc3339_ms(e.event_time_ms);
+            body["ingested_at"] = format_rfc3339_ms(e.ingested_at_ms);
+            body["values"] = render_values(*view, opt.columns, e);
+            respond(json_response(http::status::ok, body));
+        } catch (const std::exception& ex) {
+            http_logger()->error("http: rendering {}/{} failed: {}", view->set->name, key, ex.what());
+            respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));
+        }
+    };
+    if (opt.as_of_ms)
+        ctx.reader->get_as_of(view->index, rc.param("key"), *opt.as_of_ms, std::move(on_answer));
     else
-        ctx.reader->get_latest(static_cast<std::uint32_t>(set_index), std::move(key), std::move(on_answer));
+        ctx.reader->get_latest(view->index, rc.param("key"), std::move(on_answer));
+}
+
+void lookup(const serve_context& ctx, const set_catalog& catalog, const request_context& rc, const responder& respond) {
+    if (auto bad = check_content_type(rc.req, {"application/json"})) return respond(std::move(*bad));
+    const auto body = nlohmann::json::parse(rc.req.body(), nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded() || !body.is_object()) return respond(bad_request("the body must be a JSON object"));
+    const auto set_it = body.find("feature_set");
+    if (set_it == body.end() || !set_it->is_string()) return respond(bad_request("\"feature_set\" (a string) is required"));
+    const set_view* view = catalog.find(set_it->get<std::string>());
+    if (!view) return respond(unknown_set(set_it->get<std::string>()));
+
+    const auto keys_it = body.find("keys");
+    if (keys_it == body.end() || !keys_it->is_array()) return respond(bad_request("\"keys\" (an array of strings) is required"));
+    const auto max_keys = static_cast<std::size_t>(ctx.cfg->http.max_lookup_keys);
+    if (keys_it->size() > max_keys)
+        return respond(error_response(http::status::bad_request, "too_many_keys",
+                                      std::to_string(keys_it->size()) + " keys asked; at most " +
+                                          std::to_string(max_keys) + " per request (http.max_lookup_keys)"));
+    std::vector<std::string> keys;
+    keys.reserve(keys_it->size());
+    for (const auto& k : *keys_it) {
+        if (k.is_string())
+            keys.push_back(k.get<std::string>());
+        else if (k.is_number_integer())
+            keys.push_back(k.dump());  // an integer entity id, as an event's key would be written
+        else
+            return respond(bad_request("every key must be a string or an integer"));
+    }
+
+    read_options opt;
+    opt.columns = view->all;
+    if (auto f = body.find("fields"); f != body.end() && !f->is_null()) {
+        if (!f->is_array()) return respond(bad_request("\"fields\" must be an array of field names"));
+        std::vector<std::string> names;
+        for (const auto& n : *f) {
+            if (!n.is_string()) return respond(bad_request("\"fields\" must be an array of field names"));
+            names.push_back(n.get<std::string>());
+        }
+        auto chosen = select_columns(*view, names);
+        if (!chosen) return respond(error_response(http::status::bad_request, "unknown_field", chosen.message()));
+        opt.columns = std::move(chosen.value());
+    }
+    if (auto a = body.find("as_of"); a != body.end() && !a->is_null()) {
+        opt.as_of_ms = parse_json_time(*a);
+        if (!opt.as_of_ms) return respond(bad_request("as_of must be an RFC 3339 time or epoch milliseconds"));
+    }
+    if (auto m = body.find("max_staleness_ms"); m != body.end() && !m->is_null()) {
+        if (!m->is_number_integer() || m->get<std::int64_t>() < 0)
+            return respond(bad_request("max_staleness_ms must be a non-negative integer"));
+        opt.max_staleness_ms = m->get<std::int64_t>();
+    }
+    if (ctx.reader == nullptr) return respond(store_unavailable("no feature store is configured"));
+
+    auto on_answers = [view, keys, opt, respond](std::vector<result<std::optional<latest_entry>>> answers) {
+        try {
+            const std::int64_t at = opt.as_of_ms.value_or(now_ms());
+            ordered_json results = ordered_json::array();
+            for (std::size_t i = 0; i < answers.size(); ++i) {
+                // One failed key fails the request: a partial answer would look like NOT_FOUND.
+                if (!answers[i].ok()) return respond(store_unavailable(answers[i].message()));
+                ordered_json item;
+                item["key"] = keys[i];
+                const auto& e = answers[i].value();
+                if (!e) {
+                    item["status"] = "NOT_FOUND";
+                    item["event_time"] = nullptr;
+                    item["values"] = nullptr;
+                } else {
+                    item["status"] = age_status(*view, *e, at, opt.max_staleness_ms);
+                    item["event_time"] = format_rfc3339_ms(e->event_time_ms);
+                    item["values"] = render_values(*view, opt.columns, *e);
+                }
+                results.push_back(std::move(item));
+            }
+            ordered_json out;
+            out["feature_set"] = view->set->name;
+            out["results"] = std::move(results);
+            respond(json_response(http::status::ok, out));
+        } catch (const std::exception& ex) {
+            http_logger()->error("http: rendering a lookup of {} failed: {}", view->set->name, ex.what());
+            respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));
+        }
+    };
+    ctx.reader->get_latest_many(view->index, std::move(keys), opt.as_of_ms, std::move(on_answers));
 }
 
 }  // namespace
 
-void add_feature_routes(router& routes, const serve_context& ctx) {
+void add_read_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog) {
     routes.add(http::verb::get, "/v1/features/{set}/{key}", "read",
-               [ctx](const request_context& rc, const responder& respond) { get_latest(ctx, rc, respond); });
+               [ctx, catalog](const request_context& rc, const responder& respond) { get_one(ctx, *catalog, rc, respond); });
+    routes.add(http::verb::post, "/v1/features/lookup", "read",
+               [ctx, catalog](const request_context& rc, const responder& respond) { lookup(ctx, *catalog, rc, respond); });
 }
 
 }  // namespace sluice::serve

@@ -1,6 +1,8 @@
 #pragma once
 // The API's resources, one file each; every file adds its routes to the router.
 
+#include <memory>
+
 #include "../http/router.hpp"
 #include "sluice/serve/services.hpp"
 
@@ -9,7 +11,23 @@ namespace sluice::serve {
 /// GET /healthz, GET /readyz (public: no API key needed).
 void add_health_routes(router& routes, const serve_context& ctx);
 
-/// GET /v1/features/{set}/{key} (scope "read").
+/// Every route that reads or writes feature data, the catalog and /metrics (the functions below).
 void add_feature_routes(router& routes, const serve_context& ctx);
+
+class set_catalog;  // common.hpp
+
+/// GET /v1/features/{set}/{key}, POST /v1/features/lookup (scope "read").
+void add_read_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
+/// GET /v1/features/{set}/{key}/history (scope "read").
+void add_history_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
+/// POST /get-online-features, Feast-compatible (scope "read").
+void add_feast_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
+/// POST /v1/ingest/{set} (scope "write").
+void add_ingest_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
+/// GET /v1/feature-sets[/{set}], GET /metrics (scope "admin").
+void add_catalog_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
+
+/// GET / (the status page) and GET /openapi.json, both embedded in the binary (public).
+void add_static_routes(router& routes, const serve_context& ctx);
 
 }  // namespace sluice::serve

@@ -153,6 +153,8 @@ public:
                                   t.latest + ".event_time < EXCLUDED.event_time";
             writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
                                    ") ON COMMIT DELETE ROWS");
+            // The batch has no ids: history gives them on insert.
+            writer_setup.push_back("ALTER TABLE " + t.temp + " ALTER COLUMN id DROP NOT NULL");
             for (const auto& a : set.aggregations)
                 writer_setup.push_back("ALTER TABLE " + t.temp + " ADD COLUMN IF NOT EXISTS " + pg::quote_ident(a.name) +
                                        " " + sql_type(result_type(set, a)));
@@ -161,6 +163,15 @@ public:
             t.read_latest_stmt = "latest_" + std::to_string(i);
             reader_setup.push_back("PREPARE " + t.read_latest_stmt + " (text) AS SELECT " + row + " FROM " + t.latest +
                                    " WHERE key = $1");
+            t.history_stmt = "history_" + std::to_string(i);
+            reader_setup.push_back("PREPARE " + t.history_stmt + " (text, bigint, bigint, bigint, bigint, bigint) AS SELECT " +
+                                   "(extract(epoch from event_time) * 1000)::bigint, "
+                                   "(extract(epoch from ingested_at) * 1000)::bigint" + history_select + ", id FROM " +
+                                   t.history +
+                                   " WHERE key = $1 AND event_time >= to_timestamp($2 / 1000.0)"
+                                   " AND event_time < to_timestamp($3 / 1000.0)"
+                                   " AND ($5 < 0 OR (event_time, id) < (to_timestamp($4 / 1000.0), $5))"
+                                   " ORDER BY event_time DESC, id DESC LIMIT $6");
             t.scan_latest_stmt = "scan_latest_" + std::to_string(i);
             reader_setup.push_back("PREPARE " + t.scan_latest_stmt + " (bigint, text, bigint) AS SELECT " + row +
                                    ", key FROM " + t.latest +
@@ -188,7 +199,9 @@ public:
             const auto& t = tables_[i];
             ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.history +
                           " (key text NOT NULL, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
-                          " src_topic text, src_partition int, src_offset bigint)");
+                          " src_topic text, src_partition int, src_offset bigint, id bigserial NOT NULL)");
+            // Tables made before rows had ids get them now (a one-time rewrite of the table).
+            ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS id bigserial NOT NULL");
             ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.latest +
                           " (key text PRIMARY KEY, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
                           " updated_at timestamptz NOT NULL DEFAULT now())");
@@ -270,7 +283,6 @@ public:
     result<history_slice> read_as_of(std::uint32_t set_index, const std::string& key, std::int64_t at_ms,
                                      std::int64_t span_ms) override {
         using R = result<history_slice>;
-        const auto& set = cfg_.feature_sets[set_index];
         const std::string at = std::to_string(at_ms);
         const std::string from = std::to_string(at_ms - span_ms);
         const std::string row = "(extract(epoch from event_time) * 1000)::bigint, "
@@ -292,16 +304,8 @@ public:
         if (span_ms > 0 && !window) return R::failure(window.message());
         history_slice out;
         auto decode_fields = [&](PGresult* res, int r) {
-            latest_entry e;
+            latest_entry e = decode_latest(set_index, res, r, /*fields_only=*/true);
             e.key = key;
-            e.event_time_ms = std::atoll(PQgetvalue(res, r, 0));
-            e.ingested_at_ms = std::atoll(PQgetvalue(res, r, 1));
-            for (std::size_t i = 0; i < set.fields.size(); ++i) {
-                const int col = static_cast<int>(i) + 2;
-                e.values.push_back(PQgetisnull(res, r, col) ? value{}
-                                                            : decode_column(set.fields[i].type, PQgetvalue(res, r, col),
-                                                                            PQgetlength(res, r, col)));
-            }
             return e;
         };
         if (PQntuples(newest.value().get()) > 0) out.newest = decode_fields(newest.value().get(), 0);
@@ -311,6 +315,36 @@ public:
                 auto e = decode_fields(res, r);
                 out.events.emplace_back(e.event_time_ms, std::move(e.values));
             }
+        }
+        return out;
+    }
+
+    result<std::vector<history_row>> read_history(std::uint32_t set_index, const std::string& key,
+                                                  std::int64_t from_ms, std::int64_t to_ms, std::size_t limit,
+                                                  std::int64_t after_time_ms, std::int64_t after_id) override {
+        using R = result<std::vector<history_row>>;
+        const std::string from = std::to_string(from_ms), to = std::to_string(to_ms),
+                          after_time = std::to_string(after_time_ms), after = std::to_string(after_id),
+                          lim = std::to_string(limit);
+        auto conn = readers_->acquire();
+        auto r = conn->exec_prepared(tables_[set_index].history_stmt,
+                                     {key.c_str(), from.c_str(), to.c_str(), after_time.c_str(), after.c_str(), lim.c_str()});
+        readers_->release(std::move(conn));
+        if (!r) {
+            healthy_.store(false);
+            return R::failure(r.message());
+        }
+        healthy_.store(true);
+        PGresult* res = r.value().get();
+        const int id_col = static_cast<int>(cfg_.feature_sets[set_index].fields.size()) + 2;
+        std::vector<history_row> out;
+        out.reserve(static_cast<std::size_t>(PQntuples(res)));
+        for (int row = 0; row < PQntuples(res); ++row) {
+            history_row h;
+            h.entry = decode_latest(set_index, res, row, /*fields_only=*/true);
+            h.entry.key = key;
+            h.id = std::atoll(PQgetvalue(res, row, id_col));
+            out.push_back(std::move(h));
         }
         return out;
     }
@@ -387,18 +421,20 @@ public:
 private:
     struct table {
         std::string history, latest, temp, copy_sql, insert_history_sql, upsert_latest_sql, read_latest_stmt,
-            scan_latest_stmt;
+            scan_latest_stmt, history_stmt;
     };
 
-    // A latest row selected as: event time ms, ingested ms, then one column per field.
-    latest_entry decode_latest(std::uint32_t set_index, PGresult* res, int row) const {
+    // A row selected as: event time ms, ingested ms, then one column per latest column (fields,
+    // then aggregations); a history row has the fields only (fields_only).
+    latest_entry decode_latest(std::uint32_t set_index, PGresult* res, int row, bool fields_only = false) const {
         const auto& columns = columns_[set_index];
+        const std::size_t count = fields_only ? cfg_.feature_sets[set_index].fields.size() : columns.size();
         auto cell = [&](field_type t, int col) { return decode_column(t, PQgetvalue(res, row, col), PQgetlength(res, row, col)); };
         latest_entry e;
         e.event_time_ms = std::get<std::int64_t>(cell(field_type::int64, 0));
         e.ingested_at_ms = std::get<std::int64_t>(cell(field_type::int64, 1));
-        e.values.reserve(columns.size());
-        for (std::size_t i = 0; i < columns.size(); ++i) {
+        e.values.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) {
             const int col = static_cast<int>(i) + 2;
             if (PQgetisnull(res, row, col))
                 e.values.emplace_back();

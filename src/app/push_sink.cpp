@@ -1,0 +1,107 @@
+#include "push_sink.hpp"
+
+#include <algorithm>
+#include <atomic>
+
+#include "sluice/core/clock.hpp"
+
+namespace sluice {
+
+// One push in flight: answered exactly once, by the writer or by the deadline.
+struct push_sink::pending {
+    std::atomic<bool> answered{false};
+    push_callback done;
+    std::chrono::steady_clock::time_point deadline;
+
+    void answer(result<push_outcome> r) {
+        if (answered.exchange(true)) return;
+        done(std::move(r));
+    }
+};
+
+push_sink::push_sink(const config& cfg, store_writer& writer, lookup_pool& pool)
+    : cfg_(cfg), writer_(writer), pool_(pool), parser_(cfg), dedup_(cfg) {
+    watcher_ = std::thread([this] { watch(); });
+}
+
+push_sink::~push_sink() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    watcher_.join();
+}
+
+void push_sink::watch() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        const auto now = std::chrono::steady_clock::now();
+        std::vector<std::shared_ptr<pending>> expired;
+        std::erase_if(waiting_, [&](const std::shared_ptr<pending>& p) {
+            if (p->answered.load()) return true;
+            if (p->deadline > now) return false;
+            expired.push_back(p);
+            return true;
+        });
+        lock.unlock();
+        for (auto& p : expired)
+            p->answer(result<push_outcome>::failure(
+                "the records were not durable within http.ingest_timeout_ms (" +
+                std::to_string(cfg_.http.ingest_timeout_ms) +
+                " ms); they may still be written. Is PostgreSQL reachable? See /readyz"));
+        lock.lock();
+    }
+}
+
+void push_sink::push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) {
+    auto p = std::make_shared<pending>();
+    p->done = std::move(done);
+    p->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.http.ingest_timeout_ms);
+    {
+        std::lock_guard lock(mutex_);
+        waiting_.push_back(p);
+    }
+    auto task = [this, set_index, payloads = std::move(payloads), p]() mutable {
+        const auto now = now_ms();
+        std::vector<processed> items;
+        items.reserve(payloads.size());
+        auto outcome = std::make_shared<push_outcome>();
+        for (std::size_t i = 0; i < payloads.size(); ++i) {
+            raw_message msg;
+            msg.set_index = set_index;
+            msg.source.topic = "http";
+            msg.source.offset = static_cast<std::int64_t>(i);
+            msg.kafka_timestamp_ms = now;  // the time of arrival stands in for a Kafka timestamp
+            msg.payload = std::move(payloads[i]);
+            processed item = parser_.parse(msg, now);
+            {
+                std::lock_guard lock(dedup_mutex_);
+                dedup_.apply(item);
+            }
+            if (auto* d = std::get_if<dead_letter>(&item))
+                outcome->errors.emplace_back(i, d->error);
+            else if (std::holds_alternative<skipped>(item))
+                ++outcome->skipped;
+            items.push_back(std::move(item));
+        }
+        const std::size_t total = items.size();
+        const bool queued = writer_.push(
+            std::move(items), [p, outcome, total](bool durable, std::vector<std::pair<std::size_t, std::string>> late) {
+                if (!durable) {
+                    p->answer(result<push_outcome>::failure("the daemon stopped before the records were durable"));
+                    return;
+                }
+                for (auto& l : late) outcome->errors.push_back(std::move(l));
+                std::sort(outcome->errors.begin(), outcome->errors.end());
+                outcome->accepted = total - outcome->errors.size();
+                p->answer(std::move(*outcome));
+            });
+        if (!queued) p->answer(result<push_outcome>::failure("the write queue is full or stopping; try again shortly"));
+    };
+    if (!pool_.submit(std::move(task)))
+        p->answer(result<push_outcome>::failure("lookup backlog is full; try again shortly"));
+}
+
+}  // namespace sluice

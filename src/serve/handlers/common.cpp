@@ -1,0 +1,144 @@
+#include "common.hpp"
+
+#include <charconv>
+#include <cmath>
+
+#include "sluice/core/clock.hpp"
+
+namespace sluice::serve {
+
+set_catalog::set_catalog(const config& cfg) {
+    sets_.reserve(cfg.feature_sets.size());
+    for (std::uint32_t i = 0; i < cfg.feature_sets.size(); ++i) {
+        set_view v;
+        v.index = i;
+        v.set = &cfg.feature_sets[i];
+        v.columns = latest_columns(*v.set);
+        for (std::size_t c = 0; c < v.columns.size(); ++c) {
+            v.column_of.emplace(v.columns[c].name, c);
+            v.all.push_back(c);
+        }
+        sets_.push_back(std::move(v));
+    }
+}
+
+const set_view* set_catalog::find(std::string_view name) const {
+    for (const auto& v : sets_)
+        if (v.set->name == name) return &v;
+    return nullptr;
+}
+
+ordered_json render_value(field_type type, const value& v) {
+    return std::visit(
+        [type](const auto& x) -> ordered_json {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::monostate>) {
+                return nullptr;
+            } else if constexpr (std::is_same_v<T, std::int64_t>) {
+                if (type == field_type::timestamp) return format_rfc3339_ms(x);
+                return x;
+            } else if constexpr (std::is_same_v<T, double>) {
+                if (!std::isfinite(x)) return nullptr;
+                return x;
+            } else if constexpr (std::is_same_v<T, bool>) {
+                return x;
+            } else {
+                if (type == field_type::json) {
+                    ordered_json parsed = ordered_json::parse(x, nullptr, /*allow_exceptions=*/false);
+                    if (!parsed.is_discarded()) return parsed;
+                }
+                return x;
+            }
+        },
+        v);
+}
+
+ordered_json render_values(const set_view& view, const std::vector<std::size_t>& columns, const latest_entry& e) {
+    ordered_json values = ordered_json::object();
+    for (std::size_t i : columns) {
+        const latest_column& c = view.columns[i];
+        // A field added to the schema after the entry was written has no value yet.
+        values[c.name] = i < e.values.size() ? render_value(c.type, e.values[i]) : ordered_json(nullptr);
+    }
+    return values;
+}
+
+const char* age_status(const set_view& view, const latest_entry& e, std::int64_t at_ms,
+                       std::optional<std::int64_t> max_staleness_ms) {
+    const std::int64_t age = at_ms - e.event_time_ms;
+    if (view.set->ttl_ms > 0 && age > view.set->ttl_ms) return "EXPIRED";
+    if (max_staleness_ms && age > *max_staleness_ms) return "STALE";
+    return "PRESENT";
+}
+
+std::optional<std::int64_t> parse_non_negative(std::string_view text) {
+    std::int64_t out = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || out < 0) return std::nullopt;
+    return out;
+}
+
+std::optional<std::int64_t> parse_time(std::string_view text) {
+    if (auto t = parse_rfc3339(std::string(text))) return t;
+    return parse_non_negative(text);
+}
+
+std::optional<std::int64_t> parse_json_time(const nlohmann::json& j) {
+    if (j.is_string()) return parse_time(std::string_view(j.get_ref<const std::string&>()));
+    if (j.is_number_integer()) {
+        const auto v = j.get<std::int64_t>();
+        if (v >= 0) return v;
+    }
+    return std::nullopt;
+}
+
+result<std::vector<std::size_t>> select_columns(const set_view& view, const std::vector<std::string>& names) {
+    using R = result<std::vector<std::size_t>>;
+    std::vector<bool> wanted(view.columns.size(), false);
+    for (const auto& name : names) {
+        if (name.empty()) continue;
+        auto it = view.column_of.find(name);
+        if (it == view.column_of.end())
+            return R::failure("feature set '" + view.set->name + "' has no field '" + name + "'");
+        wanted[it->second] = true;
+    }
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < wanted.size(); ++i)
+        if (wanted[i]) out.push_back(i);
+    return out;
+}
+
+response unknown_set(std::string_view name) {
+    return error_response(http::status::not_found, "feature_set_not_found",
+                          "feature set '" + std::string(name) + "' is not configured");
+}
+
+response bad_request(std::string_view message) {
+    return error_response(http::status::bad_request, "bad_request", message);
+}
+
+std::optional<response> check_content_type(const request& req, std::initializer_list<std::string_view> accepted) {
+    auto it = req.find(http::field::content_type);
+    if (it == req.end()) return std::nullopt;
+    std::string_view type = it->value();
+    if (auto semi = type.find(';'); semi != std::string_view::npos) type = type.substr(0, semi);
+    while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+    auto same = [](std::string_view a, std::string_view b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+                return false;
+        return true;
+    };
+    for (auto a : accepted) {
+        if (same(type, a)) return std::nullopt;
+        // `curl -d '{...}'` labels JSON as a form; Feast's documented examples send it so.
+        if (a == "application/json" && same(type, "application/x-www-form-urlencoded")) return std::nullopt;
+    }
+    std::string list;
+    for (auto a : accepted) list += (list.empty() ? "" : ", ") + std::string(a);
+    return error_response(http::status::unsupported_media_type, "unsupported_media_type",
+                          "Content-Type " + std::string(type) + " is not accepted here; send " + list);
+}
+
+}  // namespace sluice::serve
