@@ -473,6 +473,10 @@ private:
                 out += '\t';
                 append_copy_text(out, r.source.topic);
                 out += '\t' + std::to_string(r.source.partition) + '\t' + std::to_string(r.source.offset);
+            } else if (!r.source.topic.empty()) {  // pushed over HTTP: the source is named, no offset
+                out += '\t';
+                append_copy_text(out, r.source.topic);
+                out += "\t\\N\t\\N";
             } else {
                 out += "\t\\N\t\\N\t\\N";
             }
@@ -500,7 +504,7 @@ private:
             const std::string received = format_rfc3339_ms(d.received_at_ms);
             const bool kafka = d.source.from_kafka();
             std::vector<const char*> values = {cfg_.feature_sets[d.set_index].name.c_str(),
-                                               kafka ? d.source.topic.c_str() : nullptr,
+                                               d.source.topic.empty() ? nullptr : d.source.topic.c_str(),
                                                kafka ? partition.c_str() : nullptr,
                                                kafka ? offset.c_str() : nullptr,
                                                d.payload.data(),

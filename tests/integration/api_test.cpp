@@ -1,0 +1,417 @@
+// The HTTP API of DESIGN §5 on the wire, against the real daemon with PostgreSQL, Redis and the
+// Kafka protocol: push ingestion (answered after durability), single and batch reads with their
+// statuses, as-of lookups, the Feast-compatible route, history paging, the catalog's live figures
+// and /metrics as Prometheus' own checker reads it.
+//
+// One daemon serves the whole suite; each test uses keys of its own.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "integration/support/suite.hpp"
+
+namespace it = sluice::it;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* k_topic = "api-events";
+constexpr const char* k_profile_topic = "api-profiles";
+constexpr std::int64_t k_hour = 3600 * 1000;
+
+const it::http_headers k_json = {{"Content-Type", "application/json"}};
+
+json parse(const it::http_response& r) {
+    auto j = json::parse(r.body, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.body;
+    return j;
+}
+
+}  // namespace
+
+class Api : public it::stack_suite<Api> {
+public:
+    static std::vector<it::topic_spec> topics() { return {{k_topic, 2}, {k_profile_topic, 1}}; }
+
+protected:
+    static void SetUpTestSuite() {
+        it::stack_suite<Api>::SetUpTestSuite();
+        if (!stack_) return;
+        port_ = it::free_port();
+        json cfg = it::user_activity_config(*stack_, "api-" + it::random_suffix(), port_, k_topic);
+        auto& activity = cfg["feature_sets"][0];
+        activity["fields"]["event_id"] = {{"type", "string"}};
+        activity["dedup"] = {{"field", "event_id"}, {"window", "1h"}};
+        activity["aggregations"] = json::array({{{"name", "clicks_sum_1h"}, {"field", "clicks"}, {"op", "sum"}, {"window", "1h"}},
+                                                {{"name", "clicks_count_1h"}, {"field", "clicks"}, {"op", "count"}, {"window", "1h"}}});
+        activity["allowed_lateness"] = "30d";
+        cfg["feature_sets"].push_back({{"name", "user_profile"},
+                                       {"topic", k_profile_topic},
+                                       {"key", "user_id"},
+                                       {"event_time", "ts"},
+                                       {"fields", {{"tier", {{"type", "string"}}}, {"age", {{"type", "int"}}}}},
+                                       {"ttl", "30d"}});
+        cfg["http"]["max_lookup_keys"] = 50;
+        cfg["http"]["ingest_timeout_ms"] = 3000;
+        daemon_ = std::make_unique<it::daemon_process>(cfg);
+        daemon_->start();
+        if (!daemon_->wait_http_ready(port_, 30s) || !daemon_->wait_http_ready(port_, 60s, "/readyz"))
+            setup_error_ = "the daemon did not become ready:\n" + daemon_->log_tail();
+    }
+    static void TearDownTestSuite() {
+        if (daemon_) {
+            auto st = daemon_->terminate(30s);
+            EXPECT_TRUE(st && st->exited && st->code == 0) << "the daemon did not stop cleanly";
+        }
+        daemon_.reset();
+        it::stack_suite<Api>::TearDownTestSuite();
+    }
+    void SetUp() override {
+        it::stack_suite<Api>::SetUp();
+        ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    }
+
+    static it::http_response push(const std::string& set, const std::string& body,
+                                  const it::http_headers& headers = k_json) {
+        return it::http_request(port_, "POST", "/v1/ingest/" + set, body, headers, 30s);
+    }
+    static it::http_response post(const std::string& target, const json& body) {
+        return it::http_request(port_, "POST", target, body.dump(), k_json);
+    }
+    static json event(const std::string& key, std::int64_t ts, int clicks, json extra = json::object()) {
+        json e = {{"user_id", key}, {"ts", ts}, {"clicks", clicks}, {"spend", 1.5}, {"country", "DE"}};
+        for (auto& [k, v] : extra.items()) e[k] = v;
+        return e;
+    }
+
+    static inline int port_ = 0;
+    static inline std::unique_ptr<it::daemon_process> daemon_;
+};
+
+TEST_F(Api, push_answers_after_durability_and_reports_each_bad_record) {
+    const std::int64_t t = it::now_ms() - 60000;
+    const std::string slash_key = "tenant/7 user é";  // '/', a space and UTF-8 in one key
+
+    // A JSON array: two good records, one missing its required field.
+    json batch = json::array({event("push-a", t, 3), event(slash_key, t, 4), {{"user_id", "push-b"}, {"ts", t}}});
+    auto r = push("user_activity", batch.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    json body = parse(r);
+    EXPECT_EQ(body["accepted"], 2);
+    EXPECT_EQ(body["rejected"], 1);
+    ASSERT_EQ(body["errors"].size(), 1u);
+    EXPECT_EQ(body["errors"][0]["index"], 2);
+    EXPECT_NE(body["errors"][0]["error"].get<std::string>().find("clicks"), std::string::npos) << body;
+
+    // Durable when answered: PostgreSQL has the rows right now, and the bad one as a dead letter.
+    const std::string dsn = stack_->postgres.dsn();
+    EXPECT_EQ(it::pg_count(dsn, "SELECT count(*) FROM sluice.user_activity_latest WHERE key = ANY($1)",
+                           {"{\"push-a\",\"" + slash_key + "\"}"}),
+              2);
+    EXPECT_EQ(it::pg_count(dsn, "SELECT count(*) FROM sluice.dead_letters WHERE src_topic = 'http' AND error LIKE '%clicks%'"
+                                " AND convert_from(payload, 'UTF8') LIKE '%push-b%'"),
+              1);
+
+    // The key with '/', a space and UTF-8 reads back through its URL-encoded path.
+    auto got = it::http_get(port_, "/v1/features/user_activity/" + it::url_encode(slash_key));
+    ASSERT_EQ(got.status, 200) << got.body;
+    EXPECT_EQ(parse(got)["key"], slash_key);
+    EXPECT_EQ(parse(got)["values"]["clicks"], 4);
+
+    // NDJSON with a line that is not JSON; a blank line is not a record.
+    const std::string nd = event("push-c", t, 1).dump() + "\n\nnot json\n" + event("push-d", t, 2).dump() + "\n";
+    r = push("user_activity", nd, {{"Content-Type", "application/x-ndjson"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    body = parse(r);
+    EXPECT_EQ(body["accepted"], 2);
+    ASSERT_EQ(body["errors"].size(), 1u);
+    EXPECT_EQ(body["errors"][0]["index"], 1);
+
+    // One object; then the same event id again is accepted but skipped (dedup), changing nothing.
+    r = push("user_activity", event("push-e", t, 9, {{"event_id", "e-1"}}).dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(parse(r)["accepted"], 1);
+    r = push("user_activity", event("push-e", t + 1000, 100, {{"event_id", "e-1"}}).dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(parse(r)["skipped"], 1);
+    EXPECT_EQ(parse(it::http_get(port_, "/v1/features/user_activity/push-e"))["values"]["clicks"], 9);
+
+    // Whole-request errors.
+    EXPECT_EQ(push("no_such_set", event("x", t, 1).dump()).status, 404);
+    EXPECT_EQ(push("user_activity", "{not json").status, 400);
+    auto wrong_type = push("user_activity", "a,b\n1,2", {{"Content-Type", "text/csv"}});
+    EXPECT_EQ(wrong_type.status, 415);
+    EXPECT_EQ(parse(wrong_type)["error"]["code"], "unsupported_media_type");
+}
+
+TEST_F(Api, lookup_keeps_order_and_reports_each_key_status) {
+    const std::int64_t now = it::now_ms();
+    json batch = json::array({event("lk-fresh", now - 1000, 1), event("lk-old", now - 2 * 24 * k_hour, 2),
+                              event("lk-minute", now - 60000, 3)});
+    ASSERT_EQ(push("user_activity", batch.dump()).status, 200);
+
+    auto r = post("/v1/features/lookup", {{"feature_set", "user_activity"},
+                                          {"keys", {"lk-minute", "lk-missing", "lk-old", "lk-fresh"}},
+                                          {"fields", {"clicks", "clicks_count_1h"}},
+                                          {"max_staleness_ms", 30000}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json res = parse(r)["results"];
+    ASSERT_EQ(res.size(), 4u);
+    EXPECT_EQ(res[0]["key"], "lk-minute");
+    EXPECT_EQ(res[0]["status"], "STALE");  // a minute old, 30 s asked for
+    EXPECT_EQ(res[1]["key"], "lk-missing");
+    EXPECT_EQ(res[1]["status"], "NOT_FOUND");
+    EXPECT_TRUE(res[1]["values"].is_null());
+    EXPECT_EQ(res[2]["status"], "EXPIRED");  // two days old, TTL 24 h
+    EXPECT_EQ(res[3]["status"], "PRESENT");
+    EXPECT_EQ(res[3]["values"], json({{"clicks", 1}, {"clicks_count_1h", 1}}));
+
+    // Limits and mistakes.
+    json many = json::array();
+    for (int i = 0; i < 51; ++i) many.push_back("k" + std::to_string(i));
+    auto too_many = post("/v1/features/lookup", {{"feature_set", "user_activity"}, {"keys", many}});
+    EXPECT_EQ(too_many.status, 400);
+    EXPECT_EQ(parse(too_many)["error"]["code"], "too_many_keys");
+    EXPECT_EQ(post("/v1/features/lookup", {{"feature_set", "nope"}, {"keys", {"a"}}}).status, 404);
+    auto unknown = post("/v1/features/lookup", {{"feature_set", "user_activity"}, {"keys", {"a"}}, {"fields", {"nope"}}});
+    EXPECT_EQ(unknown.status, 400);
+    EXPECT_EQ(parse(unknown)["error"]["code"], "unknown_field");
+    EXPECT_EQ(post("/v1/features/lookup", {{"feature_set", "user_activity"}}).status, 400);
+    EXPECT_EQ(it::http_request(port_, "GET", "/v1/features/lookup").status, 405);
+}
+
+TEST_F(Api, as_of_lookups_single_and_batch_return_values_and_aggregates_of_that_moment) {
+    const std::int64_t t0 = it::now_ms() - 3 * k_hour;
+    // Two keys, events 20 minutes apart; at t0+50min the 1 h sum covers the events at t0+0..40.
+    json batch = json::array();
+    for (int i = 0; i < 6; ++i) {
+        batch.push_back(event("asof-a", t0 + i * 20 * 60000, 10 + i));
+        batch.push_back(event("asof-b", t0 + i * 20 * 60000 + 5000, 100 * (i + 1)));
+    }
+    ASSERT_EQ(push("user_activity", batch.dump()).status, 200);
+    const std::int64_t at = t0 + 50 * 60000;
+    // Brute force over the same events: sum and count of clicks in (at - 1h, at].
+    auto expect_at = [&](int base, int step, int offset_ms) {
+        long long sum = 0, count = 0;
+        for (int i = 0; i < 6; ++i) {
+            const std::int64_t ts = t0 + i * 20 * 60000 + offset_ms;
+            if (ts <= at && ts > at - k_hour) sum += base + step * i, ++count;
+        }
+        return std::pair{sum, count};
+    };
+    auto r = post("/v1/features/lookup",
+                  {{"feature_set", "user_activity"}, {"keys", {"asof-b", "asof-a", "asof-none"}}, {"as_of", it::rfc3339_ms(at)}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json res = parse(r)["results"];
+    ASSERT_EQ(res.size(), 3u);
+    const auto [sum_a, count_a] = expect_at(10, 1, 0);
+    const auto [sum_b, count_b] = expect_at(100, 100, 5000);
+    EXPECT_EQ(res[1]["values"]["clicks"], 12);  // the event at t0+40min
+    EXPECT_EQ(res[1]["values"]["clicks_sum_1h"], sum_a);
+    EXPECT_EQ(res[1]["values"]["clicks_count_1h"], count_a);
+    EXPECT_EQ(res[0]["values"]["clicks"], 300);
+    EXPECT_EQ(res[0]["values"]["clicks_sum_1h"], sum_b);
+    EXPECT_EQ(res[0]["values"]["clicks_count_1h"], count_b);
+    EXPECT_EQ(res[1]["event_time"], it::rfc3339_ms(t0 + 40 * 60000));
+    EXPECT_EQ(res[2]["status"], "NOT_FOUND");
+
+    // The single route agrees with the batch (epoch ms this time).
+    auto one = it::http_get(port_, "/v1/features/user_activity/asof-a?as_of=" + std::to_string(at));
+    ASSERT_EQ(one.status, 200) << one.body;
+    EXPECT_EQ(parse(one)["values"], res[1]["values"]);
+    EXPECT_EQ(post("/v1/features/lookup", {{"feature_set", "user_activity"}, {"keys", {"a"}}, {"as_of", "yesterday"}}).status,
+              400);
+}
+
+TEST_F(Api, feast_route_answers_like_feasts_feature_server) {
+    const std::int64_t now = it::now_ms();
+    // Entities as Feast's examples send them: integers.
+    json activity = json::array({event("1001", now - 5000, 7), event("1002", now - 5000, 8, {{"spend", nullptr}}),
+                                 event("1004", now - 3 * 24 * k_hour, 9)});
+    ASSERT_EQ(push("user_activity", activity.dump()).status, 200);
+    json profiles = json::array({{{"user_id", "1001"}, {"ts", now - 1000}, {"tier", "gold"}, {"age", 31}}});
+    ASSERT_EQ(push("user_profile", profiles.dump()).status, 200);
+
+    // The request of Feast's documentation, sent the way its curl example sends it (curl -d).
+    const std::string request = R"({
+        "features": ["user_activity:clicks", "user_profile:tier", "user_activity:spend"],
+        "entities": {"user_id": [1001, 1002, 1003, 1004]}
+    })";
+    auto r = it::http_request(port_, "POST", "/get-online-features", request,
+                              {{"Content-Type", "application/x-www-form-urlencoded"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json body = parse(r);
+    EXPECT_EQ(body["metadata"]["feature_names"], json({"user_id", "clicks", "tier", "spend"}));
+    json results = body["results"];
+    ASSERT_EQ(results.size(), 4u);
+    // The entity column echoes the entities.
+    EXPECT_EQ(results[0]["values"], json({1001, 1002, 1003, 1004}));
+    EXPECT_EQ(results[0]["statuses"], json({"PRESENT", "PRESENT", "PRESENT", "PRESENT"}));
+    // clicks across the four rows.
+    EXPECT_EQ(results[1]["values"], json({7, 8, nullptr, nullptr}));
+    EXPECT_EQ(results[1]["statuses"], json({"PRESENT", "PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"}));
+    EXPECT_EQ(results[1]["event_timestamps"][0], it::rfc3339_ms(now - 5000));
+    EXPECT_EQ(results[1]["event_timestamps"][2], "1970-01-01T00:00:00Z");
+    // tier comes from the other feature set, joined on the same entity.
+    EXPECT_EQ(results[2]["values"], json({"gold", nullptr, nullptr, nullptr}));
+    EXPECT_EQ(results[2]["statuses"], json({"PRESENT", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND"}));
+    // spend: a value, and an explicit null (spend has no default).
+    EXPECT_EQ(results[3]["values"][0], 1.5);
+    EXPECT_EQ(results[3]["statuses"][1], "NULL_VALUE");
+    for (const auto& res : results) {
+        EXPECT_EQ(res["values"].size(), 4u);
+        EXPECT_EQ(res["statuses"].size(), 4u);
+        EXPECT_EQ(res["event_timestamps"].size(), 4u);
+    }
+
+    // full_feature_names tells sets apart; without it, the same name twice is refused.
+    r = post("/get-online-features", {{"features", {"user_activity:clicks", "user_profile:age"}},
+                                      {"entities", {{"user_id", {"1001"}}}},
+                                      {"full_feature_names", true}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(parse(r)["metadata"]["feature_names"], json({"user_id", "user_activity__clicks", "user_profile__age"}));
+    EXPECT_EQ(parse(r)["results"][2]["values"], json({31}));
+    EXPECT_EQ(post("/get-online-features", {{"features", {"user_activity:clicks", "user_activity:clicks"}},
+                                            {"entities", {{"user_id", {"1001"}}}}})
+                  .status,
+              400);
+    EXPECT_EQ(post("/get-online-features", {{"features", {"nope:clicks"}}, {"entities", {{"user_id", {"1"}}}}}).status, 404);
+    EXPECT_EQ(post("/get-online-features", {{"features", {"clicks"}}, {"entities", {{"user_id", {"1"}}}}}).status, 400);
+}
+
+TEST_F(Api, history_pages_newest_first_with_a_cursor) {
+    const std::int64_t t0 = it::now_ms() - 10 * k_hour;
+    json batch = json::array();
+    for (int i = 0; i < 25; ++i) batch.push_back(event("hist-a", t0 + i * 60000, i));
+    // Two rows at the same event time: paging must return both, once each.
+    batch.push_back(event("hist-a", t0 + 12 * 60000, 1000));
+    ASSERT_EQ(push("user_activity", batch.dump()).status, 200);
+
+    std::vector<int> seen;
+    std::string cursor;
+    int pages = 0;
+    std::int64_t previous = std::numeric_limits<std::int64_t>::max();
+    do {
+        std::string target = "/v1/features/user_activity/hist-a/history?limit=7";
+        if (!cursor.empty()) target += "&cursor=" + it::url_encode(cursor);
+        auto r = it::http_get(port_, target);
+        ASSERT_EQ(r.status, 200) << r.body;
+        json body = parse(r);
+        for (const auto& rec : body["records"]) {
+            seen.push_back(rec["values"]["clicks"].get<int>());
+            const auto t = rec["event_time"].get<std::string>();
+            std::int64_t ms = 0;
+            for (int i = 0; i < 26; ++i)
+                if (it::rfc3339_ms(t0 + i * 60000) == t) ms = t0 + i * 60000;
+            EXPECT_LE(ms, previous) << "not newest first";
+            previous = ms;
+            EXPECT_FALSE(rec["values"].contains("clicks_sum_1h")) << "history holds fields, not aggregates";
+        }
+        cursor = body["next_cursor"].is_null() ? "" : body["next_cursor"].get<std::string>();
+        ASSERT_LT(++pages, 10);
+    } while (!cursor.empty());
+    EXPECT_EQ(pages, 4);
+    ASSERT_EQ(seen.size(), 26u);
+    EXPECT_EQ(std::multiset<int>(seen.begin(), seen.end()).count(1000), 1u);
+    std::set<int> distinct(seen.begin(), seen.end());
+    EXPECT_EQ(distinct.size(), 26u) << "a row came twice or went missing across pages";
+
+    // [from, to) by event time.
+    auto window = it::http_get(port_, "/v1/features/user_activity/hist-a/history?from=" + it::rfc3339_ms(t0 + 5 * 60000) +
+                                          "&to=" + std::to_string(t0 + 8 * 60000));
+    ASSERT_EQ(window.status, 200) << window.body;
+    json recs = parse(window)["records"];
+    ASSERT_EQ(recs.size(), 3u);
+    EXPECT_EQ(recs[0]["values"]["clicks"], 7);
+    EXPECT_EQ(recs[2]["values"]["clicks"], 5);
+    EXPECT_TRUE(parse(window)["next_cursor"].is_null());
+
+    EXPECT_EQ(it::http_get(port_, "/v1/features/user_activity/hist-a/history?limit=0").status, 400);
+    EXPECT_EQ(it::http_get(port_, "/v1/features/user_activity/hist-a/history?limit=10001").status, 400);
+    EXPECT_EQ(it::http_get(port_, "/v1/features/user_activity/hist-a/history?cursor=garbage").status, 400);
+    auto none = it::http_get(port_, "/v1/features/user_activity/hist-none/history");
+    ASSERT_EQ(none.status, 200);
+    EXPECT_TRUE(parse(none)["records"].empty());
+}
+
+TEST_F(Api, catalog_and_metrics_show_live_figures) {
+    auto before = parse(it::http_get(port_, "/v1/feature-sets/user_activity"))["figures"];
+    const auto in_before = before["records_in"].get<long long>();
+    const auto rejected_before = before["rejected"].get<long long>();
+
+    // 40 events through Kafka, 3 good and 1 bad through push.
+    const std::int64_t now = it::now_ms();
+    for (int i = 0; i < 40; ++i)
+        stack_->kafka.produce(k_topic, "cat-" + std::to_string(i), event("cat-" + std::to_string(i), now - 1000, i).dump());
+    stack_->kafka.flush();
+    json batch = json::array({event("cat-p1", now, 1), event("cat-p2", now, 2), event("cat-p3", now, 3), {{"ts", now}}});
+    ASSERT_EQ(push("user_activity", batch.dump()).status, 200);
+
+    json figures;
+    const bool caught_up = it::wait_until(20s, [&] {
+        figures = parse(it::http_get(port_, "/v1/feature-sets/user_activity"))["figures"];
+        return figures["records_in"].get<long long>() >= in_before + 43 && figures["consumer_lag"] == 0;
+    });
+    ASSERT_TRUE(caught_up) << figures;
+    EXPECT_EQ(figures["records_in"].get<long long>(), in_before + 43);
+    EXPECT_EQ(figures["rejected"].get<long long>(), rejected_before + 1);
+    EXPECT_FALSE(figures["last_event_time"].is_null());
+    EXPECT_GE(figures["freshness_ms"].get<long long>(), 0);
+
+    auto list = parse(it::http_get(port_, "/v1/feature-sets"));
+    ASSERT_EQ(list["feature_sets"].size(), 2u);
+    EXPECT_EQ(list["feature_sets"][1]["name"], "user_profile");
+    EXPECT_EQ(list["feature_sets"][0]["aggregations"][0]["name"], "clicks_sum_1h");
+    EXPECT_EQ(it::http_get(port_, "/v1/feature-sets/nope").status, 404);
+
+    // /metrics in the Prometheus text format, as promtool reads it.
+    auto m = it::http_get(port_, "/metrics");
+    ASSERT_EQ(m.status, 200);
+    EXPECT_EQ(m.headers["content-type"].rfind("text/plain; version=0.0.4", 0), 0u) << m.headers["content-type"];
+    const std::string file = daemon_->log_path().parent_path() / "metrics.txt";
+    std::ofstream(file) << m.body;
+    const std::string check = "promtool check metrics < " + file + " > " + file + ".out 2>&1";
+    EXPECT_EQ(std::system(check.c_str()), 0) << [&] {
+        std::ifstream in(file + ".out");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }();
+    EXPECT_NE(m.body.find("sluice_records_total{feature_set=\"user_activity\",outcome=\"written\"} " +
+                          std::to_string(in_before + 43)),
+              std::string::npos)
+        << m.body.substr(0, 3000);
+    EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/ingest/{set}\""),
+              std::string::npos);
+    EXPECT_NE(m.body.find("sluice_consumer_lag_messages{feature_set=\"user_activity\"} 0"), std::string::npos);
+}
+
+// Last: it stops the suite's PostgreSQL.
+TEST_F(Api, push_fails_loudly_when_postgresql_is_away_and_works_again_after) {
+    const std::int64_t now = it::now_ms();
+    stack_->postgres.stop();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = push("user_activity", event("down-a", now, 1).dump());
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(parse(r)["error"]["code"], "store_unavailable");
+    EXPECT_LT(waited, 20s) << "the answer should come at http.ingest_timeout_ms (3 s)";
+    stack_->postgres.start();
+
+    // Once PostgreSQL is back, the writer catches up and new pushes are durable again.
+    bool ok = it::wait_until(40s, [&] { return push("user_activity", event("down-b", now, 2).dump()).status == 200; });
+    ASSERT_TRUE(ok) << daemon_->log_tail();
+    EXPECT_EQ(it::pg_count(stack_->postgres.dsn(), "SELECT count(*) FROM sluice.user_activity_latest WHERE key = 'down-b'"),
+              1);
+    // The push that timed out was not lost either: it was written when PostgreSQL came back.
+    EXPECT_TRUE(it::wait_until(20s, [&] {
+        return it::pg_count(stack_->postgres.dsn(),
+                            "SELECT count(*) FROM sluice.user_activity_latest WHERE key = 'down-a'") == 1;
+    }));
+}
