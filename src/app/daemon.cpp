@@ -115,7 +115,10 @@ private:
     // move with time, and late events within the lateness count). Used when it holds the key.
     void with_aggregations_now(std::uint32_t set_index, latest_entry& e) const {
         aggregator* agg = aggregators_[set_index];
-        if (!agg || !agg->contains(e.key)) return;
+        if (!agg) return;
+        // Only state this instance keeps up to date: keys of its partitions, or pushed ones.
+        const auto partition = agg->partition_of(e.key);
+        if (!partition || (*partition >= 0 && owns_ && !owns_(cfg_.feature_sets[set_index].topic, *partition))) return;
         const auto now_values = agg->values_at(e.key, now_ms());
         e.values.resize(cfg_.feature_sets[set_index].fields.size());
         e.values.insert(e.values.end(), now_values.begin(), now_values.end());
@@ -127,6 +130,11 @@ private:
     durable_store* durable_;
     lookup_pool& pool_;
     std::vector<aggregator*> aggregators_;
+    std::function<bool(const std::string&, std::int32_t)> owns_;
+
+public:
+    /// Which partitions this instance owns (aggregation state of others' is not current).
+    void set_owner(std::function<bool(const std::string&, std::int32_t)> owns) { owns_ = std::move(owns); }
 };
 
 }  // namespace
@@ -220,6 +228,10 @@ status daemon::start() {
                 if (p.topic == d.cfg.feature_sets[set].topic) partitions.push_back(p.partition);
             if (!partitions.empty()) d.memory.evict_partitions(set, partitions);
         }
+        if (d.writer) d.writer->partitions_changed(revoked, /*revoked=*/true);
+    });
+    d.ingest->on_assign([&d](const std::vector<partition_offset>& assigned) {
+        if (d.writer) d.writer->partitions_changed(assigned, /*revoked=*/false);
     });
     if (!cfg.kafka.dead_letter_topic.empty()) {
         d.dead_letter_topic = std::make_unique<kafka_dead_letter_publisher>(cfg, bootstrap);
@@ -246,10 +258,11 @@ status daemon::start() {
         const auto started = std::chrono::steady_clock::now();
         std::size_t rows = 0;
         auto* agg = d.aggregators.back().get();
+        history_scan scan;
+        scan.since_ms = now_ms() - widest - set.allowed_lateness_ms;
         auto s_ok = d.durable->for_each_history(
-            s, now_ms() - widest - set.allowed_lateness_ms,
-            [&](const std::string& key, std::int64_t t, const std::vector<value>& values) {
-                agg->add(key, t, values);
+            s, scan, [&](const std::string& key, std::int64_t t, const std::vector<value>& values, std::int32_t partition) {
+                agg->add(key, t, values, partition);
                 ++rows;
             });
         if (!s_ok) return s_ok;
@@ -280,6 +293,9 @@ status daemon::start() {
     };
     sources.queue_capacity = [&d] { return static_cast<std::size_t>(d.cfg.pipeline.queue_capacity) * d.raw_channels.size(); };
     sources.memory_keys = [&d](std::uint32_t set) { return d.memory.size(set); };
+    d.reader->set_owner([&d](const std::string& topic, std::int32_t partition) {
+        return d.ingest && d.ingest->owns(topic, partition);
+    });
     d.metrics = std::make_unique<prometheus_telemetry>(cfg, d.stats, std::move(sources));
     d.pushes = std::make_unique<push_sink>(cfg, *d.writer, *d.lookups);
     d.serve_ctx.cfg = &cfg;

@@ -9,7 +9,7 @@
 // Memory layout, chosen so that 1M keys x a few aggregations stay small. Every key is ONE heap
 // block (a "blob"):
 //
-//   blob_header (24 B) | uint32 region_bytes[aggregations] | key bytes | region 0 | region 1 | ...
+//   blob_header (32 B) | uint32 region_bytes[aggregations] | key bytes | region 0 | region 1 | ...
 //
 // A region holds one aggregation's non-empty tiles, oldest first, each a packed record
 //   [uint8 age][payload]
@@ -377,8 +377,10 @@ struct blob_header {
     std::uint32_t key_len;
     std::uint32_t size;      // bytes in use, header included
     std::uint32_t cap;       // bytes allocated
+    std::int32_t partition;  // Kafka partition of the key's newest event; -1 = pushed over HTTP
+    std::uint32_t unused;
 };
-static_assert(sizeof(blob_header) == 24);
+static_assert(sizeof(blob_header) == 32);
 
 blob_header* hdr(char* b) { return reinterpret_cast<blob_header*>(b); }
 const blob_header* hdr(const char* b) { return reinterpret_cast<const blob_header*>(b); }
@@ -465,6 +467,8 @@ struct aggregator::impl {
         char* b = resize_blob(s, nullptr, size + first_guess);
         auto* hd = hdr(b);
         hd->newest_ms = t;
+        hd->partition = -1;
+        hd->unused = 0;
         hd->hash = h;
         hd->key_len = static_cast<std::uint32_t>(key.size());
         hd->size = static_cast<std::uint32_t>(size);
@@ -544,7 +548,8 @@ aggregator::aggregator(const feature_set_config& set, std::size_t shards) : impl
 
 aggregator::~aggregator() = default;
 
-void aggregator::add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values) {
+void aggregator::add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values,
+                     std::int32_t partition) {
     auto& m = *impl_;
     if (key.size() > std::numeric_limits<std::uint32_t>::max() / 2) return;
     const std::uint64_t h = impl::hash_of(key);
@@ -560,6 +565,7 @@ void aggregator::add(const std::string& key, std::int64_t event_time_ms, const s
         if (event_time_ms > newest) m.advance(s, s.slots[slot], event_time_ms);
     }
     char*& b = s.slots[slot];
+    if (partition >= 0) hdr(b)->partition = partition;
     std::string rec;
     for (std::size_t a = 0; a < m.aggs.size(); ++a) {
         const agg_desc& d = m.aggs[a];
@@ -594,6 +600,43 @@ bool aggregator::contains(const std::string& key) const {
     const shard& s = m.shard_of(h);
     std::shared_lock lock(s.mu);
     return m.find(s, key, static_cast<std::uint32_t>(h)) != npos;
+}
+
+std::optional<std::int32_t> aggregator::partition_of(const std::string& key) const {
+    const auto& m = *impl_;
+    const std::uint64_t h = impl::hash_of(key);
+    const shard& s = m.shard_of(h);
+    std::shared_lock lock(s.mu);
+    const std::size_t slot = m.find(s, key, static_cast<std::uint32_t>(h));
+    if (slot == npos) return std::nullopt;
+    return hdr(s.slots[slot])->partition;
+}
+
+std::size_t aggregator::evict_partitions(const std::vector<std::int32_t>& partitions) {
+    auto& m = *impl_;
+    std::size_t evicted = 0;
+    for (std::size_t i = 0; i < m.n_shards; ++i) {
+        shard& s = m.shards[i];
+        std::unique_lock lock(s.mu);
+        // Rebuilding the table keeps the probe chains of open addressing intact.
+        std::vector<char*> kept(s.slots.size(), nullptr);
+        const std::size_t mask = s.slots.empty() ? 0 : s.slots.size() - 1;
+        for (char* b : s.slots) {
+            if (!b) continue;
+            if (std::find(partitions.begin(), partitions.end(), hdr(b)->partition) != partitions.end()) {
+                s.heap_bytes -= chunk_bytes(hdr(b)->cap);
+                std::free(b);
+                --s.count;
+                ++evicted;
+                continue;
+            }
+            std::size_t j = hdr(b)->hash & mask;
+            while (kept[j]) j = (j + 1) & mask;
+            kept[j] = b;
+        }
+        s.slots.swap(kept);
+    }
+    return evicted;
 }
 
 bool aggregator::too_late(const std::string& key, std::int64_t event_time_ms) const {

@@ -78,7 +78,7 @@ void store_writer::aggregate(write_batch& batch) {
                 batch.dead_letters.push_back(std::move(d));
                 continue;
             }
-            agg->add(r.key, r.event_time_ms, r.values);
+            agg->add(r.key, r.event_time_ms, r.values, r.source.from_kafka() ? r.source.partition : -1);
             auto [slot, inserted] = batch_newest.try_emplace(id, r.event_time_ms);
             if (!inserted) slot->second = std::max(slot->second, r.event_time_ms);
         }
@@ -135,6 +135,91 @@ bool store_writer::push(std::vector<processed> items, push_done done) {
     }
     readable_.notify();
     return true;
+}
+
+void store_writer::leave_given_up_partitions(write_batch& batch) {
+    std::map<std::pair<std::string, std::int32_t>, bool> owned;
+    auto owns = [&](const record_source& src) {
+        if (!src.from_kafka()) return true;
+        auto [it, inserted] = owned.try_emplace({src.topic, src.partition}, false);
+        if (inserted) it->second = offsets_->owns(src.topic, src.partition);
+        return it->second;
+    };
+    const std::size_t before = batch.records.size() + batch.dead_letters.size();
+    std::erase_if(batch.records, [&](const record& r) { return !owns(r.source); });
+    std::erase_if(batch.dead_letters, [&](const dead_letter& d) { return !owns(d.source); });
+    std::erase_if(batch.offsets, [&](const partition_offset& o) { return !owns({o.topic, o.partition, 0}); });
+    if (const std::size_t left = before - batch.records.size() - batch.dead_letters.size()) {
+        auto log = spdlog::get("store");
+        if (!log) log = spdlog::default_logger();
+        log->info("{} records of partitions given up in a rebalance are left to their new owner", left);
+    }
+}
+
+void store_writer::partitions_changed(const std::vector<partition_offset>& partitions, bool revoked) {
+    if (aggregators_.empty()) return;
+    std::lock_guard lock(changes_mutex_);
+    for (const auto& p : partitions) changes_.push_back({p, revoked});
+}
+
+void store_writer::apply_partition_changes() {
+    std::vector<partition_change> changes;
+    {
+        std::lock_guard lock(changes_mutex_);
+        if (changes_.empty()) return;
+        changes.swap(changes_);
+    }
+    auto log = spdlog::get("store");
+    if (!log) log = spdlog::default_logger();
+    for (const auto& c : changes) {
+        for (std::uint32_t set = 0; set < cfg_.feature_sets.size() && set < aggregators_.size(); ++set) {
+            const auto& fs = cfg_.feature_sets[set];
+            aggregator* agg = aggregators_[set];
+            if (!agg || fs.topic != c.where.topic) continue;
+            const std::pair<std::string, std::int32_t> tp{c.where.topic, c.where.partition};
+            if (c.revoked) {
+                // Another instance keeps these keys now; state taken back later is rebuilt whole.
+                agg->evict_partitions({c.where.partition});
+                committed_next_.erase(tp);
+                continue;
+            }
+            auto it = committed_next_.find(tp);
+            const std::int64_t from = it == committed_next_.end() ? 0 : it->second;
+            const std::int64_t to = c.where.next_offset;
+            if (to <= from) continue;  // nobody wrote this partition since this writer did
+            std::int64_t widest = 0;
+            for (const auto& a : fs.aggregations) widest = std::max(widest, a.window_ms);
+            history_scan scan;
+            scan.since_ms = now_ms() - widest - fs.allowed_lateness_ms;
+            scan.topic = c.where.topic;
+            scan.partition = c.where.partition;
+            scan.from_offset = from;
+            scan.to_offset = to;
+            std::size_t rows = 0;
+            bool first_try = true;
+            auto catch_up = [&] {
+                rows = 0;
+                // With no state of its own for the partition (or after a failed try that may have
+                // added part of the rows), the partition's state is rebuilt whole.
+                if (from == 0 || !first_try) {
+                    agg->evict_partitions({c.where.partition});
+                    scan.from_offset = 0;
+                }
+                first_try = false;
+                return durable_->for_each_history(
+                    set, scan, [&](const std::string& key, std::int64_t t, const std::vector<value>& values, std::int32_t partition) {
+                        agg->add(key, t, values, partition);
+                        ++rows;
+                    });
+            };
+            const bool ok =
+                durable_ && retry("aggregation catch-up from history", stats_ ? &stats_->postgres_errors : nullptr, catch_up);
+            if (!ok) continue;
+            committed_next_[tp] = std::max(from, to);
+            log->info("{}[{}]: aggregation state caught up from {} history rows (offsets {}..{})", c.where.topic,
+                      c.where.partition, rows, scan.from_offset, to);
+        }
+    }
 }
 
 std::size_t store_writer::take_pushes(write_batch& batch, std::vector<pending_push>& waiting) {
@@ -337,6 +422,8 @@ bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, c
 bool store_writer::flush(write_batch& batch) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
+    apply_partition_changes();
+    if (offsets_) leave_given_up_partitions(batch);
     if (!aggregators_.empty()) aggregate(batch);
     const auto unwritten = batch.records.size() + batch.dead_letters.size();
     if (durable_) {

@@ -55,9 +55,7 @@ public:
     result<history_slice> read_as_of(std::uint32_t, const std::string&, std::int64_t, std::int64_t) override {
         return history_slice{};
     }
-    status for_each_history(
-        std::uint32_t, std::int64_t,
-        const std::function<void(const std::string&, std::int64_t, const std::vector<value>&)>&) override {
+    status for_each_history(std::uint32_t, const history_scan&, const history_visitor&) override {
         return status::success();
     }
     result<std::vector<partition_offset>> read_offsets(const std::string&) override {

@@ -46,6 +46,12 @@ public:
         on_revoke_ = std::move(callback);
     }
 
+    /// Called on a consumer thread with partitions about to be assigned, before any of their
+    /// messages is fetched; next_offset is where consumption resumes as seeded from PostgreSQL
+    /// (-1 when PostgreSQL has none). Set before start().
+    void on_assign(std::function<void(const std::vector<partition_offset>&)> callback) {
+        on_assign_ = std::move(callback);
+    }
     /// True when this instance's consumers hold at least one partition.
     bool has_assignment() const;
     std::uint64_t messages_consumed() const;
@@ -62,6 +68,7 @@ private:
     std::vector<channel<raw_message>*> outputs_;
     durable_store* offsets_source_;
     std::function<void(const std::vector<partition_offset>&)> on_revoke_;
+    std::function<void(const std::vector<partition_offset>&)> on_assign_;
     std::mutex assignment_mutex_;  // revocation vs. the writer's check-and-cache
     std::vector<std::unique_ptr<consumer>> consumers_;
 };

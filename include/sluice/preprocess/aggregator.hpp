@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,8 @@ namespace sluice {
 /// newer events, that tile counts whole. Double sums can differ in the last bits when events are
 /// added in another order (arrival order online, event-time order for as-of and the rebuild).
 /// Memory: one heap block per key with its non-empty tiles, 5–13 bytes per tile by op (~51 bytes
-/// per key per aggregation measured with 4 events per key; at most 60 tiles per aggregation).
-/// Keys are not evicted.
+/// per key per aggregation measured with 4 events per key; at most 60 tiles per aggregation),
+/// plus a 32-byte header per key. Keys leave only with their partition (evict_partitions).
 ///
 /// Thread-safety: add() from one writer thread; values_at() from any thread (sharded locks).
 class aggregator {
@@ -34,11 +35,19 @@ public:
     ~aggregator();
 
     /// Adds an event (values in the set's field order). Null values do not count (count counts
-    /// events whose field is not null).
-    void add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values);
+    /// events whose field is not null). partition: the Kafka partition it came from (-1: pushed).
+    void add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values,
+             std::int32_t partition = -1);
 
     /// True when the aggregator holds state for the key.
     bool contains(const std::string& key) const;
+
+    /// The Kafka partition of the key's last event from Kafka (-1: only pushed events), or
+    /// nullopt for an unknown key. Readers use the state only for partitions this instance owns.
+    std::optional<std::int32_t> partition_of(const std::string& key) const;
+
+    /// Drops the keys of these partitions (revoked: another instance now keeps them).
+    std::size_t evict_partitions(const std::vector<std::int32_t>& partitions);
 
     /// True when the event is older than the key's newest event by more than allowed lateness.
     bool too_late(const std::string& key, std::int64_t event_time_ms) const;

@@ -33,6 +33,17 @@ struct history_row {
     std::int64_t id = 0;
 };
 
+/// Which rows for_each_history streams.
+struct history_scan {
+    std::int64_t since_ms = 0;
+    std::string topic;
+    std::int32_t partition = -1;  // >= 0: only this partition of topic, by offset
+    std::int64_t from_offset = 0;
+    std::int64_t to_offset = 0;
+};
+using history_visitor =
+    std::function<void(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values, std::int32_t partition)>;
+
 /// The store that makes records durable. write() is called by the store writer thread only;
 /// read_latest() and read_offsets() may be called from any thread (they use their own connections).
 class durable_store {
@@ -59,11 +70,11 @@ public:
         (void)set_index, (void)key, (void)from_ms, (void)to_ms, (void)limit, (void)after_time_ms, (void)after_id;
         return result<std::vector<history_row>>::failure("this store keeps no history");
     }
-    /// Streams the history rows of a set with event time >= since_ms, oldest first, to fn (key,
-    /// event time, field values): rebuilds the aggregation state at start.
-    virtual status for_each_history(
-        std::uint32_t set_index, std::int64_t since_ms,
-        const std::function<void(const std::string&, std::int64_t, const std::vector<value>&)>& fn) = 0;
+    /// Streams history rows to fn (key, event time, field values, Kafka partition or -1): those
+    /// with event time >= scan.since_ms, oldest first, to rebuild the aggregation state at start;
+    /// or, with scan.partition >= 0, only that partition's rows with scan.from_offset <= offset <
+    /// scan.to_offset, in offset order, to catch up with what another instance wrote.
+    virtual status for_each_history(std::uint32_t set_index, const history_scan& scan, const history_visitor& fn) = 0;
     /// The newest updated_at of any latest row (epoch ms), 0 when there is none.
     virtual result<std::int64_t> last_update_ms() = 0;
     /// Offsets stored for a consumer group (to seed partition positions on assignment).

@@ -50,6 +50,13 @@ public:
     /// before start(); may stay null.
     void set_stats(pipeline_stats* stats) { stats_ = stats; }
 
+    /// Partitions this instance just took over (next_offset: where consumption resumes, as
+    /// seeded from PostgreSQL; -1 unknown) or gave up (revoked = true). Before the next batch is
+    /// aggregated, the writer brings the aggregation state of a taken-over partition up to date
+    /// from the history rows other instances wrote for it, and drops the state of given-up ones.
+    /// Called on a consumer thread.
+    void partitions_changed(const std::vector<partition_offset>& partitions, bool revoked);
+
     /// The outcome of a push: durable (false: the writer stopped first and nothing of it may be
     /// assumed written), and the items that became dead letters in the writer (late events), by
     /// their index in the push.
@@ -83,6 +90,15 @@ private:
         push_done done;
         std::int64_t first_seq = 0;  // items carry source.offset = first_seq + index
     };
+    /// Drops the records, dead letters and offsets of Kafka partitions this instance no longer
+    /// owns: their new owner consumes them again from PostgreSQL's offsets and writes them.
+    void leave_given_up_partitions(write_batch& batch);
+    /// Applies queued partition changes to the aggregation state (writer thread).
+    void apply_partition_changes();
+    struct partition_change {
+        partition_offset where;
+        bool revoked = false;
+    };
     /// Moves waiting pushes into the batch; their callbacks wait in `waiting` until it is written.
     std::size_t take_pushes(write_batch& batch, std::vector<pending_push>& waiting);
     /// Answers the pushes of a batch: durable or not, with their late events.
@@ -107,6 +123,8 @@ private:
     std::size_t pushed_items_ = 0;  // waiting in pushes_
     std::int64_t push_seq_ = 0;
     bool push_closed_ = false;  // the writer has stopped: pushes are refused
+    std::mutex changes_mutex_;
+    std::vector<partition_change> changes_;
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
     std::optional<std::int64_t> cache_stale_since_ms_;  // writer thread only
     std::chrono::steady_clock::time_point last_cache_probe_{};

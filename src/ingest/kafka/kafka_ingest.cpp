@@ -168,6 +168,13 @@ struct kafka_ingest::consumer {
         const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
             seed_positions(parts);
+            if (owner.on_assign_) {
+                std::vector<partition_offset> assigned;
+                for (int i = 0; i < parts->cnt; ++i)
+                    assigned.push_back({parts->elems[i].topic, parts->elems[i].partition,
+                                        parts->elems[i].offset >= 0 ? parts->elems[i].offset : -1});
+                owner.on_assign_(assigned);
+            }
             rd_kafka_error_t* e = nullptr;
             rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
             if (cooperative)

@@ -349,17 +349,24 @@ public:
         return out;
     }
 
-    status for_each_history(
-        std::uint32_t set_index, std::int64_t since_ms,
-        const std::function<void(const std::string&, std::int64_t, const std::vector<value>&)>& fn) override {
+    status for_each_history(std::uint32_t set_index, const history_scan& scan, const history_visitor& fn) override {
         const auto& set = cfg_.feature_sets[set_index];
-        const std::string sql = "SELECT key, (extract(epoch from event_time) * 1000)::bigint" +
-                                history_select_[set_index] + " FROM " +
-                                tables_[set_index].history + " WHERE event_time >= to_timestamp(" +
-                                std::to_string(since_ms) + " / 1000.0) ORDER BY event_time, src_partition, src_offset";
         // A connection of its own, rows streamed one at a time (the history can be large).
         pg::connection conn(pg_.dsn, {});
         if (auto s = conn.ensure(); !s) return s;
+        std::string sql = "SELECT key, (extract(epoch from event_time) * 1000)::bigint" + history_select_[set_index] +
+                          ", coalesce(src_partition, -1) FROM " + tables_[set_index].history +
+                          " WHERE event_time >= to_timestamp(" + std::to_string(scan.since_ms) + " / 1000.0)";
+        if (scan.partition >= 0) {
+            char* topic = PQescapeLiteral(conn.raw(), scan.topic.c_str(), scan.topic.size());
+            if (!topic) return status::failure(std::string("reading history: ") + PQerrorMessage(conn.raw()));
+            sql += std::string(" AND src_topic = ") + topic + " AND src_partition = " + std::to_string(scan.partition) +
+                   " AND src_offset >= " + std::to_string(scan.from_offset) + " AND src_offset < " +
+                   std::to_string(scan.to_offset) + " ORDER BY src_offset";
+            PQfreemem(topic);
+        } else {
+            sql += " ORDER BY event_time, src_partition, src_offset";
+        }
         if (!PQsendQuery(conn.raw(), sql.c_str()) || !PQsetSingleRowMode(conn.raw()))
             return status::failure(std::string("reading history: ") + PQerrorMessage(conn.raw()));
         std::vector<value> values(set.fields.size());
@@ -374,8 +381,9 @@ public:
                                     ? value{}
                                     : decode_column(set.fields[i].type, PQgetvalue(raw, 0, col), PQgetlength(raw, 0, col));
                 }
+                const int partition_col = static_cast<int>(set.fields.size()) + 2;
                 fn(std::string(PQgetvalue(raw, 0, 0), static_cast<std::size_t>(PQgetlength(raw, 0, 0))),
-                   std::atoll(PQgetvalue(raw, 0, 1)), values);
+                   std::atoll(PQgetvalue(raw, 0, 1)), values, static_cast<std::int32_t>(std::atol(PQgetvalue(raw, 0, partition_col))));
             } else if (st != PGRES_TUPLES_OK && outcome.ok()) {
                 outcome = status::failure(std::string("reading history: ") + PQresultErrorMessage(raw));
             }

@@ -523,7 +523,7 @@ TEST(PreprocessAggregatorMemory, StateOfAKeyIsBoundedByItsSixtyTilesPerAggregati
     }
     // 60 tiles x (9 + 5 + 9) bytes + header, region table and key, in one heap chunk, plus the
     // first 16-slot table of the shard.
-    EXPECT_LE(peak, 16 * sizeof(void*) + 8 + 24 + 12 + 12 + 60 * (9 + 5 + 9) + 16);
+    EXPECT_LE(peak, 16 * sizeof(void*) + 8 + 32 + 12 + 12 + 60 * (9 + 5 + 9) + 16);
     EXPECT_GT(peak, 60 * (9 + 5 + 9));
     EXPECT_EQ(agg.keys(), 1u);
     const std::int64_t last = t0 + 39999 * 30 * sec, tile = 7 * day / 60;
