@@ -42,27 +42,37 @@ public:
             done(std::optional<latest_entry>{});
             return;
         }
-        auto task = [this, set_index, key = std::move(key), done]() mutable {
-            std::string errors;
-            if (cache_) {
-                auto r = cache_->read_latest(set_index, key);
-                if (r && r.value()) {
-                    with_aggregations_now(set_index, *r.value());
-                    return done(std::move(r));
-                }
-                if (!r) errors = r.message();
-            }
-            if (durable_) {
-                auto r = durable_->read_latest(set_index, key);
-                if (r && r.value()) with_aggregations_now(set_index, *r.value());
-                if (r) return done(std::move(r));
-                errors += (errors.empty() ? "" : "; ") + r.message();
-            }
-            if (errors.empty()) return done(std::optional<latest_entry>{});
-            done(result<std::optional<latest_entry>>::failure(errors));
-        };
+        auto task = [this, set_index, key = std::move(key), done]() { done(read_stores(set_index, key)); };
         if (!pool_.submit(std::move(task)))
             done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+    }
+
+    // Memory answers on the calling thread; the keys it misses are read in one task on the lookup
+    // pool (Redis, then PostgreSQL for what Redis misses), not one task per key.
+    void get_latest_many(std::uint32_t set_index, std::vector<std::string> keys, std::optional<std::int64_t> as_of_ms,
+                         latest_many_callback done) override {
+        if (as_of_ms) return feature_reader::get_latest_many(set_index, std::move(keys), as_of_ms, std::move(done));
+        using answer = result<std::optional<latest_entry>>;
+        std::vector<answer> answers(keys.size(), answer(std::optional<latest_entry>{}));
+        std::vector<std::size_t> misses;
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+            if (auto hit = memory_.find(set_index, keys[i])) {
+                latest_entry e = *hit;
+                with_aggregations_now(set_index, e);
+                answers[i] = std::optional<latest_entry>{std::move(e)};
+            } else {
+                misses.push_back(i);
+            }
+        }
+        if (misses.empty() || (!cache_ && !durable_)) return done(std::move(answers));
+        const std::size_t n = keys.size();
+        auto task = [this, set_index, keys = std::move(keys), misses = std::move(misses), answers = std::move(answers),
+                     done]() mutable {
+            for (std::size_t i : misses) answers[i] = read_stores(set_index, keys[i]);
+            done(std::move(answers));
+        };
+        if (!pool_.submit(std::move(task)))
+            done(std::vector<answer>(n, answer::failure("lookup backlog is full; try again")));
     }
 
     void get_as_of(std::uint32_t set_index, std::string key, std::int64_t at_ms, latest_callback done) override {
@@ -111,6 +121,27 @@ public:
     }
 
 private:
+    // Redis, then PostgreSQL (on a lookup pool thread). Errors of both are reported together.
+    result<std::optional<latest_entry>> read_stores(std::uint32_t set_index, const std::string& key) const {
+        std::string errors;
+        if (cache_) {
+            auto r = cache_->read_latest(set_index, key);
+            if (r && r.value()) {
+                with_aggregations_now(set_index, *r.value());
+                return r;
+            }
+            if (!r) errors = r.message();
+        }
+        if (durable_) {
+            auto r = durable_->read_latest(set_index, key);
+            if (r && r.value()) with_aggregations_now(set_index, *r.value());
+            if (r) return r;
+            errors += (errors.empty() ? "" : "; ") + r.message();
+        }
+        if (errors.empty()) return std::optional<latest_entry>{};
+        return result<std::optional<latest_entry>>::failure(errors);
+    }
+
     // Stored aggregation values are as of their write; the aggregator's are as of now (windows
     // move with time, and late events within the lateness count). Used when it holds the key.
     void with_aggregations_now(std::uint32_t set_index, latest_entry& e) const {
