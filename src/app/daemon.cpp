@@ -32,7 +32,7 @@ public:
         : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool), aggregators_(std::move(aggregators)) {}
 
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
-        if (auto hit = memory_.find(set_index, key)) {
+        if (auto hit = cfg_.memory.enabled ? memory_.find(set_index, key) : nullptr) {
             latest_entry e = *hit;
             with_aggregations_now(set_index, e);
             done(std::optional<latest_entry>{std::move(e)});
@@ -56,7 +56,7 @@ public:
         std::vector<answer> answers(keys.size(), answer(std::optional<latest_entry>{}));
         std::vector<std::size_t> misses;
         for (std::size_t i = 0; i < keys.size(); ++i) {
-            if (auto hit = memory_.find(set_index, keys[i])) {
+            if (auto hit = cfg_.memory.enabled ? memory_.find(set_index, keys[i]) : nullptr) {
                 latest_entry e = *hit;
                 with_aggregations_now(set_index, e);
                 answers[i] = std::optional<latest_entry>{std::move(e)};
@@ -68,7 +68,32 @@ public:
         const std::size_t n = keys.size();
         auto task = [this, set_index, keys = std::move(keys), misses = std::move(misses), answers = std::move(answers),
                      done]() mutable {
-            for (std::size_t i : misses) answers[i] = read_stores(set_index, keys[i]);
+            // Redis for all misses in one pipeline; PostgreSQL for what Redis does not have.
+            std::vector<std::size_t> rest;
+            if (cache_) {
+                std::vector<std::string> asked;
+                asked.reserve(misses.size());
+                for (std::size_t i : misses) asked.push_back(keys[i]);
+                auto got = cache_->read_latest_many(set_index, asked);
+                for (std::size_t j = 0; j < misses.size(); ++j) {
+                    auto& r = got[j];
+                    if (r && r.value()) {
+                        with_aggregations_now(set_index, *r.value());
+                        answers[misses[j]] = std::move(r);
+                    } else if (!durable_) {
+                        answers[misses[j]] = std::move(r);
+                    } else {
+                        rest.push_back(misses[j]);
+                    }
+                }
+            } else {
+                rest = misses;
+            }
+            for (std::size_t i : rest) {
+                auto r = durable_->read_latest(set_index, keys[i]);
+                if (r && r.value()) with_aggregations_now(set_index, *r.value());
+                answers[i] = std::move(r);
+            }
             done(std::move(answers));
         };
         if (!pool_.submit(std::move(task)))

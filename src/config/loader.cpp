@@ -1654,6 +1654,14 @@ const std::vector<key_spec<http_config>>& http_keys() {
     return keys;
 }
 
+const std::vector<key_spec<memory_config>>& memory_keys() {
+    using S = memory_config;
+    static const std::vector<key_spec<S>> keys = {
+        bool_key<S>("enabled", "keep latest values in memory (reads look there first)", &S::enabled),
+    };
+    return keys;
+}
+
 const std::vector<key_spec<log_config>>& log_keys() {
     using S = log_config;
     static const std::vector<key_spec<S>> keys = {
@@ -1719,6 +1727,8 @@ const std::vector<key_spec<config>>& root_keys() {
         custom_key<S>("redis", "hot latest values; leave out to run without Redis", "absent", kind::any,
                       optional_section(&S::redis, redis_keys)),
         custom_key<S>("http", "the HTTP API", "{}", kind::object, section(&S::http, http_keys)),
+        custom_key<S>("memory", "the in-memory index of latest values", "{}", kind::object,
+                      section(&S::memory, memory_keys)),
         custom_key<S>("log", "logging", "{}", kind::object, section(&S::log, log_keys)),
         custom_key<S>("generator", "synthetic events for a demo", "{}", kind::object,
                       section(&S::generator, generator_keys)),

@@ -487,6 +487,7 @@ bool store_writer::flush(write_batch& batch) {
     std::unique_lock<std::mutex> hold;
     if (offsets_) hold = offsets_->hold_assignment();
     for (record* r : order) {
+        if (!cfg_.memory.enabled) break;
         // Only what this instance still owns: a revoked partition's keys belong to its new owner.
         if (offsets_ && r->source.from_kafka() && !offsets_->owns(r->source.topic, r->source.partition)) continue;
         auto e = std::make_shared<latest_entry>();

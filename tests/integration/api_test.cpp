@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "integration/support/suite.hpp"
@@ -390,6 +391,63 @@ TEST_F(Api, catalog_and_metrics_show_live_figures) {
     EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/ingest/{set}\""),
               std::string::npos);
     EXPECT_NE(m.body.find("sluice_consumer_lag_messages{feature_set=\"user_activity\"} 0"), std::string::npos);
+}
+
+TEST_F(Api, with_the_memory_index_off_reads_come_from_redis_then_postgresql) {
+    const std::int64_t now = it::now_ms();
+    json batch = json::array({event("cold-redis", now - 1000, 11), event("cold-pg", now - 1000, 22)});
+    ASSERT_EQ(push("user_activity", batch.dump()).status, 200);
+    // Gone from Redis: only PostgreSQL still has it.
+    it::redis_client redis(stack_->redis.port());
+    redis.command({"DEL", std::string(it::default_key_prefix) + ":user_activity:cold-pg"});
+
+    // A second daemon, memory index off, reading the same stores (its own group and port).
+    const int port = it::free_port();
+    json cfg = it::user_activity_config(*stack_, "api-cold-" + it::random_suffix(), port, k_topic);
+    cfg["memory"] = {{"enabled", false}};
+    cfg["feature_sets"][0]["fields"]["event_id"] = {{"type", "string"}};
+    it::daemon_process cold(cfg);
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(cold, port, "cold"));
+    auto r = it::http_request(port, "POST", "/v1/features/lookup",
+                              json{{"feature_set", "user_activity"}, {"keys", {"cold-pg", "cold-none", "cold-redis"}}}.dump(),
+                              k_json);
+    ASSERT_EQ(r.status, 200) << r.body;
+    json res = parse(r)["results"];
+    ASSERT_EQ(res.size(), 3u);
+    EXPECT_EQ(res[0]["status"], "PRESENT");
+    EXPECT_EQ(res[0]["values"]["clicks"], 22);
+    EXPECT_EQ(res[1]["status"], "NOT_FOUND");
+    EXPECT_EQ(res[2]["values"]["clicks"], 11);
+    auto one = it::http_get(port, "/v1/features/user_activity/cold-pg");
+    ASSERT_EQ(one.status, 200) << one.body;
+    EXPECT_EQ(parse(one)["values"]["clicks"], 22);
+    auto st = cold.terminate(30s);
+    EXPECT_TRUE(st && st->ok());
+}
+
+TEST_F(Api, a_stalled_postgresql_slows_only_the_requests_that_need_it) {
+    ASSERT_EQ(push("user_activity", json::array({event("stall-a", it::now_ms(), 1)}).dump()).status, 200);
+    // Another session holds the history table: every history read waits for it.
+    it::pg_client locker(stack_->postgres.dsn());
+    locker.query("BEGIN");
+    locker.query("LOCK TABLE sluice.user_activity_history IN ACCESS EXCLUSIVE MODE");
+    it::http_response slow;
+    std::thread reader([&] { slow = it::http_get(port_, "/v1/features/user_activity/stall-a/history", 30s); });
+    std::this_thread::sleep_for(500ms);
+
+    // Meanwhile the io threads serve everything else at once.
+    for (int i = 0; i < 20; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = it::http_get(port_, "/v1/features/user_activity/stall-a", 5s);
+        EXPECT_EQ(r.status, 200) << r.error;
+        EXPECT_EQ(it::http_get(port_, "/healthz", 5s).status, 200);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "a memory read waited for PostgreSQL";
+    }
+    EXPECT_EQ(slow.status, 0) << "the history read should still be waiting for the lock";
+    locker.query("ROLLBACK");
+    reader.join();
+    EXPECT_EQ(slow.status, 200) << slow.body << slow.error;
+    EXPECT_EQ(parse(slow)["records"].size(), 1u);
 }
 
 // Last: it stops the suite's PostgreSQL.

@@ -179,6 +179,11 @@ struct http_config {
     std::vector<api_key_config> api_keys;  // JSON "auth": {"api_keys": [...]}
 };
 
+/// The in-memory index of latest values (JSON "memory"). Off: reads go to Redis, then PostgreSQL.
+struct memory_config {
+    bool enabled = true;
+};
+
 struct log_config {
     std::string level = "info";       // trace, debug, info, warn, error, critical, off
     std::string format = "text";      // text or json
@@ -197,6 +202,7 @@ struct config {
     std::optional<postgres_config> postgres;  // absent: PostgreSQL is not used
     std::optional<redis_config> redis;        // absent: Redis is not used
     http_config http;
+    memory_config memory;
     log_config log;
     generator_config generator;
 

@@ -18,6 +18,14 @@ public:
     /// Writes these records (at most one per key) unless the cache holds a newer event time.
     virtual status apply(const std::vector<const record*>& newest_per_key) = 0;
     virtual result<std::optional<latest_entry>> read_latest(std::uint32_t set_index, const std::string& key) = 0;
+    /// Many keys in one round trip where the cache can (a pipeline); one answer per key, in order.
+    virtual std::vector<result<std::optional<latest_entry>>> read_latest_many(std::uint32_t set_index,
+                                                                             const std::vector<std::string>& keys) {
+        std::vector<result<std::optional<latest_entry>>> out;
+        out.reserve(keys.size());
+        for (const auto& k : keys) out.push_back(read_latest(set_index, k));
+        return out;
+    }
     virtual bool healthy() const = 0;
     virtual status ping() = 0;
 };

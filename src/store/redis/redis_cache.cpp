@@ -160,7 +160,54 @@ public:
             return R::failure(r.message());
         }
         healthy_.store(true);
-        const redisReply* reply = r.value().get();
+        return decode_hash(set_index, key, r.value().get());
+    }
+
+    std::vector<result<std::optional<latest_entry>>> read_latest_many(std::uint32_t set_index,
+                                                                     const std::vector<std::string>& keys) override {
+        using R = result<std::optional<latest_entry>>;
+        std::vector<R> out;
+        out.reserve(keys.size());
+        if (keys.empty()) return out;
+        const auto& set = cfg_.feature_sets[set_index];
+        auto conn = acquire();
+        if (auto s = conn->ensure(); !s) {
+            release(std::move(conn));
+            healthy_.store(false);
+            return std::vector<R>(keys.size(), R::failure(s.message()));
+        }
+        // One pipeline: every HGETALL is sent, then every reply read.
+        for (const auto& k : keys) conn->append({"HGETALL", redis_key(rc_.key_prefix, set.name, k)});
+        for (const auto& k : keys) {
+            auto r = conn->read_reply();
+            if (!r) {
+                if (!conn->usable()) {  // the connection broke: the rest have no answer either
+                    while (out.size() < keys.size()) out.push_back(R::failure(r.message()));
+                    break;
+                }
+                out.push_back(R::failure(r.message()));
+                continue;
+            }
+            out.push_back(decode_hash(set_index, k, r.value().get()));
+        }
+        release(std::move(conn));
+        healthy_.store(out.empty() || out.back().ok());
+        return out;
+    }
+
+    bool healthy() const override { return healthy_.load(); }
+
+    status ping() override {
+        auto r = writer_.command({"PING"});
+        if (!r) return fail(r.message());
+        healthy_.store(true);
+        return status::success();
+    }
+
+private:
+    // A hash as HGETALL returns it; no _event_time (or no hash) is an unknown key.
+    result<std::optional<latest_entry>> decode_hash(std::uint32_t set_index, const std::string& key,
+                                                    const redisReply* reply) const {
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) return std::optional<latest_entry>{};
         const auto& columns = columns_[set_index];
         latest_entry e;
@@ -186,16 +233,6 @@ public:
         return std::optional<latest_entry>{std::move(e)};
     }
 
-    bool healthy() const override { return healthy_.load(); }
-
-    status ping() override {
-        auto r = writer_.command({"PING"});
-        if (!r) return fail(r.message());
-        healthy_.store(true);
-        return status::success();
-    }
-
-private:
     status load_script() {
         if (!sha_.empty() && writer_.usable()) return status::success();
         auto r = writer_.command({"SCRIPT", "LOAD", upsert_script});
