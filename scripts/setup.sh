@@ -8,9 +8,11 @@ packages=(
   librdkafka-dev libpq-dev libhiredis-dev libboost-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
   libssl-dev libconcurrentqueue-dev prometheus-cpp-dev
+  clang libfuzzer-14-dev  # scripts/fuzz.sh
   postgresql-15 postgresql-client-15 redis-server redis-tools
-  curl python3 procps
+  curl python3 python3-yaml procps  # python3-yaml: tests/deploy/check_manifests.py
   prometheus  # promtool checks /metrics in the tests
+  chromium  # headless, loads the status page in the tests
 )
 
 missing=()

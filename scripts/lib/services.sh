@@ -60,6 +60,8 @@ stop_redis() {
 build_sluice() {
   local build=$1 type=$2
   shift 2
+  # Paths under the tree hash relative to it, so another clone (CI) reuses the same cache entries.
+  export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
   cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$type" >/dev/null
   cmake --build "$build" -j"$(nproc)" ${1:+--target "$@"}
 }

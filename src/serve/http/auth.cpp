@@ -48,8 +48,11 @@ bool iequals(std::string_view a, std::string_view b) {
            });
 }
 
-// The key the client presented: "Authorization: Bearer <key>" first, else "X-API-Key".
+// The key the client presented: "Authorization: Bearer <key>" first, else "X-API-Key". A field
+// that appears twice is refused (empty result): which one counts would depend on who reads the
+// request, and a proxy in front may have checked the other.
 std::string_view presented_key(const request& req) {
+    if (req.count(http::field::authorization) > 1 || req.count("X-API-Key") > 1) return {};
     if (auto it = req.find(http::field::authorization); it != req.end()) {
         std::string_view v = trim(it->value());
         const std::size_t sp = v.find(' ');
@@ -81,7 +84,7 @@ api_key_auth::verdict api_key_auth::check(const request& req, std::string_view s
     const std::string_view key = presented_key(req);
     if (key.empty()) {
         v.result = verdict::kind::unauthorized;
-        v.message = "an API key is required (Authorization: Bearer <key> or X-API-Key)";
+        v.message = "one API key is required (Authorization: Bearer <key> or X-API-Key)";
         return v;
     }
     digest presented{};

@@ -91,10 +91,30 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
         });
         return;
     }
+    if (state_->open_connections() >= state_->limits.max_connections) {
+        refuse(socket);
+        return do_accept();
+    }
     boost::system::error_code opt_ec;
     socket.set_option(tcp::no_delay(true), opt_ec);
-    std::make_shared<session>(std::move(socket), state_)->run();
+    if (state_->tls)
+        std::make_shared<session<tls_stream>>(std::move(socket), state_)->run();
+    else
+        std::make_shared<session<plain_stream>>(std::move(socket), state_)->run();
     do_accept();
+}
+
+void listener::refuse(tcp::socket& socket) {
+    // Closed before anything is read: the cheapest answer, and the client sees it at once.
+    boost::system::error_code ec;
+    socket.close(ec);
+    ++refused_unlogged_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
+    state_->log->warn("http: {} connections open, the limit (http.max_connections); closed {} new connection(s)",
+                      state_->open_connections(), refused_unlogged_);
+    refused_unlogged_ = 0;
+    last_refusal_log_ = now;
 }
 
 }  // namespace sluice::serve

@@ -1,7 +1,10 @@
 #pragma once
-// Accepts TCP connections and starts one session per connection, each on its own strand.
-// Owned by the server and by its pending accept; runs on its own strand of the io_context.
+// Accepts TCP connections and starts one session per connection, each on its own strand
+// (TLS sessions when the server has a TLS context). Past http.max_connections a new connection
+// is closed at once; accepting never stops. Owned by the server and by its pending accept;
+// runs on its own strand of the io_context.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,12 +35,16 @@ public:
 private:
     void do_accept();
     void on_accept(boost::system::error_code ec, net::ip::tcp::socket socket);
+    void refuse(net::ip::tcp::socket& socket);
 
     net::io_context& ioc_;
     net::ip::tcp::acceptor acceptor_;
     net::steady_timer retry_timer_;
     std::shared_ptr<server_state> state_;
     std::uint16_t port_ = 0;
+    // Connections refused at the cap since the last log line (at most one line a second).
+    std::uint64_t refused_unlogged_ = 0;
+    std::chrono::steady_clock::time_point last_refusal_log_{};
 };
 
 }  // namespace sluice::serve

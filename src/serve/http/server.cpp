@@ -1,13 +1,20 @@
 // The HTTP server: one io_context run by http.threads threads, one listener, a session per
 // connection. Created, started and stopped by the app, from one thread.
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <thread>
 
+#include <boost/asio/ssl/context.hpp>
 #include <spdlog/spdlog.h>
 
 #include "../handlers/handlers.hpp"
 #include "listener.hpp"
+#include "routes.hpp"
 #include "session.hpp"
 #include "sluice/serve/http_server.hpp"
 
@@ -42,8 +49,65 @@ server_limits limits_from(const http_config& c) {
     l.idle_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1, c.idle_timeout_ms));
     l.write_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1000, c.read_timeout_ms));
     l.linger_timeout = std::min(l.read_timeout, std::chrono::milliseconds(2000));
+    l.max_connections = static_cast<std::size_t>(std::max(1, c.max_connections));
     return l;
 }
+
+// The certificate chain and key of http.tls; a file that cannot be loaded fails the start.
+result<std::shared_ptr<net::ssl::context>> make_tls_context(const tls_config& tls) {
+    using R = result<std::shared_ptr<net::ssl::context>>;
+    auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+    ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                     net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1 |
+                     net::ssl::context::single_dh_use);
+    // OpenSSL's reason for a file it cannot open is vague ("asio.ssl error"): check that first.
+    for (const auto& [key, file] : {std::pair{"cert_file", &tls.cert_file}, std::pair{"key_file", &tls.key_file}}) {
+        std::FILE* f = std::fopen(file->c_str(), "rb");
+        if (f == nullptr)
+            return R::failure("http.tls." + std::string(key) + ": cannot read '" + *file + "': " + std::strerror(errno));
+        std::fclose(f);
+    }
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec)
+        return R::failure("http.tls.cert_file: cannot load a PEM certificate chain from '" + tls.cert_file +
+                          "': " + ec.message());
+    ctx->use_private_key_file(tls.key_file, net::ssl::context::pem, ec);
+    if (ec)
+        return R::failure("http.tls.key_file: cannot load a PEM private key matching the certificate from '" +
+                          tls.key_file + "': " + ec.message());
+    return ctx;
+}
+
+// Each connection is a file descriptor: make room for max_connections (plus the daemon's other
+// files) if the soft limit is lower and the hard limit allows it.
+void raise_file_limit(std::size_t max_connections) {
+    constexpr rlim_t reserve = 256;
+    rlimit lim{};
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+    const rlim_t wanted = static_cast<rlim_t>(max_connections) + reserve;
+    if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= wanted) return;
+    const rlim_t before = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, lim.rlim_max);
+    if (lim.rlim_cur > before && setrlimit(RLIMIT_NOFILE, &lim) != 0) lim.rlim_cur = before;
+    if (lim.rlim_cur < wanted)
+        http_logger()->warn("http: the open file limit is {} (hard limit {}): fewer than http.max_connections ({}) "
+                            "connections can be open at once",
+                            lim.rlim_cur, lim.rlim_max, max_connections);
+}
+
+}  // namespace
+
+// The API's route table (one place: the server and the fuzz target use it).
+serve::router serve::make_routes(const serve_context& ctx) {
+    router routes;
+    add_health_routes(routes, ctx);
+    add_feature_routes(routes, ctx);
+    add_static_routes(routes, ctx);
+    return routes;
+}
+
+namespace {
 
 class beast_http_server final : public http_server {
 public:
@@ -59,19 +123,29 @@ public:
         auto endpoint = parse_listen_address(cfg.listen);
         if (!endpoint) return status::failure(endpoint.message());
 
-        router routes;
-        add_health_routes(routes, ctx_);
-        add_feature_routes(routes, ctx_);
+        router routes = make_routes(ctx_);
         api_key_auth auth(cfg.api_keys);
         if (!auth.enabled())
             log->warn("http: no API keys configured (http.auth.api_keys): every route is open to anyone "
                       "who can reach {}",
                       cfg.listen);
 
+        std::shared_ptr<net::ssl::context> tls;
+        if (cfg.tls.enabled()) {
+            auto made = make_tls_context(cfg.tls);
+            if (!made) return status::failure(made.message());
+            tls = std::move(*made);
+        }
+        const server_limits limits = limits_from(cfg);
+        raise_file_limit(limits.max_connections);
+
         const int threads = std::max(1, cfg.threads);
         ioc_ = std::make_shared<net::io_context>(threads);
-        state_ = std::make_shared<server_state>(dispatcher(std::move(routes), std::move(auth)), limits_from(cfg));
+        state_ = std::make_shared<server_state>(
+            dispatcher(std::move(routes), std::move(auth), cfg.rate_limit), limits);
         state_->ioc = ioc_;
+        state_->tls = std::move(tls);
+        state_->metrics = ctx_.metrics;
         listener_ = std::make_shared<listener>(*ioc_, state_);
         if (status st = listener_->open(*endpoint); !st) {
             listener_.reset();
@@ -84,7 +158,8 @@ public:
         threads_.reserve(static_cast<std::size_t>(threads));
         for (int i = 0; i < threads; ++i) threads_.emplace_back([ioc = ioc_] { run_io_thread(ioc); });
         started_ = true;
-        log->info("http: listening on {}:{} with {} io thread(s)", endpoint->address().to_string(), port_, threads);
+        log->info("http: listening on {}:{} ({}) with {} io thread(s)", endpoint->address().to_string(), port_,
+                  state_->tls ? "https" : "http", threads);
         return status::success();
     }
 

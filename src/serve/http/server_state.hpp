@@ -1,9 +1,11 @@
 #pragma once
-// What every connection of one HTTP server shares: the dispatcher, the limits, a weak handle
-// on the io_context (for answers that arrive from other threads) and the registry of live
-// sessions (so stop() can close them). Created by the server at start(); kept alive by the
+// What every connection of one HTTP server shares: the dispatcher, the limits, the TLS context,
+// the metrics sink, a weak handle on the io_context (for answers that arrive from other threads)
+// and the registry of live connections (so stop() can close them, and the listener can count
+// them against http.max_connections). Created by the server at start(); kept alive by the
 // sessions and the listener as long as any of them exists.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -12,27 +14,39 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "dispatch.hpp"
+
+namespace sluice {
+class telemetry;
+}
 
 namespace sluice::serve {
 
 namespace net = boost::asio;
 
-class session;
+/// One live connection as the server sees it (the session, whatever its stream type).
+class connection {
+public:
+    virtual ~connection() = default;
+    /// Closes the socket. Only while no io thread runs (server stop).
+    virtual void close_now() = 0;
+};
 
 struct server_limits {
     std::uint64_t body_limit_bytes = 1048576;
     std::uint32_t header_limit_bytes = 8192;
-    std::chrono::milliseconds read_timeout{10000};   // whole request, from its first byte
+    std::chrono::milliseconds read_timeout{10000};   // whole request, from its first byte; TLS handshake
     std::chrono::milliseconds idle_timeout{60000};   // keep-alive wait for the next request
     std::chrono::milliseconds write_timeout{10000};  // one response
     std::chrono::milliseconds linger_timeout{2000};  // draining the client after an error
+    std::size_t max_connections = 10000;             // open at once; more are closed at accept
 };
 
 class server_state {
 public:
-    using registry_entry = std::list<std::weak_ptr<session>>::iterator;
+    using registry_entry = std::list<std::weak_ptr<connection>>::iterator;
 
     server_state(dispatcher d, server_limits l) : dispatch(std::move(d)), limits(l), log(http_logger()) {}
 
@@ -40,27 +54,36 @@ public:
     const server_limits limits;
     const std::shared_ptr<spdlog::logger> log;  // looked up once: spdlog::get takes a global lock
     std::weak_ptr<net::io_context> ioc;
+    std::shared_ptr<net::ssl::context> tls;  // null: plain HTTP
+    telemetry* metrics = nullptr;            // null: requests are not counted
 
-    registry_entry add(std::weak_ptr<session> s) {
+    /// Registers a new connection; it counts against max_connections until removed.
+    registry_entry add(std::weak_ptr<connection> c) {
         std::lock_guard lock(mutex_);
-        return sessions_.insert(sessions_.end(), std::move(s));
+        open_.fetch_add(1, std::memory_order_relaxed);
+        return connections_.insert(connections_.end(), std::move(c));
     }
     void remove(registry_entry it) {
         std::lock_guard lock(mutex_);
-        sessions_.erase(it);
+        connections_.erase(it);
+        open_.fetch_sub(1, std::memory_order_relaxed);
     }
-    /// The sessions still alive. The caller drops the pointers outside the registry lock.
-    std::vector<std::shared_ptr<session>> live() {
-        std::vector<std::shared_ptr<session>> out;
+    /// Connections open now (registered and not yet destroyed).
+    std::size_t open_connections() const { return open_.load(std::memory_order_relaxed); }
+
+    /// The connections still alive. The caller drops the pointers outside the registry lock.
+    std::vector<std::shared_ptr<connection>> live() {
+        std::vector<std::shared_ptr<connection>> out;
         std::lock_guard lock(mutex_);
-        for (auto& w : sessions_)
-            if (auto s = w.lock()) out.push_back(std::move(s));
+        for (auto& w : connections_)
+            if (auto c = w.lock()) out.push_back(std::move(c));
         return out;
     }
 
 private:
     std::mutex mutex_;
-    std::list<std::weak_ptr<session>> sessions_;
+    std::list<std::weak_ptr<connection>> connections_;
+    std::atomic<std::size_t> open_{0};
 };
 
 }  // namespace sluice::serve

@@ -2,13 +2,18 @@
 
 #include <atomic>
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <spdlog/spdlog.h>
+
+#include "framing.hpp"
+#include "sluice/serve/services.hpp"
 
 namespace sluice::serve {
 
@@ -36,85 +41,134 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
+// The remote address as raw bytes (4 or 16): cheap to compare, and a bucket key of its own.
+std::string peer_bytes(const tcp::socket& socket) {
+    beast::error_code ec;
+    const auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return {};
+    const auto address = endpoint.address();
+    if (address.is_v4()) {
+        const auto b = address.to_v4().to_bytes();
+        return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+    }
+    const auto b = address.to_v6().to_bytes();
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
 // A handler's answer: delivered at most once, posted back onto the session's strand. Holds the
 // io_context so that an answer arriving after the server stopped still has a queue to go to
 // (it is then dropped with the io_context). Member order matters: the session goes first.
+template <class Session>
 struct pending_answer {
     std::shared_ptr<net::io_context> ioc;
-    std::shared_ptr<session> self;
+    std::shared_ptr<Session> self;
     std::atomic<bool> answered{false};
 };
 
 }  // namespace
 
-session::session(tcp::socket&& socket, std::shared_ptr<server_state> state)
-    : stream_(std::move(socket)), buffer_(buffer_limit(state->limits)), state_(std::move(state)) {}
+template <>
+session<plain_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state)
+    : stream_(std::move(socket)), buffer_(buffer_limit(state->limits)), state_(std::move(state)),
+      peer_(peer_bytes(stream_.socket())) {}
 
-session::~session() {
+template <>
+session<tls_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state)
+    : stream_(std::move(socket), *state->tls), buffer_(buffer_limit(state->limits)), state_(std::move(state)),
+      peer_(peer_bytes(beast::get_lowest_layer(stream_).socket())) {}
+
+template <class Stream>
+session<Stream>::~session() {
     if (registered_) state_->remove(*registered_);
 }
 
-void session::run() {
-    registered_ = state_->add(weak_from_this());
-    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&session::read_request, shared_from_this()));
+template <class Stream>
+void session<Stream>::run() {
+    registered_ = state_->add(this->weak_from_this());
+    net::dispatch(tcp_layer().get_executor(), beast::bind_front_handler(&session::start, this->shared_from_this()));
 }
 
-void session::close_now() {
+template <class Stream>
+void session<Stream>::close_now() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp_layer().close();
 }
 
-void session::read_request() {
+template <class Stream>
+void session<Stream>::start() {
+    if constexpr (is_tls) {
+        // The handshake is bounded like a request: a client that never finishes it is cut off.
+        tcp_layer().expires_after(state_->limits.read_timeout);
+        stream_.async_handshake(net::ssl::stream_base::server,
+                                beast::bind_front_handler(&session::on_handshake, this->shared_from_this()));
+    } else {
+        read_request();
+    }
+}
+
+template <class Stream>
+void session<Stream>::on_handshake(beast::error_code ec) {
+    if (ec) {
+        state_->log->debug("http: TLS handshake failed: {}", ec.message());
+        tcp_layer().close();
+        return;
+    }
+    read_request();
+}
+
+template <class Stream>
+void session<Stream>::read_request() {
     const server_limits& l = state_->limits;
     parser_.emplace();
     parser_->header_limit(l.header_limit_bytes);
     parser_->body_limit(l.body_limit_bytes);
     request_bytes_ = 0;
+    route_ = unmatched_route;
+    method_ = http::verb::unknown;
+    started_ = std::chrono::steady_clock::now();
     // One deadline for the whole request: a client that trickles bytes is still cut off.
-    stream_.expires_after(l.read_timeout);
+    tcp_layer().expires_after(l.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+                            beast::bind_front_handler(&session::on_header, this->shared_from_this()));
 }
 
-void session::on_header(beast::error_code ec, std::size_t bytes) {
+template <class Stream>
+void session<Stream>::on_header(beast::error_code ec, std::size_t bytes) {
     if (ec) return on_read_error(ec);
     request_bytes_ += bytes;
     const request& req = parser_->get();
+    method_ = req.method();
 
     // Refuse framing that lets two parties disagree on where the body ends.
-    const std::size_t te_count = req.count(http::field::transfer_encoding);
-    if (te_count > 0) {
-        if (req.count(http::field::content_length) > 0)
-            return fail(http::status::bad_request, "bad_request",
-                        "a request may not carry both Content-Length and Transfer-Encoding");
-        if (te_count > 1)
-            return fail(http::status::bad_request, "bad_request", "Transfer-Encoding may appear only once");
-        if (!beast::iequals(trim(req[http::field::transfer_encoding]), "chunked"))
-            return fail(http::status::bad_request, "bad_request", "only Transfer-Encoding: chunked is supported");
-    }
+    if (const std::string_view why = framing_error(req); !why.empty())
+        return fail(http::status::bad_request, "bad_request", std::string(why));
 
     if (parser_->is_done()) return handle_request();
     if (beast::iequals(trim(req[http::field::expect]), "100-continue")) {
         continue_.emplace(http::status::continue_, req.version());
         http::async_write(stream_, *continue_,
-                          beast::bind_front_handler(&session::on_continue_written, shared_from_this()));
+                          beast::bind_front_handler(&session::on_continue_written, this->shared_from_this()));
         return;
     }
     read_body();
 }
 
-void session::on_continue_written(beast::error_code ec, std::size_t) {
+template <class Stream>
+void session<Stream>::on_continue_written(beast::error_code ec, std::size_t) {
     continue_.reset();
     if (ec) return on_read_error(ec);
     read_body();
 }
 
-void session::read_body() {
-    http::async_read_some(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_body, shared_from_this()));
+template <class Stream>
+void session<Stream>::read_body() {
+    http::async_read_some(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&session::on_body, this->shared_from_this()));
 }
 
-void session::on_body(beast::error_code ec, std::size_t bytes) {
+template <class Stream>
+void session<Stream>::on_body(beast::error_code ec, std::size_t bytes) {
     if (ec) return on_read_error(ec);
     request_bytes_ += bytes;
     if (request_bytes_ > request_byte_limit(state_->limits))
@@ -124,12 +178,14 @@ void session::on_body(beast::error_code ec, std::size_t bytes) {
     read_body();
 }
 
-void session::on_read_error(beast::error_code ec) {
+template <class Stream>
+void session<Stream>::on_read_error(beast::error_code ec) {
     const auto& log = state_->log;
-    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
+    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
+        ec == net::ssl::error::stream_truncated) {
         beast::error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-        stream_.close();
+        tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ignored);
+        tcp_layer().close();
         return;
     }
     if (ec == beast::error::timeout) {
@@ -155,26 +211,36 @@ void session::on_read_error(beast::error_code ec) {
     log->debug("http: connection error: {}", ec.message());
 }
 
-void session::handle_request() {
+template <class Stream>
+void session<Stream>::handle_request() {
     const request& req = parser_->get();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    started_ = std::chrono::steady_clock::now();
-    stream_.expires_never();
+    tcp_layer().expires_never();
 
-    auto answer = std::make_shared<pending_answer>();
+    using answer_t = pending_answer<session>;
+    auto answer = std::make_shared<answer_t>();
     answer->ioc = state_->ioc.lock();
-    answer->self = shared_from_this();
+    answer->self = this->shared_from_this();
     responder respond = [answer](response res) {
         if (answer->answered.exchange(true)) return;
         auto self = answer->self;
-        net::post(self->stream_.get_executor(),
+        net::post(self->tcp_layer().get_executor(),
                   [self, res = std::move(res)]() mutable { self->send_response(std::move(res)); });
     };
-    state_->dispatch.dispatch(req, respond);
+    // The answer is posted, never run inline, so route_ is set before send_response reads it.
+    route_ = state_->dispatch.dispatch(req, peer_, respond);
 }
 
-void session::send_response(response res) {
+template <class Stream>
+void session<Stream>::observe(std::string_view route, http::verb method, unsigned status) {
+    if (state_->metrics == nullptr) return;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    state_->metrics->observe_request(route, method_label(method), static_cast<int>(status), seconds);
+}
+
+template <class Stream>
+void session<Stream>::send_response(response res) {
     if (state_->log->should_log(spdlog::level::debug)) {
         const request& req = parser_->get();
         const auto elapsed =
@@ -183,27 +249,33 @@ void session::send_response(response res) {
                            std::string(split_target(req.target()).first), res.result_int(),
                            static_cast<double>(elapsed.count()) / 1000.0);
     }
+    observe(route_, method_, res.result_int());
     const bool close = !keep_alive_;
     write(std::move(res), close);
 }
 
-void session::fail(http::status status, const char* code, const std::string& message) {
+template <class Stream>
+void session<Stream>::fail(http::status status, const char* code, const std::string& message) {
     state_->log->debug("http: refusing a request: {} {}", static_cast<unsigned>(status), message);
     if (parser_ && parser_->is_header_done()) version_ = parser_->get().version();
+    observe(unmatched_route, method_, static_cast<unsigned>(status));
     write(error_response(status, code, message), true);
 }
 
-void session::write(response res, bool close) {
+template <class Stream>
+void session<Stream>::write(response res, bool close) {
     res.version(version_);
     res.keep_alive(!close);
     res.set(http::field::server, "sluice");
     res.prepare_payload();
     res_.emplace(std::move(res));
-    stream_.expires_after(state_->limits.write_timeout);
-    http::async_write(stream_, *res_, beast::bind_front_handler(&session::on_write, shared_from_this(), close));
+    tcp_layer().expires_after(state_->limits.write_timeout);
+    http::async_write(stream_, *res_,
+                      beast::bind_front_handler(&session::on_write, this->shared_from_this(), close));
 }
 
-void session::on_write(bool close, beast::error_code ec, std::size_t) {
+template <class Stream>
+void session<Stream>::on_write(bool close, beast::error_code ec, std::size_t) {
     res_.reset();
     if (ec) {
         state_->log->debug("http: writing a response failed: {}", ec.message());
@@ -213,18 +285,20 @@ void session::on_write(bool close, beast::error_code ec, std::size_t) {
     wait_next_request();
 }
 
-void session::wait_next_request() {
+template <class Stream>
+void session<Stream>::wait_next_request() {
     parser_.reset();
     if (buffer_.size() > 0) return read_request();  // pipelined request already here
     // Idle keep-alive connection: wait up to idle_timeout for the next request's first byte.
-    stream_.expires_after(state_->limits.idle_timeout);
+    tcp_layer().expires_after(state_->limits.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
-                            beast::bind_front_handler(&session::on_first_byte, shared_from_this()));
+                            beast::bind_front_handler(&session::on_first_byte, this->shared_from_this()));
 }
 
-void session::on_first_byte(beast::error_code ec, std::size_t bytes) {
+template <class Stream>
+void session<Stream>::on_first_byte(beast::error_code ec, std::size_t bytes) {
     if (ec) {
-        stream_.close();
+        tcp_layer().close();
         return;
     }
     buffer_.commit(bytes);
@@ -233,31 +307,47 @@ void session::on_first_byte(beast::error_code ec, std::size_t bytes) {
 
 // Closing a socket with unread input makes the kernel send RST, which can destroy the error
 // response before the client reads it. So: stop sending, drain what the client still sends
-// for a short while, then close.
-void session::linger() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) {
-        stream_.close();
-        return;
+// for a short while, then close. Over TLS the same is done by the TLS shutdown exchange.
+template <class Stream>
+void session<Stream>::linger() {
+    tcp_layer().expires_after(state_->limits.linger_timeout);
+    if constexpr (is_tls) {
+        stream_.async_shutdown(beast::bind_front_handler(&session::on_tls_shutdown, this->shared_from_this()));
+    } else {
+        beast::error_code ec;
+        tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+        if (ec) {
+            tcp_layer().close();
+            return;
+        }
+        buffer_.consume(buffer_.size());
+        linger_bytes_ = 0;
+        read_linger();
     }
-    buffer_.consume(buffer_.size());
-    linger_bytes_ = 0;
-    stream_.expires_after(state_->limits.linger_timeout);
-    read_linger();
 }
 
-void session::read_linger() {
-    stream_.async_read_some(buffer_.prepare(4096), beast::bind_front_handler(&session::on_linger, shared_from_this()));
+template <class Stream>
+void session<Stream>::on_tls_shutdown(beast::error_code) {
+    tcp_layer().close();
 }
 
-void session::on_linger(beast::error_code ec, std::size_t bytes) {
+template <class Stream>
+void session<Stream>::read_linger() {
+    tcp_layer().async_read_some(buffer_.prepare(4096),
+                                beast::bind_front_handler(&session::on_linger, this->shared_from_this()));
+}
+
+template <class Stream>
+void session<Stream>::on_linger(beast::error_code ec, std::size_t bytes) {
     linger_bytes_ += bytes;
     if (ec || linger_bytes_ > linger_max_bytes) {
-        stream_.close();
+        tcp_layer().close();
         return;
     }
     read_linger();
 }
+
+template class session<plain_stream>;
+template class session<tls_stream>;
 
 }  // namespace sluice::serve

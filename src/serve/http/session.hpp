@@ -1,17 +1,22 @@
 #pragma once
-// One HTTP/1.1 connection. Owned by shared_ptrs held in its pending asynchronous operations
-// (and, while a handler works, by that handler's responder). Every member function runs on the
-// connection's strand, except close_now(), which the server calls after joining the io threads.
+// One HTTP/1.1 connection, over plain TCP or TLS (the same logic over either stream type).
+// Owned by shared_ptrs held in its pending asynchronous operations (and, while a handler works,
+// by that handler's responder). Every member function runs on the connection's strand, except
+// close_now(), which the server calls after joining the io threads. Instantiated in session.cpp
+// for plain_stream and tls_stream only.
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "server_state.hpp"
 
@@ -20,19 +25,28 @@ namespace sluice::serve {
 namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 
-class session : public std::enable_shared_from_this<session> {
+using plain_stream = beast::tcp_stream;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+
+template <class Stream>
+class session final : public connection, public std::enable_shared_from_this<session<Stream>> {
 public:
+    /// For tls_stream, state->tls must be set.
     session(tcp::socket&& socket, std::shared_ptr<server_state> state);
-    ~session();
+    ~session() override;
     session(const session&) = delete;
     session& operator=(const session&) = delete;
 
-    /// Registers the session and starts reading the first request.
+    /// Registers the session and starts it (TLS: the handshake, then the first request).
     void run();
-    /// Closes the socket. Only while no io thread runs (server stop).
-    void close_now();
+    void close_now() override;
 
 private:
+    static constexpr bool is_tls = !std::is_same_v<Stream, plain_stream>;
+
+    beast::tcp_stream& tcp_layer() { return beast::get_lowest_layer(stream_); }
+    void start();
+    void on_handshake(beast::error_code ec);
     void read_request();
     void on_header(beast::error_code ec, std::size_t bytes);
     void on_continue_written(beast::error_code ec, std::size_t bytes);
@@ -42,6 +56,7 @@ private:
     void handle_request();
     void send_response(response res);
     void fail(http::status status, const char* code, const std::string& message);
+    void observe(std::string_view route, http::verb method, unsigned status);
     void write(response res, bool close);
     void on_write(bool close, beast::error_code ec, std::size_t bytes);
     void wait_next_request();
@@ -49,10 +64,12 @@ private:
     void linger();
     void read_linger();
     void on_linger(beast::error_code ec, std::size_t bytes);
+    void on_tls_shutdown(beast::error_code ec);
 
-    beast::tcp_stream stream_;
+    Stream stream_;
     beast::flat_buffer buffer_;
     std::shared_ptr<server_state> state_;
+    std::string peer_;  // the remote address's bytes: the rate limit's client without an API key
     std::optional<server_state::registry_entry> registered_;
     std::optional<http::request_parser<http::string_body>> parser_;
     std::optional<http::response<http::empty_body>> continue_;
@@ -61,7 +78,21 @@ private:
     std::uint64_t linger_bytes_ = 0;
     bool keep_alive_ = false;
     unsigned version_ = 11;
+    std::string_view route_ = unmatched_route;  // the answering route's pattern, for metrics
+    http::verb method_ = http::verb::unknown;
     std::chrono::steady_clock::time_point started_;
 };
+
+}  // namespace sluice::serve
+
+namespace sluice::serve {
+
+// Defined in session.cpp: the only two stream types, and how each is built from a socket.
+template <>
+session<plain_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state);
+template <>
+session<tls_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state);
+extern template class session<plain_stream>;
+extern template class session<tls_stream>;
 
 }  // namespace sluice::serve
