@@ -16,7 +16,14 @@ namespace sluice {
 
 /// Latest entry per (feature set, key), sharded by key hash with one shared_mutex per shard.
 /// Written by the store writer (after PostgreSQL commits) and by read-through fills; read by
-/// HTTP io threads (a lookup holds a shard lock for a hash-map find and a pointer copy only).
+/// HTTP io threads (a lookup holds a shard lock for a hash-map find and a copy of one packed
+/// buffer only).
+///
+/// Entries are kept packed: the times, the partition and the values in one heap buffer (a tag
+/// byte per value, then 8 bytes for numbers, a length and the bytes for strings) instead of a
+/// latest_entry with a vector of 40-byte variants and a heap string per long string value:
+/// about 330 instead of 850 bytes per key for ten values of 200 bytes in all. find() unpacks a
+/// fresh latest_entry, which costs what the copy every reader made of the shared one did.
 class memory_index {
 public:
     explicit memory_index(std::size_t feature_sets, std::size_t shards = 64);
@@ -32,9 +39,19 @@ public:
     void for_each(std::uint32_t set_index, const std::function<void(const latest_entry&)>& fn) const;
 
 private:
+    /// event_time_ms, ingested_at_ms, partition, then the values (see the class comment).
+    struct packed {
+        std::unique_ptr<char[]> bytes;
+        std::uint32_t size = 0;
+        std::int64_t event_time_ms() const;
+        std::int32_t partition() const;
+    };
+    static packed pack(const latest_entry& e);
+    static latest_entry unpack(const std::string& key, const packed& p);
+
     struct shard {
         mutable std::shared_mutex mutex;
-        std::unordered_map<std::string, std::shared_ptr<const latest_entry>> entries;
+        std::unordered_map<std::string, packed> entries;
     };
     shard& shard_for(std::uint32_t set_index, const std::string& key) const;
 
