@@ -32,11 +32,12 @@ public:
         : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool), aggregators_(std::move(aggregators)) {}
 
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
-        if (auto hit = cfg_.memory.enabled ? memory_.find(set_index, key) : nullptr) {
-            latest_entry e = *hit;
-            with_aggregations_now(set_index, e);
-            done(std::optional<latest_entry>{std::move(e)});
-            return;
+        if (cfg_.memory.enabled) {
+            if (auto hit = memory_.find_value(set_index, key)) {
+                with_aggregations_now(set_index, *hit);
+                done(std::move(hit));
+                return;
+            }
         }
         if (!cache_ && !durable_) {
             done(std::optional<latest_entry>{});
@@ -56,10 +57,10 @@ public:
         std::vector<answer> answers(keys.size(), answer(std::optional<latest_entry>{}));
         std::vector<std::size_t> misses;
         for (std::size_t i = 0; i < keys.size(); ++i) {
-            if (auto hit = cfg_.memory.enabled ? memory_.find(set_index, keys[i]) : nullptr) {
-                latest_entry e = *hit;
-                with_aggregations_now(set_index, e);
-                answers[i] = std::optional<latest_entry>{std::move(e)};
+            auto hit = cfg_.memory.enabled ? memory_.find_value(set_index, keys[i]) : std::nullopt;
+            if (hit) {
+                with_aggregations_now(set_index, *hit);
+                answers[i] = std::move(hit);
             } else {
                 misses.push_back(i);
             }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -31,6 +32,9 @@ public:
     /// Stores the entry when the key is new or the entry's event time is greater. Returns true if stored.
     bool upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry);
     std::shared_ptr<const latest_entry> find(std::uint32_t set_index, const std::string& key) const;
+    /// The same entry as find(), unpacked straight into the value returned (no shared copy): what
+    /// a reader that changes its copy (adding aggregations) wants.
+    std::optional<latest_entry> find_value(std::uint32_t set_index, const std::string& key) const;
     std::size_t size(std::uint32_t set_index) const;
     /// Drops the entries written from these partitions of this set (after they were revoked: their
     /// new owner keeps Redis and PostgreSQL current, and this copy would go stale). Returns the count.

@@ -129,6 +129,14 @@ std::shared_ptr<const latest_entry> memory_index::find(std::uint32_t set_index, 
     return std::make_shared<const latest_entry>(unpack(key, copy));
 }
 
+std::optional<latest_entry> memory_index::find_value(std::uint32_t set_index, const std::string& key) const {
+    auto& s = shard_for(set_index, key);
+    std::shared_lock lock(s.mutex);
+    auto it = s.entries.find(key);
+    if (it == s.entries.end()) return std::nullopt;
+    return unpack(key, it->second);
+}
+
 std::size_t memory_index::size(std::uint32_t set_index) const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < shards_per_set_; ++i) {

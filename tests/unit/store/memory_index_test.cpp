@@ -37,6 +37,27 @@ TEST(StoreMemoryIndex, FindsWhatWasUpserted) {
     EXPECT_EQ(index.find(0, ""), nullptr);
 }
 
+TEST(StoreMemoryIndex, FindValueGivesTheSameEntryAsACopyOfItsOwn) {
+    memory_index index(1);
+    EXPECT_FALSE(index.find_value(0, "user-1").has_value());
+    auto e = std::make_shared<latest_entry>();
+    e->key = "user-1";
+    e->event_time_ms = 1000;
+    e->ingested_at_ms = 1001;
+    e->partition = 3;
+    e->values = {value{std::int64_t{-7}}, value{2.5}, value{true}, value{std::string("caf\xc3\xa9")}, value{}};
+    ASSERT_TRUE(index.upsert(0, e));
+    auto got = index.find_value(0, "user-1");
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->key, "user-1");
+    EXPECT_EQ(got->event_time_ms, 1000);
+    EXPECT_EQ(got->ingested_at_ms, 1001);
+    EXPECT_EQ(got->partition, 3);
+    EXPECT_EQ(got->values, e->values);
+    got->values.push_back(value{std::int64_t{1}});  // the caller's copy: the index is unchanged
+    EXPECT_EQ(index.find(0, "user-1")->values.size(), 5u);
+}
+
 TEST(StoreMemoryIndex, NewerEventReplaces) {
     memory_index index(1);
     ASSERT_TRUE(index.upsert(0, entry("k", 1000, value{std::int64_t{1}})));
