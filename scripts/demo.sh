@@ -57,6 +57,7 @@ cat <<MSG
 
 Sluice is running (logs: $RUN/sluice.log).
   API:         http://127.0.0.1:$http_port/v1/features/user_activity/$key
+  status page: http://127.0.0.1:$http_port/   metrics: http://127.0.0.1:$http_port/metrics   API description: http://127.0.0.1:$http_port/openapi.json
   health:      http://127.0.0.1:$http_port/healthz   readiness: http://127.0.0.1:$http_port/readyz
   PostgreSQL:  psql "$SLUICE_PG_DSN"
   Redis:       redis-cli -p $redis_port hgetall sluice:user_activity:$key
