@@ -43,7 +43,11 @@ public:
             done(std::optional<latest_entry>{});
             return;
         }
-        auto task = [this, set_index, key = std::move(key), done]() { done(read_stores(set_index, key)); };
+        auto task = [this, set_index, key = std::move(key), done]() {
+            std::vector<result<std::optional<latest_entry>>> answer(1, std::optional<latest_entry>{});
+            read_stores(set_index, {key}, {0}, answer);
+            done(std::move(answer[0]));
+        };
         if (!pool_.submit(std::move(task)))
             done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
     }
@@ -69,32 +73,7 @@ public:
         const std::size_t n = keys.size();
         auto task = [this, set_index, keys = std::move(keys), misses = std::move(misses), answers = std::move(answers),
                      done]() mutable {
-            // Redis for all misses in one pipeline; PostgreSQL for what Redis does not have.
-            std::vector<std::size_t> rest;
-            if (cache_) {
-                std::vector<std::string> asked;
-                asked.reserve(misses.size());
-                for (std::size_t i : misses) asked.push_back(keys[i]);
-                auto got = cache_->read_latest_many(set_index, asked);
-                for (std::size_t j = 0; j < misses.size(); ++j) {
-                    auto& r = got[j];
-                    if (r && r.value()) {
-                        with_aggregations_now(set_index, *r.value());
-                        answers[misses[j]] = std::move(r);
-                    } else if (!durable_) {
-                        answers[misses[j]] = std::move(r);
-                    } else {
-                        rest.push_back(misses[j]);
-                    }
-                }
-            } else {
-                rest = misses;
-            }
-            for (std::size_t i : rest) {
-                auto r = durable_->read_latest(set_index, keys[i]);
-                if (r && r.value()) with_aggregations_now(set_index, *r.value());
-                answers[i] = std::move(r);
-            }
+            read_stores(set_index, keys, misses, answers);
             done(std::move(answers));
         };
         if (!pool_.submit(std::move(task)))
@@ -108,9 +87,7 @@ public:
         }
         auto task = [this, set_index, key = std::move(key), at_ms, done]() {
             const auto& set = cfg_.feature_sets[set_index];
-            std::int64_t span = 0;
-            for (const auto& a : set.aggregations) span = std::max(span, a.window_ms);
-            auto slice = durable_->read_as_of(set_index, key, at_ms, span);
+            auto slice = durable_->read_as_of(set_index, key, at_ms, set.widest_window_ms());
             if (!slice) return done(result<std::optional<latest_entry>>::failure(slice.message()));
             if (!slice->newest) return done(std::optional<latest_entry>{});
             latest_entry e = std::move(*slice->newest);
@@ -147,25 +124,40 @@ public:
     }
 
 private:
-    // Redis, then PostgreSQL (on a lookup pool thread). Errors of both are reported together.
-    result<std::optional<latest_entry>> read_stores(std::uint32_t set_index, const std::string& key) const {
-        std::string errors;
+    // On a lookup pool thread: keys[i] for each i in `which` from Redis (one pipeline), then from
+    // PostgreSQL where Redis has no entry, into answers[i]. When both fail, both errors are told.
+    void read_stores(std::uint32_t set_index, const std::vector<std::string>& keys, const std::vector<std::size_t>& which,
+                     std::vector<result<std::optional<latest_entry>>>& answers) const {
+        std::vector<std::string> redis_errors(which.size());
+        std::vector<std::size_t> rest;  // positions in `which` left for PostgreSQL
         if (cache_) {
-            auto r = cache_->read_latest(set_index, key);
-            if (r && r.value()) {
-                with_aggregations_now(set_index, *r.value());
-                return r;
+            std::vector<std::string> asked;
+            asked.reserve(which.size());
+            for (std::size_t i : which) asked.push_back(keys[i]);
+            auto got = cache_->read_latest_many(set_index, asked);
+            for (std::size_t j = 0; j < which.size(); ++j) {
+                auto& r = got[j];
+                if (r && r.value()) {
+                    with_aggregations_now(set_index, *r.value());
+                    answers[which[j]] = std::move(r);
+                    continue;
+                }
+                if (!r) redis_errors[j] = r.message();
+                if (durable_)
+                    rest.push_back(j);
+                else
+                    answers[which[j]] = std::move(r);
             }
-            if (!r) errors = r.message();
+        } else {
+            for (std::size_t j = 0; j < which.size(); ++j) rest.push_back(j);
         }
-        if (durable_) {
-            auto r = durable_->read_latest(set_index, key);
+        for (std::size_t j : rest) {
+            auto r = durable_->read_latest(set_index, keys[which[j]]);
             if (r && r.value()) with_aggregations_now(set_index, *r.value());
-            if (r) return r;
-            errors += (errors.empty() ? "" : "; ") + r.message();
+            if (!r && !redis_errors[j].empty())
+                r = result<std::optional<latest_entry>>::failure(redis_errors[j] + "; " + r.message());
+            answers[which[j]] = std::move(r);
         }
-        if (errors.empty()) return std::optional<latest_entry>{};
-        return result<std::optional<latest_entry>>::failure(errors);
     }
 
     // Stored aggregation values are as of their write; the aggregator's are as of now (windows
@@ -310,13 +302,11 @@ status daemon::start() {
         d.aggregators.push_back(std::make_unique<aggregator>(set));
         aggregator_ptrs.push_back(d.aggregators.back().get());
         if (!d.durable) continue;
-        std::int64_t widest = 0;
-        for (const auto& a : set.aggregations) widest = std::max(widest, a.window_ms);
         const auto started = std::chrono::steady_clock::now();
         std::size_t rows = 0;
         auto* agg = d.aggregators.back().get();
         history_scan scan;
-        scan.since_ms = now_ms() - widest - set.allowed_lateness_ms;
+        scan.since_ms = now_ms() - set.aggregation_horizon_ms();
         auto s_ok = d.durable->for_each_history(
             s, scan, [&](const std::string& key, std::int64_t t, const std::vector<value>& values, std::int32_t partition) {
                 agg->add(key, t, values, partition);

@@ -187,10 +187,8 @@ void store_writer::apply_partition_changes() {
             const std::int64_t from = it == committed_next_.end() ? 0 : it->second;
             const std::int64_t to = c.where.next_offset;
             if (to <= from) continue;  // nobody wrote this partition since this writer did
-            std::int64_t widest = 0;
-            for (const auto& a : fs.aggregations) widest = std::max(widest, a.window_ms);
             history_scan scan;
-            scan.since_ms = now_ms() - widest - fs.allowed_lateness_ms;
+            scan.since_ms = now_ms() - fs.aggregation_horizon_ms();
             scan.topic = c.where.topic;
             scan.partition = c.where.partition;
             scan.from_offset = from;
@@ -222,6 +220,17 @@ void store_writer::apply_partition_changes() {
     }
 }
 
+void store_writer::add_to_batch(write_batch& batch, processed& item) {
+    if (auto* r = std::get_if<record>(&item)) {
+        batch.records.push_back(std::move(*r));
+    } else if (auto* d = std::get_if<dead_letter>(&item)) {
+        batch.dead_letters.push_back(std::move(*d));
+    } else {
+        ++batch.skipped;
+        if (stats_) stats_->set(std::get<skipped>(item).set_index).skipped.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
 std::size_t store_writer::take_pushes(write_batch& batch, std::vector<pending_push>& waiting) {
     std::deque<pending_push> taken;
     {
@@ -232,17 +241,8 @@ std::size_t store_writer::take_pushes(write_batch& batch, std::vector<pending_pu
     }
     std::size_t n = 0;
     for (auto& p : taken) {
-        for (auto& item : p.items) {
-            ++n;
-            if (auto* r = std::get_if<record>(&item)) {
-                batch.records.push_back(std::move(*r));
-            } else if (auto* d = std::get_if<dead_letter>(&item)) {
-                batch.dead_letters.push_back(std::move(*d));
-            } else {
-                ++batch.skipped;
-                if (stats_) stats_->set(std::get<skipped>(item).set_index).skipped.fetch_add(1, std::memory_order_relaxed);
-            }
-        }
+        for (auto& item : p.items) add_to_batch(batch, item);
+        n += p.items.size();
         p.items.clear();
         waiting.push_back(std::move(p));
     }
@@ -311,14 +311,7 @@ void store_writer::run() {
             auto& next = next_offsets[{src.topic, src.partition}];
             next = std::max(next, src.offset + 1);
         }
-        if (auto* r = std::get_if<record>(&p))
-            batch.records.push_back(std::move(*r));
-        else if (auto* d = std::get_if<dead_letter>(&p))
-            batch.dead_letters.push_back(std::move(*d));
-        else {
-            ++batch.skipped;
-            if (stats_) stats_->set(std::get<skipped>(p).set_index).skipped.fetch_add(1, std::memory_order_relaxed);
-        }
+        add_to_batch(batch, p);
     };
 
     while (!aborted()) {

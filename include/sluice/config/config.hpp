@@ -97,6 +97,16 @@ struct feature_set_config {
     /// none: an event without an event time is a dead letter; kafka_timestamp: it takes the
     /// Kafka message's timestamp instead.
     time_fallback event_time_fallback = time_fallback::none;
+
+    /// The longest aggregation window (0 without aggregations): as-of lookups read this much history.
+    std::int64_t widest_window_ms() const {
+        std::int64_t widest = 0;
+        for (const auto& a : aggregations) widest = widest < a.window_ms ? a.window_ms : widest;
+        return widest;
+    }
+    /// How far back events still count for the aggregation state: the widest window plus the
+    /// allowed lateness (the state is rebuilt from this much history).
+    std::int64_t aggregation_horizon_ms() const { return widest_window_ms() + allowed_lateness_ms; }
 };
 
 struct embedded_kafka_config {

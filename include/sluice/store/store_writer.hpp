@@ -99,6 +99,8 @@ private:
         partition_offset where;
         bool revoked = false;
     };
+    /// One processed item into the batch: a record, a dead letter, or a skipped count.
+    void add_to_batch(write_batch& batch, processed& item);
     /// Moves waiting pushes into the batch; their callbacks wait in `waiting` until it is written.
     std::size_t take_pushes(write_batch& batch, std::vector<pending_push>& waiting);
     /// Answers the pushes of a batch: durable or not, with their late events.

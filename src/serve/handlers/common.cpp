@@ -122,18 +122,12 @@ std::optional<response> check_content_type(const request& req, std::initializer_
     if (it == req.end()) return std::nullopt;
     std::string_view type = it->value();
     if (auto semi = type.find(';'); semi != std::string_view::npos) type = type.substr(0, semi);
-    while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
-    auto same = [](std::string_view a, std::string_view b) {
-        if (a.size() != b.size()) return false;
-        for (std::size_t i = 0; i < a.size(); ++i)
-            if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-                return false;
-        return true;
-    };
+    type = trim_ows(type);
+    using boost::beast::iequals;
     for (auto a : accepted) {
-        if (same(type, a)) return std::nullopt;
+        if (iequals(type, a)) return std::nullopt;
         // `curl -d '{...}'` labels JSON as a form; Feast's documented examples send it so.
-        if (a == "application/json" && same(type, "application/x-www-form-urlencoded")) return std::nullopt;
+        if (a == "application/json" && iequals(type, "application/x-www-form-urlencoded")) return std::nullopt;
     }
     std::string list;
     for (auto a : accepted) list += (list.empty() ? "" : ", ") + std::string(a);

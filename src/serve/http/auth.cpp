@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include <boost/beast/core/string.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -36,32 +37,20 @@ bool parse_hex_digest(std::string_view hex, digest& out) {
     return true;
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
 // The key the client presented: "Authorization: Bearer <key>" first, else "X-API-Key". A field
 // that appears twice is refused (empty result): which one counts would depend on who reads the
 // request, and a proxy in front may have checked the other.
 std::string_view presented_key(const request& req) {
     if (req.count(http::field::authorization) > 1 || req.count("X-API-Key") > 1) return {};
     if (auto it = req.find(http::field::authorization); it != req.end()) {
-        std::string_view v = trim(it->value());
+        std::string_view v = trim_ows(it->value());
         const std::size_t sp = v.find(' ');
-        if (sp != std::string_view::npos && iequals(v.substr(0, sp), "bearer")) {
-            std::string_view token = trim(v.substr(sp + 1));
+        if (sp != std::string_view::npos && boost::beast::iequals(v.substr(0, sp), "bearer")) {
+            std::string_view token = trim_ows(v.substr(sp + 1));
             if (!token.empty()) return token;
         }
     }
-    if (auto it = req.find("X-API-Key"); it != req.end()) return trim(it->value());
+    if (auto it = req.find("X-API-Key"); it != req.end()) return trim_ows(it->value());
     return {};
 }
 

@@ -4,16 +4,6 @@
 
 namespace sluice::serve {
 
-namespace {
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-}  // namespace
-
 std::string_view framing_error(const request& req) {
     // Beast accepts repeated equal lengths ("5, 5" or two fields); a proxy in front may not
     // read them the same way, so only one plain length is taken.
@@ -25,7 +15,7 @@ std::string_view framing_error(const request& req) {
     if (req.count(http::field::content_length) > 0)
         return "a request may not carry both Content-Length and Transfer-Encoding";
     if (te_count > 1) return "Transfer-Encoding may appear only once";
-    if (!boost::beast::iequals(trim(req[http::field::transfer_encoding]), "chunked"))
+    if (!boost::beast::iequals(trim_ows(req[http::field::transfer_encoding]), "chunked"))
         return "only Transfer-Encoding: chunked is supported";
     return {};
 }

@@ -22,6 +22,12 @@ response error_response(http::status status, std::string_view code, std::string_
     return json_response(status, body);
 }
 
+std::string_view trim_ows(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
 std::shared_ptr<spdlog::logger> http_logger() {
     auto log = spdlog::get("http");
     if (!log) log = spdlog::default_logger();

@@ -33,6 +33,9 @@ response json_response(http::status status, const ordered_json& body);
 /// {"error":{"code":"<code>","message":"<message>"}} with the given status.
 response error_response(http::status status, std::string_view code, std::string_view message);
 
+/// A header value without the optional whitespace (spaces, tabs) HTTP allows around it.
+std::string_view trim_ows(std::string_view s);
+
 /// The module's logger: spdlog's "http" logger if the app registered one, else the default.
 std::shared_ptr<spdlog::logger> http_logger();
 

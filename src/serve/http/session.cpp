@@ -35,12 +35,6 @@ bool is_http_error(const beast::error_code& ec) {
     return ec.category() == beast::error_code(http::error::bad_target).category();
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
 // The remote address as raw bytes (4 or 16): cheap to compare, and a bucket key of its own.
 std::string peer_bytes(const tcp::socket& socket) {
     beast::error_code ec;
@@ -145,7 +139,7 @@ void session<Stream>::on_header(beast::error_code ec, std::size_t bytes) {
         return fail(http::status::bad_request, "bad_request", std::string(why));
 
     if (parser_->is_done()) return handle_request();
-    if (beast::iequals(trim(req[http::field::expect]), "100-continue")) {
+    if (beast::iequals(trim_ows(req[http::field::expect]), "100-continue")) {
         continue_.emplace(http::status::continue_, req.version());
         http::async_write(stream_, *continue_,
                           beast::bind_front_handler(&session::on_continue_written, this->shared_from_this()));
