@@ -119,6 +119,43 @@ TEST(PreprocessAggregatorOps, CountCountsNonNullValuesOfItsField) {
     EXPECT_TRUE(same(agg.values_at("u1", t0 + 5 * minute), {std::int64_t{2}, std::int64_t{3}}));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Partitions: a key remembers the partition of its last Kafka event; revoking drops its state.
+
+TEST(PreprocessAggregatorPartitions, KeysRememberTheirPartitionAndLeaveWithIt) {
+    auto set = standard_set();
+    add_agg(set, "clicks_sum_1h", clicks, agg_op::sum, hour);
+    aggregator agg(set);
+    EXPECT_FALSE(agg.partition_of("u1").has_value());
+    agg.add("u1", t0 + 1 * sec, row(std::int64_t{3}), 2);
+    agg.add("u2", t0 + 1 * sec, row(std::int64_t{4}), 5);
+    agg.add("pushed", t0 + 1 * sec, row(std::int64_t{6}));  // over HTTP: no partition
+    agg.add("u2", t0 + 2 * sec, row(std::int64_t{1}));      // a push keeps the Kafka partition
+    EXPECT_EQ(agg.partition_of("u1"), 2);
+    EXPECT_EQ(agg.partition_of("u2"), 5);
+    EXPECT_EQ(agg.partition_of("pushed"), -1);
+
+    EXPECT_EQ(agg.evict_partitions({5, 7}), 1u);
+    EXPECT_FALSE(agg.contains("u2"));
+    EXPECT_EQ(agg.keys(), 2u);
+    // The others keep their state and stay findable after the table was rebuilt.
+    EXPECT_TRUE(same(agg.values_at("u1", t0 + 1 * minute), {std::int64_t{3}}));
+    EXPECT_TRUE(same(agg.values_at("pushed", t0 + 1 * minute), {std::int64_t{6}}));
+    // A key taken back starts from nothing (the caller refills it from history).
+    agg.add("u2", t0 + 3 * sec, row(std::int64_t{9}), 5);
+    EXPECT_TRUE(same(agg.values_at("u2", t0 + 1 * minute), {std::int64_t{9}}));
+}
+
+TEST(PreprocessAggregatorPartitions, EvictingManyKeysKeepsEveryOtherKeyReachable) {
+    auto set = standard_set();
+    add_agg(set, "clicks_count_1h", clicks, agg_op::count, hour);
+    aggregator agg(set, 4);
+    for (int i = 0; i < 2000; ++i)
+        agg.add("k" + std::to_string(i), t0 + i, row(std::int64_t{1}), static_cast<std::int32_t>(i % 4));
+    EXPECT_EQ(agg.evict_partitions({1, 3}), 1000u);
+    for (int i = 0; i < 2000; ++i) EXPECT_EQ(agg.contains("k" + std::to_string(i)), i % 2 == 0) << i;
+}
+
 TEST(PreprocessAggregatorOps, SumOfIntIsInt64AndOfDoubleIsDouble) {
     auto set = standard_set();
     add_agg(set, "clicks_sum_1h", clicks, agg_op::sum, hour);
