@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "sluice/ingest/offset_sink.hpp"
@@ -101,9 +102,15 @@ public:
         stored.insert(stored.end(), offsets.begin(), offsets.end());
         journal_.add("kafka:offsets");
     }
-    bool owns(const std::string&, std::int32_t) const override { return true; }
+    bool owns(const std::string&, std::int32_t partition) const override {
+        std::lock_guard lock(given_up_mutex);
+        return given_up.count(partition) == 0;
+    }
     std::unique_lock<std::mutex> hold_assignment() override { return std::unique_lock(assignment_mutex); }
     std::mutex assignment_mutex;
+    /// Partitions this instance no longer owns (revoked in a rebalance).
+    mutable std::mutex given_up_mutex;
+    std::set<std::int32_t> given_up;
 
 private:
     journal& journal_;

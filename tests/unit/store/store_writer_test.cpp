@@ -102,6 +102,32 @@ TEST(StoreWriter, OffsetsAreReportedOnlyAfterTheBatchCommits) {
     EXPECT_EQ(rows, 2u);
 }
 
+TEST(StoreWriter, RecordsOfAGivenUpPartitionAreLeftToItsNewOwner) {
+    writer_fixture f;
+    {
+        std::lock_guard lock(f.offsets.given_up_mutex);
+        f.offsets.given_up.insert(1);
+    }
+    f.writer.start();
+    f.push(make_record("gone", 10, 1, 5));
+    f.push(make_dead_letter(1, 6));
+    f.push(make_record("kept", 11, 0, 3));
+    ASSERT_TRUE(f.wait_offset(0, 4));
+    f.drain();
+    std::size_t rows = 0, letters = 0;
+    for (const auto& b : f.pg.committed) {
+        for (const auto& r : b.records) EXPECT_EQ(r.source.partition, 0) << r.key << " was written";
+        rows += b.records.size();
+        letters += b.dead_letters.size();
+        for (const auto& o : b.offsets) EXPECT_NE(o.partition, 1) << "the given-up partition's offset was written";
+    }
+    EXPECT_EQ(rows, 1u);
+    EXPECT_EQ(letters, 0u);
+    std::lock_guard lock(f.offsets.mutex);
+    for (const auto& o : f.offsets.stored) EXPECT_NE(o.partition, 1) << "its offset was stored in Kafka";
+    EXPECT_EQ(f.memory.find(0, "gone"), nullptr);
+}
+
 TEST(StoreWriter, NoOffsetIsReportedWhileTheStoreKeepsFailing) {
     writer_fixture f;
     f.pg.failures_left = 1000000;
