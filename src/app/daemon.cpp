@@ -1,5 +1,8 @@
 #include "sluice/app/daemon.hpp"
 
+#include <algorithm>
+#include <mutex>
+
 #include <spdlog/spdlog.h>
 
 #include "lookup_pool.hpp"
@@ -28,8 +31,9 @@ constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /
 class tiered_reader final : public feature_reader, public history_reader {
 public:
     tiered_reader(const config& cfg, memory_index& memory, latest_cache* cache, durable_store* durable,
-                  lookup_pool& pool, std::vector<aggregator*> aggregators)
-        : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool), aggregators_(std::move(aggregators)) {}
+                  lookup_pool& pool, std::size_t max_waiting, std::vector<aggregator*> aggregators)
+        : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool), max_waiting_(max_waiting),
+          aggregators_(std::move(aggregators)) {}
 
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
         if (cfg_.memory.enabled) {
@@ -43,13 +47,19 @@ public:
             done(std::optional<latest_entry>{});
             return;
         }
-        auto task = [this, set_index, key = std::move(key), done]() {
-            std::vector<result<std::optional<latest_entry>>> answer(1, std::optional<latest_entry>{});
-            read_stores(set_index, {key}, {0}, answer);
-            done(std::move(answer[0]));
-        };
-        if (!pool_.submit(std::move(task)))
-            done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+        // Wait with the other single-key reads: one pool task reads all that are waiting.
+        bool full = false;
+        {
+            std::lock_guard lock(waiting_mutex_);
+            full = waiting_.size() >= max_waiting_;
+            if (!full) {
+                waiting_.push_back({set_index, std::move(key), std::move(done)});
+                if (draining_) return;
+                draining_ = true;
+            }
+        }
+        if (full) return done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+        schedule_drain();
     }
 
     // Memory answers on the calling thread; the keys it misses are read in one task on the lookup
@@ -124,6 +134,62 @@ public:
     }
 
 private:
+    // A single-key read that missed memory, waiting for the stores.
+    struct waiting_read {
+        std::uint32_t set_index;
+        std::string key;
+        latest_callback done;
+    };
+
+    // Starts a pool task that reads what is waiting; when the pool refuses, the waiting reads
+    // are answered with the refusal.
+    void schedule_drain() {
+        if (pool_.submit([this] { drain_waiting(); })) return;
+        std::vector<waiting_read> refused;
+        {
+            std::lock_guard lock(waiting_mutex_);
+            refused.swap(waiting_);
+            draining_ = false;
+        }
+        for (auto& w : refused) w.done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+    }
+
+    // On a lookup pool thread: every single-key read waiting now, in one Redis pipeline per set
+    // (instead of a task, a pooled connection and a round trip each: under load, reads arrive
+    // faster than one round trip, so many share it). Reads that arrive meanwhile are taken by
+    // the next task, queued behind the pool's other work so that it is not starved.
+    void drain_waiting() {
+        std::vector<waiting_read> batch;
+        {
+            std::lock_guard lock(waiting_mutex_);
+            batch.swap(waiting_);
+        }
+        std::vector<std::size_t> order(batch.size());
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(),
+                         [&](std::size_t a, std::size_t b) { return batch[a].set_index < batch[b].set_index; });
+        for (std::size_t from = 0; from < order.size();) {
+            const std::uint32_t set_index = batch[order[from]].set_index;
+            std::size_t to = from;
+            std::vector<std::string> keys;
+            while (to < order.size() && batch[order[to]].set_index == set_index) keys.push_back(batch[order[to++]].key);
+            std::vector<std::size_t> which(keys.size());
+            for (std::size_t i = 0; i < which.size(); ++i) which[i] = i;
+            std::vector<result<std::optional<latest_entry>>> answers(keys.size(), std::optional<latest_entry>{});
+            read_stores(set_index, keys, which, answers);
+            for (std::size_t i = 0; i < answers.size(); ++i) batch[order[from + i]].done(std::move(answers[i]));
+            from = to;
+        }
+        {
+            std::lock_guard lock(waiting_mutex_);
+            if (waiting_.empty()) {
+                draining_ = false;
+                return;
+            }
+        }
+        schedule_drain();
+    }
+
     // On a lookup pool thread: keys[i] for each i in `which` from Redis (one pipeline), then from
     // PostgreSQL where Redis has no entry, into answers[i]. When both fail, both errors are told.
     void read_stores(std::uint32_t set_index, const std::vector<std::string>& keys, const std::vector<std::size_t>& which,
@@ -178,6 +244,10 @@ private:
     latest_cache* cache_;
     durable_store* durable_;
     lookup_pool& pool_;
+    const std::size_t max_waiting_;  // single-key reads waiting at most (more: 503, as a full pool)
+    std::mutex waiting_mutex_;
+    std::vector<waiting_read> waiting_;
+    bool draining_ = false;  // a drain task is queued or running
     std::vector<aggregator*> aggregators_;
     std::function<bool(const std::string&, std::int32_t)> owns_;
 
@@ -323,7 +393,7 @@ status daemon::start() {
     if (auto s = d.ingest->start(); !s) return s;
 
     d.lookups = std::make_unique<lookup_pool>(cfg.http.lookup_threads, lookup_backlog);
-    d.reader = std::make_unique<tiered_reader>(cfg, d.memory, d.cache.get(), d.durable.get(), *d.lookups,
+    d.reader = std::make_unique<tiered_reader>(cfg, d.memory, d.cache.get(), d.durable.get(), *d.lookups, lookup_backlog,
                                                aggregator_ptrs);
     telemetry_sources sources;
     sources.consumer_lag = [&d](std::uint32_t set) { return d.ingest ? d.ingest->consumer_lag(set) : -1; };

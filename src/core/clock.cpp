@@ -63,10 +63,25 @@ std::string format_rfc3339_ms(std::int64_t epoch_ms) {
     const int mm = static_cast<int>(rem / 60000 % 60);
     const int ss = static_cast<int>(rem / 1000 % 60);
     const int ms = static_cast<int>(rem % 1000);
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y), m, d, hh, mm,
-                  ss, ms);
-    return buf;
+    if (y < 0 || y > 9999) {  // outside the four-digit years: the general (slower) form
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y), m, d, hh,
+                      mm, ss, ms);
+        return buf;
+    }
+    // Answers format a time or two each: digits written by hand, not through printf.
+    char buf[25] = "0000-00-00T00:00:00.000Z";
+    const auto put = [&buf](int at, int width, unsigned v) {
+        for (int i = at + width - 1; i >= at; --i, v /= 10) buf[i] = static_cast<char>('0' + v % 10);
+    };
+    put(0, 4, static_cast<unsigned>(y));
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, static_cast<unsigned>(hh));
+    put(14, 2, static_cast<unsigned>(mm));
+    put(17, 2, static_cast<unsigned>(ss));
+    put(20, 3, static_cast<unsigned>(ms));
+    return std::string(buf, 24);
 }
 
 std::optional<std::int64_t> parse_rfc3339(std::string_view s) {

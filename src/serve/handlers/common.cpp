@@ -63,6 +63,66 @@ ordered_json render_values(const set_view& view, const std::vector<std::size_t>&
     return values;
 }
 
+void append_json_string(std::string& out, std::string_view s) {
+    // Printable ASCII without quote or backslash is copied as it is; anything else (escapes,
+    // UTF-8, invalid bytes) is left to the JSON library, so the text is the same as dump_json's.
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            out += dump_json(ordered_json(std::string(s)));
+            return;
+        }
+    }
+    out += '"';
+    out.append(s);
+    out += '"';
+}
+
+void append_value_json(std::string& out, field_type type, const value& v) {
+    if (const auto* i = std::get_if<std::int64_t>(&v); i && type != field_type::timestamp) {
+        char buf[24];
+        const auto end = std::to_chars(buf, buf + sizeof buf, *i).ptr;
+        out.append(buf, end);
+    } else if (const auto* str = std::get_if<std::string>(&v); str && type != field_type::json) {
+        append_json_string(out, *str);
+    } else if (std::holds_alternative<std::monostate>(v)) {
+        out += "null";
+    } else if (i) {
+        out += '"';
+        out += format_rfc3339_ms(*i);
+        out += '"';
+    } else {
+        // Doubles (the library's shortest round-trip form, "5.0" for integral ones), booleans and
+        // json values: a single node, rendered as render_value does.
+        out += dump_json(render_value(type, v));
+    }
+}
+
+void append_values_json(std::string& out, const set_view& view, const std::vector<std::size_t>& columns,
+                        const latest_entry& e) {
+    out += '{';
+    bool first = true;
+    for (std::size_t i : columns) {
+        const latest_column& c = view.columns[i];
+        if (!first) out += ',';
+        first = false;
+        append_json_string(out, c.name);
+        out += ':';
+        if (i < e.values.size())
+            append_value_json(out, c.type, e.values[i]);
+        else
+            out += "null";
+    }
+    out += '}';
+}
+
+response json_text_response(http::status status, std::string body) {
+    response res{status, 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::move(body);
+    return res;
+}
+
 const char* age_status(const set_view& view, const latest_entry& e, std::int64_t at_ms,
                        std::optional<std::int64_t> max_staleness_ms) {
     const std::int64_t age = at_ms - e.event_time_ms;

@@ -41,6 +41,15 @@ ordered_json render_value(field_type type, const value& v);
 /// {"name": value, ...} for the chosen columns; a column missing from the entry is null.
 ordered_json render_values(const set_view& view, const std::vector<std::size_t>& columns, const latest_entry& e);
 
+/// The same JSON text as dump_json of the above, written straight onto `out` (no tree of nodes):
+/// the read routes answer with these.
+void append_json_string(std::string& out, std::string_view s);
+void append_value_json(std::string& out, field_type type, const value& v);
+void append_values_json(std::string& out, const set_view& view, const std::vector<std::size_t>& columns,
+                        const latest_entry& e);
+/// A 200 (or other) answer whose body is JSON text already.
+response json_text_response(http::status status, std::string body);
+
 /// PRESENT, EXPIRED (older than the set's TTL) or STALE (older than max_staleness_ms), measured
 /// at `at_ms` (now, or the as_of moment).
 const char* age_status(const set_view& view, const latest_entry& e, std::int64_t at_ms,

@@ -63,14 +63,22 @@ void get_one(const serve_context& ctx, const set_catalog& catalog, const request
                 return respond(error_response(http::status::not_found, "key_not_found",
                                               "no record for key '" + key + "' in feature set '" + view->set->name + "'"));
             const latest_entry& e = *r.value();
-            ordered_json body;
-            body["feature_set"] = view->set->name;
-            body["key"] = key;
-            body["status"] = age_status(*view, e, opt.as_of_ms.value_or(now_ms()), opt.max_staleness_ms);
-            body["event_time"] = format_rfc3339_ms(e.event_time_ms);
-            body["ingested_at"] = format_rfc3339_ms(e.ingested_at_ms);
-            body["values"] = render_values(*view, opt.columns, e);
-            respond(json_response(http::status::ok, body));
+            std::string out;
+            out.reserve(160 + 32 * opt.columns.size());
+            out += "{\"feature_set\":";
+            append_json_string(out, view->set->name);
+            out += ",\"key\":";
+            append_json_string(out, key);
+            out += ",\"status\":\"";
+            out += age_status(*view, e, opt.as_of_ms.value_or(now_ms()), opt.max_staleness_ms);
+            out += "\",\"event_time\":\"";
+            out += format_rfc3339_ms(e.event_time_ms);
+            out += "\",\"ingested_at\":\"";
+            out += format_rfc3339_ms(e.ingested_at_ms);
+            out += "\",\"values\":";
+            append_values_json(out, *view, opt.columns, e);
+            out += '}';
+            respond(json_text_response(http::status::ok, std::move(out)));
         } catch (const std::exception& ex) {
             http_logger()->error("http: rendering {}/{} failed: {}", view->set->name, key, ex.what());
             respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));
@@ -136,28 +144,32 @@ void lookup(const serve_context& ctx, const set_catalog& catalog, const request_
     auto on_answers = [view, keys, opt, respond](std::vector<result<std::optional<latest_entry>>> answers) {
         try {
             const std::int64_t at = opt.as_of_ms.value_or(now_ms());
-            ordered_json results = ordered_json::array();
+            std::string out;
+            out.reserve(64 + answers.size() * (96 + 32 * opt.columns.size()));
+            out += "{\"feature_set\":";
+            append_json_string(out, view->set->name);
+            out += ",\"results\":[";
             for (std::size_t i = 0; i < answers.size(); ++i) {
                 // One failed key fails the request: a partial answer would look like NOT_FOUND.
                 if (!answers[i].ok()) return respond(store_unavailable(answers[i].message()));
-                ordered_json item;
-                item["key"] = keys[i];
+                if (i) out += ',';
+                out += "{\"key\":";
+                append_json_string(out, keys[i]);
                 const auto& e = answers[i].value();
                 if (!e) {
-                    item["status"] = "NOT_FOUND";
-                    item["event_time"] = nullptr;
-                    item["values"] = nullptr;
-                } else {
-                    item["status"] = age_status(*view, *e, at, opt.max_staleness_ms);
-                    item["event_time"] = format_rfc3339_ms(e->event_time_ms);
-                    item["values"] = render_values(*view, opt.columns, *e);
+                    out += ",\"status\":\"NOT_FOUND\",\"event_time\":null,\"values\":null}";
+                    continue;
                 }
-                results.push_back(std::move(item));
+                out += ",\"status\":\"";
+                out += age_status(*view, *e, at, opt.max_staleness_ms);
+                out += "\",\"event_time\":\"";
+                out += format_rfc3339_ms(e->event_time_ms);
+                out += "\",\"values\":";
+                append_values_json(out, *view, opt.columns, *e);
+                out += '}';
             }
-            ordered_json out;
-            out["feature_set"] = view->set->name;
-            out["results"] = std::move(results);
-            respond(json_response(http::status::ok, out));
+            out += "]}";
+            respond(json_text_response(http::status::ok, std::move(out)));
         } catch (const std::exception& ex) {
             http_logger()->error("http: rendering a lookup of {} failed: {}", view->set->name, ex.what());
             respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));

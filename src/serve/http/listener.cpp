@@ -1,6 +1,5 @@
 #include "listener.hpp"
 
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <spdlog/spdlog.h>
 
@@ -44,8 +43,9 @@ result<tcp::endpoint> parse_listen_address(const std::string& listen) {
     return results.begin()->endpoint();
 }
 
-listener::listener(net::io_context& ioc, std::shared_ptr<server_state> state)
-    : ioc_(ioc), acceptor_(net::make_strand(ioc)), retry_timer_(acceptor_.get_executor()), state_(std::move(state)) {}
+listener::listener(std::vector<std::shared_ptr<net::io_context>> iocs, std::shared_ptr<server_state> state)
+    : iocs_(std::move(iocs)), acceptor_(iocs_.front()->get_executor()), retry_timer_(iocs_.front()->get_executor()),
+      state_(std::move(state)) {}
 
 status listener::open(const tcp::endpoint& endpoint) {
     boost::system::error_code ec;
@@ -76,11 +76,14 @@ void listener::close_now() {
 }
 
 void listener::do_accept() {
-    // Each connection gets its own strand: its handlers never run concurrently.
-    acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+    // The io_contexts take the connections in turn; each is run by one thread.
+    const std::size_t target = next_;
+    next_ = (next_ + 1) % iocs_.size();
+    acceptor_.async_accept(*iocs_[target],
+                           beast::bind_front_handler(&listener::on_accept, shared_from_this(), target));
 }
 
-void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
+void listener::on_accept(std::size_t target, boost::system::error_code ec, io_socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
         // E.g. out of file descriptors: wait a little instead of spinning on the error.
@@ -98,13 +101,13 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     boost::system::error_code opt_ec;
     socket.set_option(tcp::no_delay(true), opt_ec);
     if (state_->tls)
-        std::make_shared<session<tls_stream>>(std::move(socket), state_)->run();
+        std::make_shared<session<tls_stream>>(std::move(socket), iocs_[target], state_)->run();
     else
-        std::make_shared<session<plain_stream>>(std::move(socket), state_)->run();
+        std::make_shared<session<plain_stream>>(std::move(socket), iocs_[target], state_)->run();
     do_accept();
 }
 
-void listener::refuse(tcp::socket& socket) {
+void listener::refuse(io_socket& socket) {
     // Closed before anything is read: the cheapest answer, and the client sees it at once.
     boost::system::error_code ec;
     socket.close(ec);

@@ -1,13 +1,15 @@
 #pragma once
-// Accepts TCP connections and starts one session per connection, each on its own strand
-// (TLS sessions when the server has a TLS context). Past http.max_connections a new connection
-// is closed at once; accepting never stops. Owned by the server and by its pending accept;
-// runs on its own strand of the io_context.
+// Accepts TCP connections and starts one session per connection (TLS sessions when the server
+// has a TLS context), handing the connections to the io_contexts in turn: each io_context is run
+// by one thread, so a session's handlers never run concurrently and need no strand. Past
+// http.max_connections a new connection is closed at once; accepting never stops. Owned by the
+// server and by its pending accept; runs on the first io_context.
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -22,7 +24,8 @@ result<net::ip::tcp::endpoint> parse_listen_address(const std::string& listen);
 
 class listener : public std::enable_shared_from_this<listener> {
 public:
-    listener(net::io_context& ioc, std::shared_ptr<server_state> state);
+    /// Accepts on iocs[0]; connections go to iocs[0], iocs[1], ... in turn.
+    listener(std::vector<std::shared_ptr<net::io_context>> iocs, std::shared_ptr<server_state> state);
 
     /// Opens, binds and listens; a failure names the endpoint and the reason.
     status open(const net::ip::tcp::endpoint& endpoint);
@@ -34,12 +37,14 @@ public:
 
 private:
     void do_accept();
-    void on_accept(boost::system::error_code ec, net::ip::tcp::socket socket);
-    void refuse(net::ip::tcp::socket& socket);
+    void on_accept(std::size_t target, boost::system::error_code ec, io_socket socket);
+    void refuse(io_socket& socket);
 
-    net::io_context& ioc_;
-    net::ip::tcp::acceptor acceptor_;
-    net::steady_timer retry_timer_;
+    std::vector<std::shared_ptr<net::io_context>> iocs_;
+    std::size_t next_ = 0;  // the io_context of the next connection
+    net::basic_socket_acceptor<net::ip::tcp, io_executor> acceptor_;
+    net::basic_waitable_timer<std::chrono::steady_clock, net::wait_traits<std::chrono::steady_clock>, io_executor>
+        retry_timer_;
     std::shared_ptr<server_state> state_;
     std::uint16_t port_ = 0;
     // Connections refused at the cap since the last log line (at most one line a second).

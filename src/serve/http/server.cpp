@@ -1,5 +1,5 @@
-// The HTTP server: one io_context run by http.threads threads, one listener, a session per
-// connection. Created, started and stopped by the app, from one thread.
+// The HTTP server: http.threads io_contexts, each run by one thread, one listener handing the
+// connections to them in turn, a session per connection. Created, started and stopped by the app, from one thread.
 
 #include <sys/resource.h>
 
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <spdlog/spdlog.h>
 
@@ -140,23 +141,27 @@ public:
         raise_file_limit(limits.max_connections);
 
         const int threads = std::max(1, cfg.threads);
-        ioc_ = std::make_shared<net::io_context>(threads);
+        for (int i = 0; i < threads; ++i) {
+            iocs_.push_back(std::make_shared<net::io_context>(1));
+            // Keeps run() going while this io_context has no connection yet.
+            work_.push_back(net::make_work_guard(*iocs_.back()));
+        }
         state_ = std::make_shared<server_state>(
             dispatcher(std::move(routes), std::move(auth), cfg.rate_limit), limits);
-        state_->ioc = ioc_;
         state_->tls = std::move(tls);
         state_->metrics = ctx_.metrics;
-        listener_ = std::make_shared<listener>(*ioc_, state_);
+        listener_ = std::make_shared<listener>(iocs_, state_);
         if (status st = listener_->open(*endpoint); !st) {
             listener_.reset();
             state_.reset();
-            ioc_.reset();
+            work_.clear();
+            iocs_.clear();
             return st;
         }
         port_ = listener_->port();
         listener_->run();
-        threads_.reserve(static_cast<std::size_t>(threads));
-        for (int i = 0; i < threads; ++i) threads_.emplace_back([ioc = ioc_] { run_io_thread(ioc); });
+        threads_.reserve(iocs_.size());
+        for (const auto& ioc : iocs_) threads_.emplace_back([ioc] { run_io_thread(ioc); });
         started_ = true;
         log->info("http: listening on {}:{} ({}) with {} io thread(s)", endpoint->address().to_string(), port_,
                   state_->tls ? "https" : "http", threads);
@@ -166,7 +171,8 @@ public:
     void stop() override {
         if (!started_ || stopped_) return;
         stopped_ = true;
-        ioc_->stop();
+        work_.clear();
+        for (const auto& ioc : iocs_) ioc->stop();
         for (auto& t : threads_) t.join();
         threads_.clear();
         // No io thread runs now, so the acceptor and the sockets may be touched from here.
@@ -174,15 +180,16 @@ public:
         for (auto& s : state_->live()) s->close_now();
         listener_.reset();
         http_logger()->info("http: stopped");
-        // Handlers still queued (and answers that arrive later) are dropped with the io_context,
-        // which lives until the last pending answer lets go of it.
+        // Handlers still queued (and answers that arrive later) are dropped with the io_contexts,
+        // each of which lives until the last pending answer lets go of it.
     }
 
     std::uint16_t port() const override { return port_; }
 
 private:
     serve_context ctx_;
-    std::shared_ptr<net::io_context> ioc_;
+    std::vector<std::shared_ptr<net::io_context>> iocs_;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
     std::shared_ptr<server_state> state_;
     std::shared_ptr<listener> listener_;
     std::vector<std::thread> threads_;

@@ -1,7 +1,6 @@
 #pragma once
 // What every connection of one HTTP server shares: the dispatcher, the limits, the TLS context,
-// the metrics sink, a weak handle on the io_context (for answers that arrive from other threads)
-// and the registry of live connections (so stop() can close them, and the listener can count
+// the metrics sink and the registry of live connections (so stop() can close them, and the listener can count
 // them against http.max_connections). Created by the server at start(); kept alive by the
 // sessions and the listener as long as any of them exists.
 
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
 #include "dispatch.hpp"
@@ -25,6 +25,10 @@ class telemetry;
 namespace sluice::serve {
 
 namespace net = boost::asio;
+
+/// Each io_context is run by one thread: its own executor type (no type erasure, no strand).
+using io_executor = net::io_context::executor_type;
+using io_socket = net::basic_stream_socket<net::ip::tcp, io_executor>;
 
 /// One live connection as the server sees it (the session, whatever its stream type).
 class connection {
@@ -53,7 +57,6 @@ public:
     const dispatcher dispatch;
     const server_limits limits;
     const std::shared_ptr<spdlog::logger> log;  // looked up once: spdlog::get takes a global lock
-    std::weak_ptr<net::io_context> ioc;
     std::shared_ptr<net::ssl::context> tls;  // null: plain HTTP
     telemetry* metrics = nullptr;            // null: requests are not counted
 

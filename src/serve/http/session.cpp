@@ -36,7 +36,7 @@ bool is_http_error(const beast::error_code& ec) {
 }
 
 // The remote address as raw bytes (4 or 16): cheap to compare, and a bucket key of its own.
-std::string peer_bytes(const tcp::socket& socket) {
+std::string peer_bytes(const io_socket& socket) {
     beast::error_code ec;
     const auto endpoint = socket.remote_endpoint(ec);
     if (ec) return {};
@@ -49,9 +49,11 @@ std::string peer_bytes(const tcp::socket& socket) {
     return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
-// A handler's answer: delivered at most once, posted back onto the session's strand. Holds the
-// io_context so that an answer arriving after the server stopped still has a queue to go to
-// (it is then dropped with the io_context). Member order matters: the session goes first.
+// A handler's answer: delivered at most once. An answer given while dispatch() runs (memory
+// reads, errors) is written at once; one that comes later, from another thread, is posted to
+// the session's io_context. Holds the io_context so that an answer arriving after the server
+// stopped still has a queue to go to (it is then dropped with the io_context). Member order
+// matters: the session goes first.
 template <class Session>
 struct pending_answer {
     std::shared_ptr<net::io_context> ioc;
@@ -59,17 +61,22 @@ struct pending_answer {
     std::atomic<bool> answered{false};
 };
 
+// The session whose request this thread is dispatching now (answers given during dispatch()).
+thread_local const void* dispatching = nullptr;
+
 }  // namespace
 
 template <>
-session<plain_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state)
-    : stream_(std::move(socket)), buffer_(buffer_limit(state->limits)), state_(std::move(state)),
+session<plain_stream>::session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc,
+                               std::shared_ptr<server_state> state)
+    : stream_(std::move(socket)), ioc_(ioc), buffer_(buffer_limit(state->limits)), state_(std::move(state)),
       peer_(peer_bytes(stream_.socket())) {}
 
 template <>
-session<tls_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state)
-    : stream_(std::move(socket), *state->tls), buffer_(buffer_limit(state->limits)), state_(std::move(state)),
-      peer_(peer_bytes(beast::get_lowest_layer(stream_).socket())) {}
+session<tls_stream>::session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc,
+                             std::shared_ptr<server_state> state)
+    : stream_(std::move(socket), *state->tls), ioc_(ioc), buffer_(buffer_limit(state->limits)),
+      state_(std::move(state)), peer_(peer_bytes(beast::get_lowest_layer(stream_).socket())) {}
 
 template <class Stream>
 session<Stream>::~session() {
@@ -210,20 +217,35 @@ void session<Stream>::handle_request() {
     const request& req = parser_->get();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
-    tcp_layer().expires_never();
 
     using answer_t = pending_answer<session>;
     auto answer = std::make_shared<answer_t>();
-    answer->ioc = state_->ioc.lock();
+    answer->ioc = ioc_.lock();
     answer->self = this->shared_from_this();
     responder respond = [answer](response res) {
         if (answer->answered.exchange(true)) return;
-        auto self = answer->self;
+        auto& self = answer->self;
+        if (dispatching == self.get()) {  // still inside dispatch() on the session's thread
+            self->inline_answer_.emplace(std::move(res));
+            return;
+        }
         net::post(self->tcp_layer().get_executor(),
                   [self, res = std::move(res)]() mutable { self->send_response(std::move(res)); });
     };
-    // The answer is posted, never run inline, so route_ is set before send_response reads it.
-    route_ = state_->dispatch.dispatch(req, peer_, respond);
+    {
+        struct scope {
+            explicit scope(const void* s) { dispatching = s; }
+            ~scope() { dispatching = nullptr; }
+        } during(this);
+        route_ = state_->dispatch.dispatch(req, peer_, respond);
+    }
+    if (inline_answer_) {
+        response res = std::move(*inline_answer_);
+        inline_answer_.reset();
+        return send_response(std::move(res));
+    }
+    // The answer comes later: no read deadline while the handler works.
+    tcp_layer().expires_never();
 }
 
 template <class Stream>

@@ -25,14 +25,15 @@ namespace sluice::serve {
 namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 
-using plain_stream = beast::tcp_stream;
-using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+using plain_stream = beast::basic_stream<tcp, io_executor>;
+using tls_stream = beast::ssl_stream<plain_stream>;
 
 template <class Stream>
 class session final : public connection, public std::enable_shared_from_this<session<Stream>> {
 public:
-    /// For tls_stream, state->tls must be set.
-    session(tcp::socket&& socket, std::shared_ptr<server_state> state);
+    /// For tls_stream, state->tls must be set. ioc is the io_context the socket belongs to (run
+    /// by one thread); answers computed on other threads are posted to it.
+    session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc, std::shared_ptr<server_state> state);
     ~session() override;
     session(const session&) = delete;
     session& operator=(const session&) = delete;
@@ -44,7 +45,7 @@ public:
 private:
     static constexpr bool is_tls = !std::is_same_v<Stream, plain_stream>;
 
-    beast::tcp_stream& tcp_layer() { return beast::get_lowest_layer(stream_); }
+    plain_stream& tcp_layer() { return beast::get_lowest_layer(stream_); }
     void start();
     void on_handshake(beast::error_code ec);
     void read_request();
@@ -67,6 +68,7 @@ private:
     void on_tls_shutdown(beast::error_code ec);
 
     Stream stream_;
+    std::weak_ptr<net::io_context> ioc_;
     beast::flat_buffer buffer_;
     std::shared_ptr<server_state> state_;
     std::string peer_;  // the remote address's bytes: the rate limit's client without an API key
@@ -74,6 +76,7 @@ private:
     std::optional<http::request_parser<http::string_body>> parser_;
     std::optional<http::response<http::empty_body>> continue_;
     std::optional<response> res_;
+    std::optional<response> inline_answer_;  // answered while dispatch() ran on this thread
     std::uint64_t request_bytes_ = 0;  // bytes of the current request consumed by the parser
     std::uint64_t linger_bytes_ = 0;
     bool keep_alive_ = false;
@@ -89,9 +92,11 @@ namespace sluice::serve {
 
 // Defined in session.cpp: the only two stream types, and how each is built from a socket.
 template <>
-session<plain_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state);
+session<plain_stream>::session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc,
+                               std::shared_ptr<server_state> state);
 template <>
-session<tls_stream>::session(tcp::socket&& socket, std::shared_ptr<server_state> state);
+session<tls_stream>::session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc,
+                             std::shared_ptr<server_state> state);
 extern template class session<plain_stream>;
 extern template class session<tls_stream>;
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <tuple>
 
 namespace sluice {
 namespace {
@@ -50,6 +51,41 @@ TEST(CoreValueCodec, ReadsAnIntegerTextAsADouble) {
     ASSERT_TRUE(v.has_value());
     ASSERT_TRUE(std::holds_alternative<double>(*v));
     EXPECT_EQ(std::get<double>(*v), 17.0);
+}
+
+// Redis is read on every request, so common texts skip the JSON parser; what is not JSON of the
+// column's type must still be refused, and the rest read exactly as the parser reads it.
+TEST(CoreValueCodec, ReadsOnlyJsonOfTheColumnsType) {
+    const std::pair<field_type, const char*> refused[] = {
+        {field_type::int64, "01"},      {field_type::int64, "+1"},        {field_type::int64, "1.0"},
+        {field_type::int64, "1e3"},     {field_type::int64, "-"},         {field_type::int64, "9223372036854775808"},
+        {field_type::int64, "0x10"},      {field_type::float64, ".5"},
+        {field_type::float64, "5."},    {field_type::float64, "1e"},      {field_type::float64, "inf"},
+        {field_type::float64, "nan"},   {field_type::float64, "1e400"},   {field_type::float64, "\"1\""}, {field_type::boolean, "True"},
+        {field_type::boolean, "1"},     {field_type::string, "abc"},      {field_type::string, "\"a"},
+        {field_type::string, "\"\xff\""}, {field_type::string, "\"a\"b\""}, {field_type::string, "1"},
+    };
+    for (const auto& [type, text] : refused)
+        EXPECT_FALSE(value_from_json_text(type, text).has_value()) << to_string(type) << " " << text;
+
+    const std::tuple<field_type, const char*, value> read[] = {
+        {field_type::int64, "-0", value{std::int64_t{0}}},
+        {field_type::int64, "null", value{}},
+        {field_type::float64, "-0.0", value{-0.0}},
+        {field_type::float64, "1E-7", value{1e-7}},
+        {field_type::float64, "2.5e+3", value{2500.0}},
+        {field_type::float64, "0.30000000000000004", value{0.1 + 0.2}},
+        {field_type::string, "\"\"", value{std::string()}},
+        {field_type::string, "\"a\\nb\"", value{std::string("a\nb")}},
+        {field_type::string, "\"\\u00e9\"", value{std::string("\xc3\xa9")}},
+        {field_type::string, "\"\xc3\xa9\"", value{std::string("\xc3\xa9")}},
+        {field_type::boolean, "false", value{false}},
+    };
+    for (const auto& [type, text, expected] : read) {
+        const auto got = value_from_json_text(type, text);
+        ASSERT_TRUE(got.has_value()) << to_string(type) << " " << text;
+        EXPECT_EQ(*got, expected) << to_string(type) << " " << text;
+    }
 }
 
 TEST(CoreValueCodec, RoundTripsBools) {
