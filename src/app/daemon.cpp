@@ -7,6 +7,7 @@
 
 #include "lookup_pool.hpp"
 #include "push_sink.hpp"
+#include "redis_io_reader.hpp"
 #include "telemetry.hpp"
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/core/clock.hpp"
@@ -32,7 +33,8 @@ class tiered_reader final : public feature_reader, public history_reader {
 public:
     tiered_reader(const config& cfg, memory_index& memory, latest_cache* cache, durable_store* durable,
                   lookup_pool& pool, std::size_t max_waiting, std::vector<aggregator*> aggregators)
-        : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool), max_waiting_(max_waiting),
+        : cfg_(cfg), memory_(memory), cache_(cache), durable_(durable), pool_(pool),
+          redis_io_(cache && cfg.redis ? std::make_unique<redis_io_reader>(cfg) : nullptr), max_waiting_(max_waiting),
           aggregators_(std::move(aggregators)) {}
 
     void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
@@ -46,6 +48,21 @@ public:
         if (!cache_ && !durable_) {
             done(std::optional<latest_entry>{});
             return;
+        }
+        // On an io thread: Redis asynchronously on that thread; PostgreSQL (on the pool) only for
+        // what Redis has not.
+        if (cache_ && redis_io_) {
+            auto on_redis = [this, set_index, key, done](result<std::optional<latest_entry>> r) {
+                if (r && r.value()) with_aggregations_now(set_index, *r.value());
+                if ((r && r.value()) || !durable_) return done(std::move(r));
+                std::string redis_error = r ? std::string() : r.message();
+                auto task = [this, set_index, key, redis_error = std::move(redis_error), done] {
+                    done(read_durable(set_index, key, redis_error));
+                };
+                if (!pool_.submit(std::move(task)))
+                    done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+            };
+            if (redis_io_->read(set_index, key, std::move(on_redis))) return;
         }
         // Wait with the other single-key reads: one pool task reads all that are waiting.
         bool full = false;
@@ -217,13 +234,16 @@ private:
         } else {
             for (std::size_t j = 0; j < which.size(); ++j) rest.push_back(j);
         }
-        for (std::size_t j : rest) {
-            auto r = durable_->read_latest(set_index, keys[which[j]]);
-            if (r && r.value()) with_aggregations_now(set_index, *r.value());
-            if (!r && !redis_errors[j].empty())
-                r = result<std::optional<latest_entry>>::failure(redis_errors[j] + "; " + r.message());
-            answers[which[j]] = std::move(r);
-        }
+        for (std::size_t j : rest) answers[which[j]] = read_durable(set_index, keys[which[j]], redis_errors[j]);
+    }
+
+    // On a lookup pool thread: one key from PostgreSQL; when that fails too, both errors are told.
+    result<std::optional<latest_entry>> read_durable(std::uint32_t set_index, const std::string& key,
+                                                     const std::string& redis_error) const {
+        auto r = durable_->read_latest(set_index, key);
+        if (r && r.value()) with_aggregations_now(set_index, *r.value());
+        if (!r && !redis_error.empty()) r = result<std::optional<latest_entry>>::failure(redis_error + "; " + r.message());
+        return r;
     }
 
     // Stored aggregation values are as of their write; the aggregator's are as of now (windows
@@ -244,6 +264,7 @@ private:
     latest_cache* cache_;
     durable_store* durable_;
     lookup_pool& pool_;
+    std::unique_ptr<redis_io_reader> redis_io_;  // with Redis: single-key reads on the io threads
     const std::size_t max_waiting_;  // single-key reads waiting at most (more: 503, as a full pool)
     std::mutex waiting_mutex_;
     std::vector<waiting_read> waiting_;

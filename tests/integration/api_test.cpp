@@ -421,6 +421,31 @@ TEST_F(Api, with_the_memory_index_off_reads_come_from_redis_then_postgresql) {
     auto one = it::http_get(port, "/v1/features/user_activity/cold-pg");
     ASSERT_EQ(one.status, 200) << one.body;
     EXPECT_EQ(parse(one)["values"]["clicks"], 22);
+    auto hot = it::http_get(port, "/v1/features/user_activity/cold-redis");
+    ASSERT_EQ(hot.status, 200) << hot.body;
+    EXPECT_EQ(parse(hot)["values"]["clicks"], 11);
+    EXPECT_EQ(it::http_get(port, "/v1/features/user_activity/cold-none").status, 404);
+
+    // Redis goes away: single reads answer from PostgreSQL, at once for as long as it is away.
+    stack_->redis.stop();
+    for (int i = 0; i < 5; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = it::http_get(port, "/v1/features/user_activity/cold-redis", 10s);
+        ASSERT_EQ(r.status, 200) << r.body << r.error;
+        EXPECT_EQ(parse(r)["values"]["clicks"], 11);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s) << "a read waited on the stopped Redis";
+    }
+    // Back: a key only Redis has (PostgreSQL would say 404) is read from it again.
+    stack_->redis.start();
+    it::redis_client back(stack_->redis.port());
+    back.command({"HSET", std::string(it::default_key_prefix) + ":user_activity:only-redis", "_event_time",
+                   std::to_string(now - 500), "_ingested_at", std::to_string(now - 400), "clicks", "33"});
+    int status = 0;
+    for (int i = 0; i < 100 && status != 200; ++i) {
+        status = it::http_get(port, "/v1/features/user_activity/only-redis", 5s).status;
+        if (status != 200) std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(status, 200) << "reads did not go back to Redis after it returned";
     auto st = cold.terminate(30s);
     EXPECT_TRUE(st && st->ok());
 }

@@ -1,8 +1,11 @@
 #pragma once
 // Factory for the Redis latest-state cache (hiredis).
 
+#include "sluice/config/columns.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/store/latest_cache.hpp"
+
+struct redisReply;
 
 namespace sluice {
 
@@ -12,5 +15,10 @@ latest_cache_ptr make_redis_cache(const config& cfg);
 
 /// "<key_prefix>:<set>:<key>" (DESIGN §7).
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key);
+
+/// A key's hash as HGETALL returns it (DESIGN §7), read as the set's columns; no hash, or one
+/// without _event_time, is an unknown key.
+result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_column>& columns, const std::string& key,
+                                                       const redisReply* reply);
 
 }  // namespace sluice

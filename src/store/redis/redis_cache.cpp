@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <mutex>
 
@@ -13,6 +14,37 @@ namespace sluice {
 
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key) {
     return prefix + ":" + set + ":" + key;
+}
+
+result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_column>& columns, const std::string& key,
+                                                       const redisReply* reply) {
+    const auto millis = [](std::string_view text) {
+        std::int64_t v = 0;
+        std::from_chars(text.data(), text.data() + text.size(), v);
+        return v;
+    };
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) return std::optional<latest_entry>{};
+    latest_entry e;
+    e.key = key;
+    e.values.resize(columns.size());
+    bool have_time = false;
+    for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+        std::string_view name(reply->element[i]->str, reply->element[i]->len);
+        std::string_view text(reply->element[i + 1]->str, reply->element[i + 1]->len);
+        if (name == "_event_time") {
+            e.event_time_ms = millis(text);
+            have_time = true;
+        } else if (name == "_ingested_at") {
+            e.ingested_at_ms = millis(text);
+        } else {
+            for (std::size_t f = 0; f < columns.size(); ++f) {
+                if (columns[f].name != name) continue;
+                if (auto v = value_from_json_text(columns[f].type, text)) e.values[f] = std::move(*v);
+            }
+        }
+    }
+    if (!have_time) return std::optional<latest_entry>{};
+    return std::optional<latest_entry>{std::move(e)};
 }
 
 namespace {
@@ -205,32 +237,9 @@ public:
     }
 
 private:
-    // A hash as HGETALL returns it; no _event_time (or no hash) is an unknown key.
     result<std::optional<latest_entry>> decode_hash(std::uint32_t set_index, const std::string& key,
                                                     const redisReply* reply) const {
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) return std::optional<latest_entry>{};
-        const auto& columns = columns_[set_index];
-        latest_entry e;
-        e.key = key;
-        e.values.resize(columns.size());
-        bool have_time = false;
-        for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
-            std::string_view name(reply->element[i]->str, reply->element[i]->len);
-            std::string_view text(reply->element[i + 1]->str, reply->element[i + 1]->len);
-            if (name == "_event_time") {
-                e.event_time_ms = std::atoll(std::string(text).c_str());
-                have_time = true;
-            } else if (name == "_ingested_at") {
-                e.ingested_at_ms = std::atoll(std::string(text).c_str());
-            } else {
-                for (std::size_t f = 0; f < columns.size(); ++f) {
-                    if (columns[f].name != name) continue;
-                    if (auto v = value_from_json_text(columns[f].type, text)) e.values[f] = std::move(*v);
-                }
-            }
-        }
-        if (!have_time) return std::optional<latest_entry>{};
-        return std::optional<latest_entry>{std::move(e)};
+        return decode_latest_hash(columns_[set_index], key, reply);
     }
 
     status load_script() {
