@@ -76,6 +76,7 @@ private:
     std::optional<http::request_parser<http::string_body>> parser_;
     std::optional<http::response<http::empty_body>> continue_;
     std::optional<response> res_;
+    std::string head_;  // res_'s status line and fields, written before its body
     std::optional<response> inline_answer_;  // answered while dispatch() ran on this thread
     std::uint64_t request_bytes_ = 0;  // bytes of the current request consumed by the parser
     std::uint64_t linger_bytes_ = 0;
