@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <charconv>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -54,7 +55,13 @@ void append_copy_value(std::string& out, field_type type, const value& v) {
                 else
                     out += std::to_string(x);
             } else if constexpr (std::is_same_v<T, double>) {
-                out += nlohmann::json(x).dump();
+                // Shortest text that reads back as the same double (what the JSON text was).
+                char buf[32];
+                auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+                if (ec == std::errc{} && std::isfinite(x))
+                    out.append(buf, end);
+                else
+                    out += nlohmann::json(x).dump();
             } else if constexpr (std::is_same_v<T, bool>) {
                 out += x ? 't' : 'f';
             } else {
@@ -502,17 +509,20 @@ private:
         } else {
             out += "\t\\N\t\\N\t\\N";
         }
-        if (with_aggregations) {
-            const auto& columns = columns_[r.set_index];
-            for (std::size_t i = set.fields.size(); i < columns.size(); ++i) {
-                out += '\t';
-                if (i < r.values.size())
-                    append_copy_value(out, columns[i].type, r.values[i]);
-                else
-                    out += "\\N";
-            }
-        }
+        if (with_aggregations) append_aggregations(out, r);
         out += '\n';
+    }
+
+    // The aggregation columns of a row (the store writer appends their values after the fields).
+    void append_aggregations(std::string& out, const record& r) const {
+        const auto& columns = columns_[r.set_index];
+        for (std::size_t i = cfg_.feature_sets[r.set_index].fields.size(); i < columns.size(); ++i) {
+            out += '\t';
+            if (i < r.values.size())
+                append_copy_value(out, columns[i].type, r.values[i]);
+            else
+                out += "\\N";
+        }
     }
 
     // The record latest keeps among a and b of one key: the newer event; among equal event times
@@ -534,12 +544,21 @@ private:
         if (fast) {
             std::vector<std::unordered_map<std::string_view, const record*>> newest(sets);
             for (const auto& r : batch.records) {
-                append_row(history_data[r.set_index], r, /*with_aggregations=*/false);
                 auto [it, inserted] = newest[r.set_index].try_emplace(r.key, &r);
                 if (!inserted && replaces(r, *it->second)) it->second = &r;
             }
-            for (const auto& r : batch.records)
-                if (newest[r.set_index].at(r.key) == &r) append_row(temp_data[r.set_index], r, /*with_aggregations=*/true);
+            // Each row is formatted once: the newest of its key is copied on for latest, with
+            // the aggregations after it.
+            for (const auto& r : batch.records) {
+                auto& history = history_data[r.set_index];
+                const std::size_t start = history.size();
+                append_row(history, r, /*with_aggregations=*/false);
+                if (newest[r.set_index].at(r.key) != &r) continue;
+                auto& temp = temp_data[r.set_index];
+                temp.append(history, start, history.size() - start - 1);  // without its newline
+                append_aggregations(temp, r);
+                temp += '\n';
+            }
         } else {
             for (const auto& r : batch.records) append_row(temp_data[r.set_index], r, /*with_aggregations=*/true);
         }
