@@ -521,7 +521,7 @@ void store_writer::publish(durable_batch& done) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
     write_batch& batch = done.batch;
-    // The newest record of each key in the batch goes to Redis and memory.
+    // The newest record of each key in the batch goes to memory and Redis.
     std::unordered_map<std::string, std::size_t> slot;  // (set, key) -> index in order
     std::vector<record*> order;
     for (auto& r : batch.records) {
@@ -531,16 +531,8 @@ void store_writer::publish(durable_batch& done) {
         else if (order[it->second]->event_time_ms < r.event_time_ms)
             order[it->second] = &r;
     }
-    if (cache_ && !cache_stale_since_ms_) {
-        std::vector<const record*> cache_records(order.begin(), order.end());
-        if (auto s = cache_->apply(cache_records); !s) {
-            log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
-                      "brought up to date when it answers again: {}",
-                      order.size(), s.message());
-            cache_stale_since_ms_ = now_ms() - 60000;
-            if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
-        }
-    }
+    // Memory first: it answers reads before Redis does, so a record is readable as soon as it
+    // is there; Redis, a fallback for reads, follows.
     std::unique_lock<std::mutex> hold;
     if (offsets_) hold = offsets_->hold_assignment();
     for (record* r : order) {
@@ -552,10 +544,20 @@ void store_writer::publish(durable_batch& done) {
         e->key = r->key;
         e->event_time_ms = r->event_time_ms;
         e->ingested_at_ms = r->ingested_at_ms;
-        e->values = std::move(r->values);
+        e->values = r->values;  // Redis still needs them
         memory_.upsert(r->set_index, std::move(e));
     }
-    if (hold) hold.unlock();  // before calling into librdkafka
+    if (hold) hold.unlock();  // before calling into Redis and librdkafka
+    if (cache_ && !cache_stale_since_ms_) {
+        std::vector<const record*> cache_records(order.begin(), order.end());
+        if (auto s = cache_->apply(cache_records); !s) {
+            log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
+                      "brought up to date when it answers again: {}",
+                      order.size(), s.message());
+            cache_stale_since_ms_ = now_ms() - 60000;
+            if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);
     answer_pushes(done.pushes, batch, true);
 }

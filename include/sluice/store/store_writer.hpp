@@ -30,8 +30,8 @@ namespace sluice {
 /// transaction (retrying with backoff while PostgreSQL is away: the queues fill and ingestion
 /// pauses) and publishes the batch's dead letters to the dead-letter topic (if configured,
 /// retrying likewise). It then hands the durable batch to the cache thread and goes on with the
-/// next one, so PostgreSQL writes batch n + 1 while the cache thread updates Redis and the memory
-/// index with batch n, then reports its offsets as durable and answers its pushes. Batches reach
+/// next one, so PostgreSQL writes batch n + 1 while the cache thread updates the memory index
+/// (which answers reads first) and then Redis with batch n, then reports its offsets as durable and answers its pushes. Batches reach
 /// the cache thread in commit order, and at most one waits for it (the writer blocks on a second).
 /// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
@@ -104,7 +104,7 @@ private:
     };
     /// The cache thread: publishes durable batches in order; keeps Redis in sync while idle.
     void run_cache();
-    /// Redis, then memory, then offsets, then the pushes' answers (cache thread).
+    /// Memory, then Redis, then offsets, then the pushes' answers (cache thread).
     void publish(durable_batch& done);
     /// Queues a durable batch for the cache thread; waits while one is queued already.
     void hand_off(durable_batch done);
