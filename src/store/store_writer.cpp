@@ -34,7 +34,7 @@ store_writer::store_writer(const config& cfg, std::vector<channel<processed>*> i
 
 store_writer::~store_writer() {
     static const std::atomic<bool> stop_now{true};
-    if (thread_.joinable()) drain_and_join(stop_now);
+    if (thread_.joinable() || cache_thread_.joinable()) drain_and_join(stop_now);
 }
 
 void store_writer::aggregate(write_batch& batch) {
@@ -110,6 +110,7 @@ void store_writer::start() {
         if (auto stored = durable_->read_offsets(cfg_.kafka.group_id))
             for (const auto& o : stored.value()) committed_next_[{o.topic, o.partition}] = o.next_offset;
     }
+    cache_thread_ = std::thread([this] { run_cache(); });
     thread_ = std::thread([this] { run(); });
 }
 
@@ -274,6 +275,13 @@ void store_writer::drain_and_join(const std::atomic<bool>& abort) {
     draining_.store(true);
     readable_.notify();
     if (thread_.joinable()) thread_.join();
+    {
+        // run() closes the hand-off as it ends; also when it never started.
+        std::lock_guard lock(handoff_mutex_);
+        handoff_closed_ = true;
+    }
+    handoff_cv_.notify_all();
+    if (cache_thread_.joinable()) cache_thread_.join();
 }
 
 bool store_writer::aborted() const {
@@ -315,7 +323,6 @@ void store_writer::run() {
     };
 
     while (!aborted()) {
-        if (cache_stale_since_ms_) resync_cache();  // at most once a second
         const auto seen = readable_.epoch();
         std::size_t pulled = 0;
         for (auto* in : inputs_) {
@@ -341,8 +348,8 @@ void store_writer::run() {
         const bool draining = draining_.load();
         if (size > 0 && (full || lingered || (draining && pulled == 0))) {
             for (auto& [tp, next] : next_offsets) batch.offsets.push_back({tp.first, tp.second, next});
-            const bool durable = flush(batch);
-            answer_pushes(waiting, batch, durable);
+            if (!flush(batch, waiting)) answer_pushes(waiting, batch, false);
+            waiting.clear();
             batch = write_batch{};
             next_offsets.clear();
             continue;
@@ -362,7 +369,6 @@ void store_writer::run() {
         if (clock::now() - last_health_check >= health_check_interval) {
             last_health_check = clock::now();
             if (durable_ && !durable_->healthy()) (void)durable_->ping();
-            if (cache_ && !cache_->healthy()) (void)cache_->ping();
         }
         auto wait = idle_wait;
         if (size > 0) {
@@ -381,6 +387,12 @@ void store_writer::run() {
     answer_pushes(waiting, batch, false);
     take_pushes(batch, waiting);
     answer_pushes(waiting, batch, false);
+    // What was handed off is durable: the cache thread publishes it, then ends.
+    {
+        std::lock_guard lock(handoff_mutex_);
+        handoff_closed_ = true;
+    }
+    handoff_cv_.notify_all();
 }
 
 bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op) {
@@ -412,7 +424,7 @@ bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, c
     }
 }
 
-bool store_writer::flush(write_batch& batch) {
+bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting) {
     auto log = spdlog::get("store");
     if (!log) log = spdlog::default_logger();
     apply_partition_changes();
@@ -445,25 +457,10 @@ bool store_writer::flush(write_batch& batch) {
         }
     }
 
-    // The newest record of each key in the batch goes to Redis and memory.
-    std::unordered_map<std::string, std::size_t> slot;  // (set, key) -> index in order
-    std::vector<record*> order;
-    for (auto& r : batch.records) {
-        auto [it, inserted] = slot.try_emplace(std::to_string(r.set_index) + '\x1f' + r.key, order.size());
-        if (inserted)
-            order.push_back(&r);
-        else if (order[it->second]->event_time_ms < r.event_time_ms)
-            order[it->second] = &r;
-    }
-    if (cache_ && !cache_stale_since_ms_) {
-        std::vector<const record*> cache_records(order.begin(), order.end());
-        if (auto s = cache_->apply(cache_records); !s) {
-            log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
-                      "brought up to date when it answers again: {}",
-                      order.size(), s.message());
-            cache_stale_since_ms_ = now_ms() - 60000;
-            if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
-        }
+    // Durable: what a re-delivery of these partitions would repeat, and the counts.
+    for (const auto& o : batch.offsets) {
+        auto& next = committed_next_[{o.topic, o.partition}];
+        next = std::max(next, o.next_offset);
     }
     if (stats_) {
         const auto now = now_ms();
@@ -477,6 +474,65 @@ bool store_writer::flush(write_batch& batch) {
         for (const auto& d : batch.dead_letters) stats_->set(d.set_index).dead_letters.fetch_add(1, std::memory_order_relaxed);
         stats_->batches.fetch_add(1, std::memory_order_relaxed);
     }
+    records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
+    dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
+    hand_off({std::move(batch), std::move(waiting)});
+    return true;
+}
+
+void store_writer::hand_off(durable_batch done) {
+    std::unique_lock lock(handoff_mutex_);
+    handoff_cv_.wait(lock, [&] { return handoff_.empty(); });
+    handoff_.push_back(std::move(done));
+    lock.unlock();
+    handoff_cv_.notify_all();
+}
+
+void store_writer::run_cache() {
+    using clock = std::chrono::steady_clock;
+    auto last_health_check = clock::now();
+    while (true) {
+        std::optional<durable_batch> next;
+        {
+            std::unique_lock lock(handoff_mutex_);
+            handoff_cv_.wait_for(lock, idle_wait, [&] { return !handoff_.empty() || handoff_closed_; });
+            if (!handoff_.empty()) {
+                next.emplace(std::move(handoff_.front()));
+                handoff_.pop_front();
+            } else if (handoff_closed_) {
+                break;
+            }
+        }
+        if (cache_stale_since_ms_) resync_cache();  // at most once a second
+        if (next) {
+            handoff_cv_.notify_all();  // room for the writer's next batch
+            publish(*next);
+            continue;
+        }
+        // Idle: keep an eye on Redis so /readyz tells the truth between batches.
+        if (cache_ && clock::now() - last_health_check >= health_check_interval) {
+            last_health_check = clock::now();
+            if (!cache_->healthy()) (void)cache_->ping();
+        }
+    }
+}
+
+void store_writer::publish(durable_batch& done) {
+    auto log = spdlog::get("store");
+    if (!log) log = spdlog::default_logger();
+    write_batch& batch = done.batch;
+    // The newest record of each key in the batch goes to memory and Redis.
+    std::unordered_map<std::string, std::size_t> slot;  // (set, key) -> index in order
+    std::vector<record*> order;
+    for (auto& r : batch.records) {
+        auto [it, inserted] = slot.try_emplace(std::to_string(r.set_index) + '\x1f' + r.key, order.size());
+        if (inserted)
+            order.push_back(&r);
+        else if (order[it->second]->event_time_ms < r.event_time_ms)
+            order[it->second] = &r;
+    }
+    // Memory first: it answers reads before Redis does, so a record is readable as soon as it
+    // is there; Redis, a fallback for reads, follows.
     std::unique_lock<std::mutex> hold;
     if (offsets_) hold = offsets_->hold_assignment();
     for (record* r : order) {
@@ -488,18 +544,22 @@ bool store_writer::flush(write_batch& batch) {
         e->key = r->key;
         e->event_time_ms = r->event_time_ms;
         e->ingested_at_ms = r->ingested_at_ms;
-        e->values = std::move(r->values);
+        e->values = r->values;  // Redis still needs them
         memory_.upsert(r->set_index, std::move(e));
     }
-    if (hold) hold.unlock();  // before calling into librdkafka
-    for (const auto& o : batch.offsets) {
-        auto& next = committed_next_[{o.topic, o.partition}];
-        next = std::max(next, o.next_offset);
+    if (hold) hold.unlock();  // before calling into Redis and librdkafka
+    if (cache_ && !cache_stale_since_ms_) {
+        std::vector<const record*> cache_records(order.begin(), order.end());
+        if (auto s = cache_->apply(cache_records); !s) {
+            log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
+                      "brought up to date when it answers again: {}",
+                      order.size(), s.message());
+            cache_stale_since_ms_ = now_ms() - 60000;
+            if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
+        }
     }
-    records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
-    dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);
-    return true;
+    answer_pushes(done.pushes, batch, true);
 }
 
 void store_writer::resync_cache() {

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
@@ -24,11 +25,14 @@
 
 namespace sluice {
 
-/// One thread. Collects up to pipeline.batch_max_records items (or what arrived within
-/// pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one transaction (retrying
-/// with backoff while PostgreSQL is away: the queues fill and ingestion pauses), publishes the
-/// batch's dead letters to the dead-letter topic (if configured, retrying likewise), then updates
-/// Redis and the memory index, and only then reports the offsets as durable.
+/// Two threads. The writer thread collects up to pipeline.batch_max_records items (or what
+/// arrived within pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one
+/// transaction (retrying with backoff while PostgreSQL is away: the queues fill and ingestion
+/// pauses) and publishes the batch's dead letters to the dead-letter topic (if configured,
+/// retrying likewise). It then hands the durable batch to the cache thread and goes on with the
+/// next one, so PostgreSQL writes batch n + 1 while the cache thread updates the memory index
+/// (which answers reads first) and then Redis with batch n, then reports its offsets as durable and answers its pushes. Batches reach
+/// the cache thread in commit order, and at most one waits for it (the writer blocks on a second).
 /// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
 /// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.
@@ -62,7 +66,8 @@ public:
     /// their index in the push.
     using push_done = std::function<void(bool durable, std::vector<std::pair<std::size_t, std::string>> late)>;
     /// Records and dead letters pushed through the API (not from Kafka): written with the next
-    /// batch, then done is called on the writer thread. False (done not called) when more than
+    /// batch, then done is called on the cache thread once they are durable and readable from
+    /// memory (or on the writer thread when they could not be written). False (done not called) when more than
     /// pipeline.queue_capacity pushed items are waiting already.
     bool push(std::vector<processed> items, push_done done);
 
@@ -80,8 +85,10 @@ public:
 
 private:
     void run();
-    /// False when the shutdown deadline passed before the batch was durable.
-    bool flush(write_batch& batch);
+    struct pending_push;
+    /// False when the shutdown deadline passed before the batch was durable. Once durable, the
+    /// batch and its pushes go to the cache thread.
+    bool flush(write_batch& batch, std::vector<pending_push>& waiting);
     bool aborted() const;
     /// Retries op with backoff until it succeeds or the shutdown deadline passes.
     bool retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op);
@@ -90,6 +97,17 @@ private:
         push_done done;
         std::int64_t first_seq = 0;  // items carry source.offset = first_seq + index
     };
+    /// A batch that is durable in PostgreSQL, on its way to Redis, memory and the offset sink.
+    struct durable_batch {
+        write_batch batch;
+        std::vector<pending_push> pushes;
+    };
+    /// The cache thread: publishes durable batches in order; keeps Redis in sync while idle.
+    void run_cache();
+    /// Memory, then Redis, then offsets, then the pushes' answers (cache thread).
+    void publish(durable_batch& done);
+    /// Queues a durable batch for the cache thread; waits while one is queued already.
+    void hand_off(durable_batch done);
     /// Drops the records, dead letters and offsets of Kafka partitions this instance no longer
     /// owns: their new owner consumes them again from PostgreSQL's offsets and writes them.
     void leave_given_up_partitions(write_batch& batch);
@@ -128,9 +146,14 @@ private:
     std::mutex changes_mutex_;
     std::vector<partition_change> changes_;
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
-    std::optional<std::int64_t> cache_stale_since_ms_;  // writer thread only
-    std::chrono::steady_clock::time_point last_cache_probe_{};
+    std::optional<std::int64_t> cache_stale_since_ms_;  // cache thread only (once started)
+    std::chrono::steady_clock::time_point last_cache_probe_{};  // cache thread only
+    std::mutex handoff_mutex_;
+    std::condition_variable handoff_cv_;
+    std::deque<durable_batch> handoff_;  // at most one waiting
+    bool handoff_closed_ = false;        // the writer thread has ended: the cache thread ends when done
     std::thread thread_;
+    std::thread cache_thread_;
     std::atomic<bool> draining_{false};
     std::atomic<const std::atomic<bool>*> abort_{nullptr};
     std::atomic<std::int64_t> write_started_ms_{0};

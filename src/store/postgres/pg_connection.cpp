@@ -41,6 +41,8 @@ status connection::ensure() {
 status connection::check(PGresult* r, const std::string& what) {
     const auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return status::success();
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    sqlstate_ = state ? state : "";
     std::string msg = r ? PQresultErrorMessage(r) : (conn_ ? PQerrorMessage(conn_) : "no connection");
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     if (conn_ && PQstatus(conn_) != CONNECTION_OK) reset();
@@ -77,6 +79,7 @@ status connection::copy_in(const std::string& copy_sql, const std::string& data)
     if (!r || PQresultStatus(r.get()) != PGRES_COPY_IN) return check(r.get(), "COPY");
     if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1 || PQputCopyEnd(conn_, nullptr) != 1) {
         std::string msg = PQerrorMessage(conn_);
+        sqlstate_.clear();
         reset();
         return status::failure("COPY: " + msg);
     }

@@ -40,13 +40,19 @@ public:
     void reset();
     bool connected() const;
     PGconn* raw() { return conn_; }
+    /// The SQLSTATE of the last failed statement ("" when it had none, e.g. a lost connection).
+    const std::string& last_sqlstate() const { return sqlstate_; }
 
 private:
     status check(PGresult* r, const std::string& what);
     std::string dsn_;
     std::vector<std::string> on_connect_;
     PGconn* conn_ = nullptr;
+    std::string sqlstate_;
 };
+
+/// SQLSTATE unique_violation.
+inline constexpr const char* unique_violation = "23505";
 
 /// Quotes an identifier ("name").
 std::string quote_ident(const std::string& name);

@@ -2,9 +2,11 @@
 
 #include <atomic>
 #include <charconv>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <unordered_map>
 #include <nlohmann/json.hpp>
 
 #include "pg_connection.hpp"
@@ -53,7 +55,13 @@ void append_copy_value(std::string& out, field_type type, const value& v) {
                 else
                     out += std::to_string(x);
             } else if constexpr (std::is_same_v<T, double>) {
-                out += nlohmann::json(x).dump();
+                // Shortest text that reads back as the same double (what the JSON text was).
+                char buf[32];
+                auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+                if (ec == std::errc{} && std::isfinite(x))
+                    out.append(buf, end);
+                else
+                    out += nlohmann::json(x).dump();
             } else if constexpr (std::is_same_v<T, bool>) {
                 out += x ? 't' : 'f';
             } else {
@@ -137,6 +145,7 @@ public:
             }
             const std::string all_cols = "key, event_time" + cols + ", ingested_at, src_topic, src_partition, src_offset";
             t.copy_sql = "COPY " + t.temp + " (" + all_cols + agg_cols + ") FROM STDIN";
+            t.copy_history_sql = "COPY " + t.history + " (" + all_cols + ") FROM STDIN";
             t.insert_history_sql = "INSERT INTO " + t.history + " (" + all_cols + ") SELECT " + all_cols + " FROM " +
                                    t.temp + " ON CONFLICT DO NOTHING";
             // The newest event of each key in the batch (the first delivered among equal event times);
@@ -149,6 +158,13 @@ public:
                                   " ORDER BY key, event_time DESC, src_offset ASC NULLS LAST"
                                   " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" +
                                   excluded +
+                                  ", ingested_at = EXCLUDED.ingested_at, updated_at = EXCLUDED.updated_at WHERE " +
+                                  t.latest + ".event_time < EXCLUDED.event_time";
+            // The same from rows already reduced to the newest of each key (the fast path).
+            t.upsert_newest_sql = "INSERT INTO " + t.latest + " (key, event_time" + cols + agg_cols +
+                                  ", ingested_at, updated_at) SELECT key, event_time" + cols + agg_cols +
+                                  ", ingested_at, now() FROM " + t.temp +
+                                  " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" + excluded +
                                   ", ingested_at = EXCLUDED.ingested_at, updated_at = EXCLUDED.updated_at WHERE " +
                                   t.latest + ".event_time < EXCLUDED.event_time";
             writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
@@ -235,7 +251,15 @@ public:
     }
 
     status write(const write_batch& batch) override {
-        auto s = write_once(batch);
+        auto s = write_once(batch, /*fast=*/true);
+        if (!s && writer_->connected() && writer_->last_sqlstate() == pg::unique_violation) {
+            // Some rows are in history already (a re-delivery past the stored offsets, or another
+            // instance wrote them): redo the batch the safe way, which skips exactly those rows.
+            (void)writer_->exec("ROLLBACK");
+            log_->info("batch of {} records holds rows already in history; writing it again without them",
+                       batch.records.size());
+            s = write_once(batch, /*fast=*/false);
+        }
         if (!s) {
             if (writer_->connected()) (void)writer_->exec("ROLLBACK");
             return fail(s.message());
@@ -428,8 +452,8 @@ public:
 
 private:
     struct table {
-        std::string history, latest, temp, copy_sql, insert_history_sql, upsert_latest_sql, read_latest_stmt,
-            scan_latest_stmt, history_stmt;
+        std::string history, latest, temp, copy_sql, copy_history_sql, insert_history_sql, upsert_latest_sql,
+            upsert_newest_sql, read_latest_stmt, scan_latest_stmt, history_stmt;
     };
 
     // A row selected as: event time ms, ingested ms, then one column per latest column (fields,
@@ -461,50 +485,95 @@ private:
         return status::failure(message);
     }
 
-    status write_once(const write_batch& batch) {
-        if (auto s = writer_->exec("BEGIN"); !s) return status::failure(s.message());
-        // Group the records by feature set: one COPY and two statements per set.
-        std::vector<std::string> copy_data(cfg_.feature_sets.size());
-        for (const auto& r : batch.records) {
-            const auto& set = cfg_.feature_sets[r.set_index];
-            auto& out = copy_data[r.set_index];
-            append_copy_text(out, r.key);
+    // One record as a COPY row: key, event time, fields, ingested_at, source; then the
+    // aggregations (the store writer appends them after the fields) when with_aggregations.
+    void append_row(std::string& out, const record& r, bool with_aggregations) const {
+        const auto& set = cfg_.feature_sets[r.set_index];
+        append_copy_text(out, r.key);
+        out += '\t';
+        out += format_rfc3339_ms(r.event_time_ms);
+        for (std::size_t i = 0; i < set.fields.size(); ++i) {
             out += '\t';
-            out += format_rfc3339_ms(r.event_time_ms);
-            for (std::size_t i = 0; i < set.fields.size(); ++i) {
-                out += '\t';
-                append_copy_value(out, set.fields[i].type, r.values[i]);
-            }
-            out += '\t';
-            out += format_rfc3339_ms(r.ingested_at_ms);
-            if (r.source.from_kafka()) {
-                out += '\t';
-                append_copy_text(out, r.source.topic);
-                out += '\t' + std::to_string(r.source.partition) + '\t' + std::to_string(r.source.offset);
-            } else if (!r.source.topic.empty()) {  // pushed over HTTP: the source is named, no offset
-                out += '\t';
-                append_copy_text(out, r.source.topic);
-                out += "\t\\N\t\\N";
-            } else {
-                out += "\t\\N\t\\N\t\\N";
-            }
-            // The aggregations (the store writer appends them after the fields) go to latest only.
-            const auto& columns = columns_[r.set_index];
-            for (std::size_t i = set.fields.size(); i < columns.size(); ++i) {
-                out += '\t';
-                if (i < r.values.size())
-                    append_copy_value(out, columns[i].type, r.values[i]);
-                else
-                    out += "\\N";
-            }
-            out += '\n';
+            append_copy_value(out, set.fields[i].type, r.values[i]);
         }
-        for (std::size_t i = 0; i < copy_data.size(); ++i) {
-            if (copy_data[i].empty()) continue;
+        out += '\t';
+        out += format_rfc3339_ms(r.ingested_at_ms);
+        if (r.source.from_kafka()) {
+            out += '\t';
+            append_copy_text(out, r.source.topic);
+            out += '\t' + std::to_string(r.source.partition) + '\t' + std::to_string(r.source.offset);
+        } else if (!r.source.topic.empty()) {  // pushed over HTTP: the source is named, no offset
+            out += '\t';
+            append_copy_text(out, r.source.topic);
+            out += "\t\\N\t\\N";
+        } else {
+            out += "\t\\N\t\\N\t\\N";
+        }
+        if (with_aggregations) append_aggregations(out, r);
+        out += '\n';
+    }
+
+    // The aggregation columns of a row (the store writer appends their values after the fields).
+    void append_aggregations(std::string& out, const record& r) const {
+        const auto& columns = columns_[r.set_index];
+        for (std::size_t i = cfg_.feature_sets[r.set_index].fields.size(); i < columns.size(); ++i) {
+            out += '\t';
+            if (i < r.values.size())
+                append_copy_value(out, columns[i].type, r.values[i]);
+            else
+                out += "\\N";
+        }
+    }
+
+    // The record latest keeps among a and b of one key: the newer event; among equal event times
+    // the first delivered (lower offset, Kafka before pushed, else the earlier in the batch).
+    static bool replaces(const record& b, const record& a) {
+        if (b.event_time_ms != a.event_time_ms) return b.event_time_ms > a.event_time_ms;
+        if (a.source.from_kafka() && b.source.from_kafka()) return b.source.offset < a.source.offset;
+        return b.source.from_kafka() && !a.source.from_kafka();
+    }
+
+    // fast: COPY straight into history, and only the newest record of each key into the temporary
+    // table for the latest upsert; a row already in history fails the batch with unique_violation
+    // (write() then redoes it safe). Safe: every record into the temporary table, history takes
+    // those it does not hold yet (ON CONFLICT DO NOTHING), latest the newest of each key.
+    status write_once(const write_batch& batch, bool fast) {
+        if (auto s = writer_->exec("BEGIN"); !s) return status::failure(s.message());
+        const std::size_t sets = cfg_.feature_sets.size();
+        std::vector<std::string> history_data(sets), temp_data(sets);
+        if (fast) {
+            std::vector<std::unordered_map<std::string_view, const record*>> newest(sets);
+            for (const auto& r : batch.records) {
+                auto [it, inserted] = newest[r.set_index].try_emplace(r.key, &r);
+                if (!inserted && replaces(r, *it->second)) it->second = &r;
+            }
+            // Each row is formatted once: the newest of its key is copied on for latest, with
+            // the aggregations after it.
+            for (const auto& r : batch.records) {
+                auto& history = history_data[r.set_index];
+                const std::size_t start = history.size();
+                append_row(history, r, /*with_aggregations=*/false);
+                if (newest[r.set_index].at(r.key) != &r) continue;
+                auto& temp = temp_data[r.set_index];
+                temp.append(history, start, history.size() - start - 1);  // without its newline
+                append_aggregations(temp, r);
+                temp += '\n';
+            }
+        } else {
+            for (const auto& r : batch.records) append_row(temp_data[r.set_index], r, /*with_aggregations=*/true);
+        }
+        for (std::size_t i = 0; i < sets; ++i) {
+            if (temp_data[i].empty()) continue;
             const auto& t = tables_[i];
-            if (auto s = writer_->copy_in(t.copy_sql, copy_data[i]); !s) return s;
-            if (auto r = writer_->exec(t.insert_history_sql); !r) return status::failure(r.message());
-            if (auto r = writer_->exec(t.upsert_latest_sql); !r) return status::failure(r.message());
+            if (fast) {
+                if (auto s = writer_->copy_in(t.copy_history_sql, history_data[i]); !s) return s;
+                if (auto s = writer_->copy_in(t.copy_sql, temp_data[i]); !s) return s;
+                if (auto r = writer_->exec(t.upsert_newest_sql); !r) return status::failure(r.message());
+            } else {
+                if (auto s = writer_->copy_in(t.copy_sql, temp_data[i]); !s) return s;
+                if (auto r = writer_->exec(t.insert_history_sql); !r) return status::failure(r.message());
+                if (auto r = writer_->exec(t.upsert_latest_sql); !r) return status::failure(r.message());
+            }
         }
         for (const auto& d : batch.dead_letters) {
             const std::string partition = std::to_string(d.source.partition);
@@ -526,17 +595,34 @@ private:
                                           values, lengths, formats);
             if (!r) return status::failure(r.message());
         }
-        // GREATEST: a revoked owner's last in-flight batch must not move the offset back.
-        for (const auto& o : batch.offsets) {
-            const std::string partition = std::to_string(o.partition);
-            const std::string next = std::to_string(o.next_offset);
+        // Every partition's offset in one statement. GREATEST: a revoked owner's last in-flight
+        // batch must not move the offset back.
+        if (!batch.offsets.empty()) {
+            std::string topics = "{", partitions = "{", nexts = "{";
+            for (std::size_t i = 0; i < batch.offsets.size(); ++i) {
+                const auto& o = batch.offsets[i];
+                const char* sep = i ? "," : "";
+                topics += sep;
+                topics += '"';
+                for (char c : o.topic) {
+                    if (c == '"' || c == '\\') topics += '\\';
+                    topics += c;
+                }
+                topics += '"';
+                partitions += sep + std::to_string(o.partition);
+                nexts += sep + std::to_string(o.next_offset);
+            }
+            topics += '}';
+            partitions += '}';
+            nexts += '}';
             auto r = writer_->exec_params(
                 "INSERT INTO " + offsets_ +
-                    " (group_id, topic, partition, next_offset, updated_at) VALUES ($1, $2, $3, $4, now())"
+                    " (group_id, topic, partition, next_offset, updated_at) SELECT $1, topic, partition, next_offset, now()"
+                    " FROM unnest($2::text[], $3::int[], $4::bigint[]) AS o (topic, partition, next_offset)"
                     " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
                     " GREATEST(" + offsets_ + ".next_offset, EXCLUDED.next_offset),"
                     " updated_at = now()",
-                {cfg_.kafka.group_id.c_str(), o.topic.c_str(), partition.c_str(), next.c_str()});
+                {cfg_.kafka.group_id.c_str(), topics.c_str(), partitions.c_str(), nexts.c_str()});
             if (!r) return status::failure(r.message());
         }
         if (auto r = writer_->exec("COMMIT"); !r) return status::failure(r.message());

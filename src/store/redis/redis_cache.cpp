@@ -1,6 +1,7 @@
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -49,15 +50,29 @@ result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_
 
 namespace {
 
-// Writes the hash only when the stored _event_time is older (a re-delivered event changes
-// nothing), then sets the TTL. KEYS[1] = hash; ARGV = event_time, ttl_ms, field, value, field, value, ...
+// For each hash KEYS[k]: writes it only when the stored _event_time is older (a re-delivered
+// event changes nothing), then sets the TTL. ARGV holds, per key in turn: event_time, ttl_ms,
+// the number of field/value pairs, then the pairs. One call covers many keys: Redis runs one
+// command and one script call per chunk instead of per key.
 constexpr const char* upsert_script = R"lua(
-local cur = redis.call('HGET', KEYS[1], '_event_time')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], '_event_time', ARGV[1], unpack(ARGV, 3))
-if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
+local a = 1
+for k = 1, #KEYS do
+  local t = ARGV[a]
+  local ttl = tonumber(ARGV[a + 1])
+  local last = a + 2 + 2 * tonumber(ARGV[a + 2])
+  local cur = redis.call('HGET', KEYS[k], '_event_time')
+  if not cur or tonumber(cur) < tonumber(t) then
+    redis.call('HSET', KEYS[k], '_event_time', t, unpack(ARGV, a + 3, last))
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
+  end
+  a = last + 1
+end
+return 0
 )lua";
+
+// Keys per script call: large enough to amortise the call, small enough to keep each reply quick
+// and the script's argument list far below Lua's stack limit.
+constexpr std::size_t keys_per_call = 64;
 
 struct reply_deleter {
     void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -146,28 +161,42 @@ public:
     status apply(const std::vector<const record*>& records) override {
         if (records.empty()) return status::success();
         if (auto s = load_script(); !s) return fail(s.message());
-        // Pipeline every upsert, then read every reply.
+        // Pipeline one script call per chunk of keys, then read every reply.
+        std::vector<std::string> keys;
+        std::vector<std::string> argv;
         std::vector<std::string> args;
-        for (const record* r : records) {
-            const auto& set = cfg_.feature_sets[r->set_index];
+        std::size_t calls = 0;
+        for (std::size_t from = 0; from < records.size(); from += keys_per_call) {
+            const std::size_t to = std::min(records.size(), from + keys_per_call);
+            keys.clear();
+            argv.clear();
+            for (std::size_t i = from; i < to; ++i) {
+                const record* r = records[i];
+                const auto& set = cfg_.feature_sets[r->set_index];
+                const auto& columns = columns_[r->set_index];
+                const std::size_t fields = std::min(columns.size(), r->values.size());
+                keys.push_back(redis_key(rc_.key_prefix, set.name, r->key));
+                argv.push_back(std::to_string(r->event_time_ms));
+                argv.push_back(std::to_string(set.ttl_ms));
+                argv.push_back(std::to_string(fields + 1));
+                argv.emplace_back("_ingested_at");
+                argv.push_back(std::to_string(r->ingested_at_ms));
+                for (std::size_t f = 0; f < fields; ++f) {
+                    argv.push_back(columns[f].name);
+                    argv.push_back(value_to_json_text(columns[f].type, r->values[f]));
+                }
+            }
             args.clear();
             args.emplace_back("EVALSHA");
             args.push_back(sha_);
-            args.emplace_back("1");
-            args.push_back(redis_key(rc_.key_prefix, set.name, r->key));
-            args.push_back(std::to_string(r->event_time_ms));
-            args.push_back(std::to_string(set.ttl_ms));
-            args.emplace_back("_ingested_at");
-            args.push_back(std::to_string(r->ingested_at_ms));
-            const auto& columns = columns_[r->set_index];
-            for (std::size_t i = 0; i < columns.size() && i < r->values.size(); ++i) {
-                args.push_back(columns[i].name);
-                args.push_back(value_to_json_text(columns[i].type, r->values[i]));
-            }
+            args.push_back(std::to_string(keys.size()));
+            for (auto& k : keys) args.push_back(std::move(k));
+            for (auto& v : argv) args.push_back(std::move(v));
             writer_.append(args);
+            ++calls;
         }
         status first_error;
-        for (std::size_t i = 0; i < records.size(); ++i) {
+        for (std::size_t i = 0; i < calls; ++i) {
             auto r = writer_.read_reply();
             if (!r && first_error.ok()) first_error = status::failure(r.message());
             if (!writer_.usable()) break;

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <future>
 #include <thread>
 
 #include "mocks/mock_stores.hpp"
@@ -177,6 +179,102 @@ TEST(StoreWriter, CacheAndMemoryGetTheNewestRecordOfEachKey) {
     ASSERT_NE(f.memory.find(0, "a"), nullptr);
     EXPECT_EQ(f.memory.find(0, "a")->event_time_ms, 30);
     EXPECT_EQ(f.memory.find(0, "a")->partition, 0);
+}
+
+/// A Redis that hangs on its first update until released.
+class stuck_cache final : public latest_cache {
+public:
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool entered = false;
+    bool released = false;
+    std::vector<std::string> applied;
+
+    status apply(const std::vector<const record*>& records) override {
+        std::unique_lock lock(mutex);
+        entered = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return released; });
+        for (const auto* r : records) applied.push_back(r->key);
+        return status::success();
+    }
+    result<std::optional<latest_entry>> read_latest(std::uint32_t, const std::string&) override {
+        return std::optional<latest_entry>{};
+    }
+    bool healthy() const override { return true; }
+    status ping() override { return status::success(); }
+};
+
+TEST(StoreWriter, PostgreSQLWritesOnWhileRedisLagsAndOffsetsWaitForRedis) {
+    config cfg = one_set_config();
+    mocks::journal journal;
+    mocks::fake_durable_store pg{journal};
+    stuck_cache redis;
+    mocks::fake_offsets offsets{journal};
+    memory_index memory{1};
+    wakeup readable;
+    channel<processed> input{1024, &readable};
+    store_writer writer{cfg, {&input}, readable, &pg, &redis, memory, &offsets};
+    auto push = [&](processed p) {
+        ASSERT_TRUE(input.queue.try_push(p));
+        readable.notify();
+    };
+    auto committed = [&] {
+        std::lock_guard lock(pg.mutex);
+        return pg.committed.size();
+    };
+    writer.start();
+    push(make_record("a", 10, 0, 1));
+    {
+        std::unique_lock lock(redis.mutex);
+        ASSERT_TRUE(redis.cv.wait_for(lock, std::chrono::seconds(20), [&] { return redis.entered; }));
+    }
+    // Redis is stuck on the first batch: the next one is still committed to PostgreSQL...
+    push(make_record("b", 11, 0, 2));
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (committed() < 2 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(committed(), 2u) << "PostgreSQL waited for Redis";
+    // ...reads answered from memory see the first batch already, but no offset is reported
+    // until Redis has it too.
+    {
+        std::lock_guard lock(offsets.mutex);
+        EXPECT_TRUE(offsets.stored.empty());
+    }
+    EXPECT_NE(memory.find(0, "a"), nullptr);
+    {
+        std::lock_guard lock(redis.mutex);
+        redis.released = true;
+    }
+    redis.cv.notify_all();
+    std::atomic<bool> no_abort{false};
+    writer.drain_and_join(no_abort);
+    // Drained: both batches reached Redis, memory and the offset sink, in order.
+    EXPECT_EQ(redis.applied, (std::vector<std::string>{"a", "b"}));
+    ASSERT_NE(memory.find(0, "b"), nullptr);
+    std::lock_guard lock(offsets.mutex);
+    ASSERT_EQ(offsets.stored.size(), 2u);
+    EXPECT_EQ(offsets.stored[0].next_offset, 2);
+    EXPECT_EQ(offsets.stored[1].next_offset, 3);
+}
+
+TEST(StoreWriter, APushIsAnsweredOnceItsRecordIsDurableAndInMemory) {
+    writer_fixture f;
+    f.writer.start();
+    std::promise<bool> answered;
+    record r = std::get<record>(make_record("pushed", 10, -1, 0));
+    std::vector<processed> items;
+    items.emplace_back(std::move(r));
+    ASSERT_TRUE(f.writer.push(std::move(items), [&](bool durable, std::vector<std::pair<std::size_t, std::string>>) {
+        // What the client reads next must already be there.
+        const bool in_memory = f.memory.find(0, "pushed") != nullptr;
+        std::lock_guard lock(f.pg.mutex);
+        answered.set_value(durable && in_memory && f.pg.committed.size() == 1);
+    }));
+    auto result = answered.get_future();
+    ASSERT_EQ(result.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+    EXPECT_TRUE(result.get()) << "the push was answered before it was durable and readable";
+    f.drain();
 }
 
 }  // namespace
