@@ -476,7 +476,8 @@ bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting)
     }
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
-    hand_off({std::move(batch), std::move(waiting)});
+    auto newest = update_memory(batch);
+    hand_off({std::move(batch), std::move(waiting), std::move(newest)});
     return true;
 }
 
@@ -517,26 +518,20 @@ void store_writer::run_cache() {
     }
 }
 
-void store_writer::publish(durable_batch& done) {
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
-    write_batch& batch = done.batch;
-    // The newest record of each key in the batch goes to memory and Redis.
-    std::unordered_map<std::string, std::size_t> slot;  // (set, key) -> index in order
-    std::vector<record*> order;
-    for (auto& r : batch.records) {
-        auto [it, inserted] = slot.try_emplace(std::to_string(r.set_index) + '\x1f' + r.key, order.size());
+std::vector<const record*> store_writer::update_memory(write_batch& batch) {
+    std::unordered_map<std::string, std::size_t> slot;  // (set, key) -> index in newest
+    std::vector<const record*> newest;
+    for (const auto& r : batch.records) {
+        auto [it, inserted] = slot.try_emplace(std::to_string(r.set_index) + '\x1f' + r.key, newest.size());
         if (inserted)
-            order.push_back(&r);
-        else if (order[it->second]->event_time_ms < r.event_time_ms)
-            order[it->second] = &r;
+            newest.push_back(&r);
+        else if (newest[it->second]->event_time_ms < r.event_time_ms)
+            newest[it->second] = &r;
     }
-    // Memory first: it answers reads before Redis does, so a record is readable as soon as it
-    // is there; Redis, a fallback for reads, follows.
+    if (!cfg_.memory.enabled) return newest;
     std::unique_lock<std::mutex> hold;
     if (offsets_) hold = offsets_->hold_assignment();
-    for (record* r : order) {
-        if (!cfg_.memory.enabled) break;
+    for (const record* r : newest) {
         // Only what this instance still owns: a revoked partition's keys belong to its new owner.
         if (offsets_ && r->source.from_kafka() && !offsets_->owns(r->source.topic, r->source.partition)) continue;
         auto e = std::make_shared<latest_entry>();
@@ -547,10 +542,16 @@ void store_writer::publish(durable_batch& done) {
         e->values = r->values;  // Redis still needs them
         memory_.upsert(r->set_index, std::move(e));
     }
-    if (hold) hold.unlock();  // before calling into Redis and librdkafka
+    return newest;
+}
+
+void store_writer::publish(durable_batch& done) {
+    auto log = spdlog::get("store");
+    if (!log) log = spdlog::default_logger();
+    write_batch& batch = done.batch;
+    const auto& order = done.newest;
     if (cache_ && !cache_stale_since_ms_) {
-        std::vector<const record*> cache_records(order.begin(), order.end());
-        if (auto s = cache_->apply(cache_records); !s) {
+        if (auto s = cache_->apply(order); !s) {
             log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
                       "brought up to date when it answers again: {}",
                       order.size(), s.message());

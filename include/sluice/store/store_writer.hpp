@@ -29,10 +29,12 @@ namespace sluice {
 /// arrived within pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one
 /// transaction (retrying with backoff while PostgreSQL is away: the queues fill and ingestion
 /// pauses) and publishes the batch's dead letters to the dead-letter topic (if configured,
-/// retrying likewise). It then hands the durable batch to the cache thread and goes on with the
-/// next one, so PostgreSQL writes batch n + 1 while the cache thread updates the memory index
-/// (which answers reads first) and then Redis with batch n, then reports its offsets as durable and answers its pushes. Batches reach
-/// the cache thread in commit order, and at most one waits for it (the writer blocks on a second).
+/// retrying likewise). It then puts the newest record of each key into the memory index (which
+/// answers reads first, so a record is readable right after its commit) and hands the durable
+/// batch to the cache thread, and goes on with the next one: PostgreSQL writes batch n + 1 while
+/// the cache thread updates Redis with batch n, then reports its offsets as durable and answers
+/// its pushes. Batches reach the cache thread in commit order, and at most one waits for it (the
+/// writer blocks on a second).
 /// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
 /// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.
@@ -101,10 +103,15 @@ private:
     struct durable_batch {
         write_batch batch;
         std::vector<pending_push> pushes;
+        std::vector<const record*> newest;  // the newest record of each key (into batch.records)
     };
     /// The cache thread: publishes durable batches in order; keeps Redis in sync while idle.
     void run_cache();
-    /// Memory, then Redis, then offsets, then the pushes' answers (cache thread).
+    /// The newest record of each key of a durable batch into the memory index (writer thread,
+    /// right after the commit: a record is readable without waiting for an earlier batch's Redis
+    /// update); returns those records.
+    std::vector<const record*> update_memory(write_batch& batch);
+    /// Redis, then offsets, then the pushes' answers (cache thread).
     void publish(durable_batch& done);
     /// Queues a durable batch for the cache thread; waits while one is queued already.
     void hand_off(durable_batch done);
