@@ -1,7 +1,6 @@
 #include "redis_io_reader.hpp"
 
-#include <hiredis/hiredis.h>
-
+#include <charconv>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -18,6 +17,75 @@
 #include "sluice/store/redis_cache.hpp"
 
 namespace sluice {
+
+long parse_resp_reply(std::string_view in, resp_reply& out) {
+    const auto line_end = [&in](std::size_t from) { return in.find("\r\n", from); };
+    const auto number = [](std::string_view t, long& n) {
+        const auto r = std::from_chars(t.data(), t.data() + t.size(), n);
+        return r.ec == std::errc{} && r.ptr == t.data() + t.size();
+    };
+    // One scalar at `pos`: its text, and the position after it (0 incomplete, npos bad).
+    const auto scalar = [&](std::size_t pos, std::string_view& text, bool& nil) -> std::size_t {
+        if (pos >= in.size()) return 0;
+        const std::size_t e = line_end(pos + 1);
+        if (e == std::string_view::npos) return 0;
+        const std::string_view line = in.substr(pos + 1, e - pos - 1);
+        nil = false;
+        switch (in[pos]) {
+            case '+':
+            case '-':
+            case ':':
+                text = line;
+                return e + 2;
+            case '$': {
+                long len = 0;
+                if (!number(line, len) || len < -1) return std::string_view::npos;
+                if (len == -1) {
+                    nil = true;
+                    text = {};
+                    return e + 2;
+                }
+                const std::size_t end = e + 2 + static_cast<std::size_t>(len);
+                if (in.size() < end + 2) return 0;
+                text = in.substr(e + 2, static_cast<std::size_t>(len));
+                return end + 2;
+            }
+            default:
+                return std::string_view::npos;
+        }
+    };
+    if (in.empty()) return 0;
+    if (in[0] != '*') {
+        bool nil = false;
+        const std::size_t next = scalar(0, out.text, nil);
+        if (next == 0) return 0;
+        if (next == std::string_view::npos) return -1;
+        out.type = nil ? resp_reply::kind::nil
+                 : in[0] == '+' ? resp_reply::kind::status
+                 : in[0] == '-' ? resp_reply::kind::error
+                 : in[0] == ':' ? resp_reply::kind::integer
+                                : resp_reply::kind::bulk;
+        return static_cast<long>(next);
+    }
+    const std::size_t e = line_end(1);
+    if (e == std::string_view::npos) return 0;
+    long count = 0;
+    if (!number(in.substr(1, e - 1), count) || count < -1) return -1;
+    out.elements.clear();
+    std::size_t pos = e + 2;
+    out.type = count == -1 ? resp_reply::kind::nil : resp_reply::kind::array;
+    for (long i = 0; i < count; ++i) {
+        std::string_view text;
+        bool nil = false;
+        const std::size_t next = scalar(pos, text, nil);
+        if (next == 0) return 0;
+        if (next == std::string_view::npos) return -1;
+        out.elements.push_back(text);
+        pos = next;
+    }
+    return static_cast<long>(pos);
+}
+
 
 namespace {
 
@@ -48,11 +116,10 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
 class connection : public std::enable_shared_from_this<connection> {
 public:
     // The reply (null on failure) and, on failure, why.
-    using reply_callback = std::function<void(const redisReply* reply, const std::string& error)>;
+    using reply_callback = std::function<void(const resp_reply* reply, const std::string& error)>;
 
     connection(net::io_context& ioc, const redis_config& rc)
-        : ioc_(ioc), socket_(ioc), timer_(ioc), rc_(rc), reader_(redisReaderCreate()) {}
-    ~connection() { redisReaderFree(reader_); }
+        : ioc_(ioc), socket_(ioc), timer_(ioc), rc_(rc) {}
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
@@ -102,9 +169,9 @@ private:
         }
         // AUTH and SELECT go first; a refusal fails the connection.
         const auto check = [this](const char* what) {
-            return [this, what](const redisReply* r, const std::string&) {
+            return [this, what](const resp_reply* r, const std::string&) {
                 if (!r) return;  // the connection failed: already told
-                if (r->type == REDIS_REPLY_ERROR) fail(std::string("Redis refused ") + what + ": " + std::string(r->str, r->len));
+                if (r->type == resp_reply::kind::error) fail(std::string("Redis refused ") + what + ": " + std::string(r->text));
             };
         };
         if (!rc_.password.empty()) {
@@ -147,23 +214,25 @@ private:
 
     void read_more() {
         const auto gen = generation_;
-        socket_.async_read_some(net::buffer(in_), [self = shared_from_this(), gen](boost::system::error_code ec,
-                                                                                   std::size_t n) {
+        socket_.async_read_some(net::buffer(chunk_), [self = shared_from_this(), gen](boost::system::error_code ec,
+                                                                                      std::size_t n) {
             if (gen != self->generation_) return;
             if (ec) return self->fail("Redis: " + ec.message());
-            if (redisReaderFeed(self->reader_, self->in_, n) != REDIS_OK) return self->fail("Redis: unreadable reply");
+            self->input_.append(self->chunk_, n);
+            std::size_t used = 0;
             for (;;) {
-                void* raw = nullptr;
-                if (redisReaderGetReply(self->reader_, &raw) != REDIS_OK) return self->fail("Redis: unreadable reply");
-                if (raw == nullptr) break;
-                std::unique_ptr<redisReply, void (*)(void*)> reply(static_cast<redisReply*>(raw), freeReplyObject);
+                const long taken = parse_resp_reply(std::string_view(self->input_).substr(used), self->reply_);
+                if (taken < 0) return self->fail("Redis: unreadable reply");
+                if (taken == 0) break;
+                used += static_cast<std::size_t>(taken);
                 if (self->waiting_.empty()) return self->fail("Redis: a reply that nothing asked for");
                 auto done = std::move(self->waiting_.front());
                 self->waiting_.pop_front();
                 self->progress_ = true;
-                done(reply.get(), {});
+                done(&self->reply_, {});
                 if (gen != self->generation_) return;  // the callback's reply failed the connection
             }
+            self->input_.erase(0, used);
             self->read_more();
         });
     }
@@ -195,8 +264,7 @@ private:
         ++timer_generation_;
         timer_armed_ = false;
         timer_.cancel();
-        redisReaderFree(reader_);
-        reader_ = redisReaderCreate();
+        input_.clear();
         out_.clear();
         sending_.clear();
         writing_ = false;
@@ -209,7 +277,6 @@ private:
     tcp::socket socket_;
     net::steady_timer timer_;
     redis_config rc_;
-    redisReader* reader_;
     state state_ = state::idle;
     std::uint64_t generation_ = 0;  // handlers of an older connection ignore their completion
     clock_type::time_point failed_at_{};
@@ -221,7 +288,9 @@ private:
     std::uint64_t timer_generation_ = 0;
     bool progress_ = false;  // a reply arrived since the timer was armed
     std::deque<reply_callback> waiting_;
-    char in_[16384];
+    std::string input_;  // replies read, not yet complete or not yet handled
+    resp_reply reply_;   // the reply being handed to its callback
+    char chunk_[16384];
 };
 
 // The calling io thread's connection for a reader.
@@ -250,11 +319,12 @@ bool redis_io_reader::read(std::uint32_t set_index, const std::string& key, call
     if (!conn.accepts()) return false;
     const std::string redis_name = redis_key(cfg_.redis->key_prefix, cfg_.feature_sets[set_index].name, key);
     conn.send({"HGETALL", redis_name},
-              [columns = &columns_[set_index], key, done = std::move(done)](const redisReply* r, const std::string& error) {
+              [columns = &columns_[set_index], key, done = std::move(done)](const resp_reply* r, const std::string& error) {
                   using R = result<std::optional<latest_entry>>;
                   if (r == nullptr) return done(R::failure(error));
-                  if (r->type == REDIS_REPLY_ERROR) return done(R::failure("Redis: " + std::string(r->str, r->len)));
-                  done(decode_latest_hash(*columns, key, r));
+                  if (r->type == resp_reply::kind::error) return done(R::failure("Redis: " + std::string(r->text)));
+                  if (r->type != resp_reply::kind::array) return done(std::optional<latest_entry>{});
+                  done(decode_latest_fields(*columns, key, r->elements));
               });
     return true;
 }

@@ -1,6 +1,9 @@
 #pragma once
 // Factory for the Redis latest-state cache (hiredis).
 
+#include <string_view>
+#include <vector>
+
 #include "sluice/config/columns.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/store/latest_cache.hpp"
@@ -17,7 +20,10 @@ latest_cache_ptr make_redis_cache(const config& cfg);
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key);
 
 /// A key's hash as HGETALL returns it (DESIGN §7), read as the set's columns; no hash, or one
-/// without _event_time, is an unknown key.
+/// without _event_time, is an unknown key. `flat`: field, value, field, value, ...
+result<std::optional<latest_entry>> decode_latest_fields(const std::vector<latest_column>& columns, const std::string& key,
+                                                         const std::vector<std::string_view>& flat);
+/// The same from hiredis's reply.
 result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_column>& columns, const std::string& key,
                                                        const redisReply* reply);
 

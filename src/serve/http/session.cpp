@@ -52,8 +52,8 @@ std::string peer_bytes(const io_socket& socket) {
 }
 
 // A handler's answer: delivered at most once. An answer given while dispatch() runs (memory
-// reads, errors) is written at once; one that comes later, from another thread, is posted to
-// the session's io_context. Holds the io_context so that an answer arriving after the server
+// reads, errors) or later on the session's own thread (Redis replies) is written at once; one
+// that comes from another thread is posted to the session's io_context. Holds the io_context so that an answer arriving after the server
 // stopped still has a queue to go to (it is then dropped with the io_context). Member order
 // matters: the session goes first.
 template <class Session>
@@ -231,6 +231,10 @@ void session<Stream>::handle_request() {
             self->inline_answer_.emplace(std::move(res));
             return;
         }
+        if (self->tcp_layer().get_executor().running_in_this_thread()) {  // e.g. a Redis reply on this thread
+            self->send_response(std::move(res));
+            return;
+        }
         net::post(self->tcp_layer().get_executor(),
                   [self, res = std::move(res)]() mutable { self->send_response(std::move(res)); });
     };
@@ -282,28 +286,41 @@ void session<Stream>::fail(http::status status, const char* code, const std::str
 
 template <class Stream>
 void session<Stream>::write(response res, bool close) {
-    res.version(version_);
-    res.keep_alive(!close);
-    res.set(http::field::server, "sluice");
-    res.prepare_payload();
     res_.emplace(std::move(res));
     // The status line and fields as text, then the body as it is: one gather write, without
-    // Beast's serializer (its buffer sequence machinery cost more than the rest of a small answer).
+    // Beast's serializer (its buffer sequence machinery cost more than the rest of a small
+    // answer). The framing fields are the session's to write: Server, Content-Length, Connection.
+    const unsigned status = res_->result_int();
+    const bool no_body = status / 100 == 1 || status == 204 || status == 304;
     head_.clear();
     head_ += version_ == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    head_ += std::to_string(res_->result_int());
+    head_ += std::to_string(status);
     head_ += ' ';
-    const std::string_view reason = res_->reason();
-    head_.append(reason.empty() ? std::string_view(http::obsolete_reason(res_->result())) : reason);
+    head_.append(res_->reason());
     head_ += "\r\n";
     for (const auto& field : *res_) {
+        const http::field name = field.name();
+        if (name == http::field::server || name == http::field::content_length || name == http::field::connection ||
+            name == http::field::transfer_encoding)
+            continue;
         head_.append(field.name_string());
         head_ += ": ";
         head_.append(field.value());
         head_ += "\r\n";
     }
+    head_ += "Server: sluice\r\n";
+    if (!no_body) {
+        head_ += "Content-Length: ";
+        head_ += std::to_string(res_->body().size());
+        head_ += "\r\n";
+    }
+    if (close)
+        head_ += "Connection: close\r\n";
+    else if (version_ == 10)
+        head_ += "Connection: keep-alive\r\n";
     head_ += "\r\n";
-    const std::array<net::const_buffer, 2> buffers{net::buffer(head_), net::buffer(res_->body())};
+    const std::array<net::const_buffer, 2> buffers{net::buffer(head_),
+                                                   no_body ? net::const_buffer() : net::buffer(res_->body())};
     tcp_layer().expires_after(state_->limits.write_timeout);
     net::async_write(stream_, buffers, beast::bind_front_handler(&session::on_write, this->shared_from_this(), close));
 }

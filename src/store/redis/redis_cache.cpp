@@ -17,21 +17,21 @@ std::string redis_key(const std::string& prefix, const std::string& set, const s
     return prefix + ":" + set + ":" + key;
 }
 
-result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_column>& columns, const std::string& key,
-                                                       const redisReply* reply) {
+result<std::optional<latest_entry>> decode_latest_fields(const std::vector<latest_column>& columns, const std::string& key,
+                                                         const std::vector<std::string_view>& flat) {
     const auto millis = [](std::string_view text) {
         std::int64_t v = 0;
         std::from_chars(text.data(), text.data() + text.size(), v);
         return v;
     };
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) return std::optional<latest_entry>{};
+    if (flat.empty()) return std::optional<latest_entry>{};
     latest_entry e;
     e.key = key;
     e.values.resize(columns.size());
     bool have_time = false;
-    for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
-        std::string_view name(reply->element[i]->str, reply->element[i]->len);
-        std::string_view text(reply->element[i + 1]->str, reply->element[i + 1]->len);
+    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
+        const std::string_view name = flat[i];
+        const std::string_view text = flat[i + 1];
         if (name == "_event_time") {
             e.event_time_ms = millis(text);
             have_time = true;
@@ -46,6 +46,15 @@ result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_
     }
     if (!have_time) return std::optional<latest_entry>{};
     return std::optional<latest_entry>{std::move(e)};
+}
+
+result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_column>& columns, const std::string& key,
+                                                       const redisReply* reply) {
+    if (reply->type != REDIS_REPLY_ARRAY) return std::optional<latest_entry>{};
+    std::vector<std::string_view> flat;
+    flat.reserve(reply->elements);
+    for (std::size_t i = 0; i < reply->elements; ++i) flat.emplace_back(reply->element[i]->str, reply->element[i]->len);
+    return decode_latest_fields(columns, key, flat);
 }
 
 namespace {
