@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -91,9 +92,18 @@ void append_value_json(std::string& out, field_type type, const value& v) {
         out += '"';
         out += format_rfc3339_ms(*i);
         out += '"';
+    } else if (const auto* d = std::get_if<double>(&v)) {
+        // The JSON library's own number formatting (shortest round trip, "5.0" for an integral
+        // value, null for NaN and infinities), without building a node and a string for it.
+        if (!std::isfinite(*d)) {
+            out += "null";
+        } else {
+            std::array<char, 64> buf{};
+            char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), *d);
+            out.append(buf.data(), static_cast<std::size_t>(end - buf.data()));
+        }
     } else {
-        // Doubles (the library's shortest round-trip form, "5.0" for integral ones), booleans and
-        // json values: a single node, rendered as render_value does.
+        // Booleans and json values: a single node, rendered as render_value does.
         out += dump_json(render_value(type, v));
     }
 }

@@ -15,7 +15,8 @@ namespace {
 
 // Everything the answer needs once the reader calls back, copied out of the request.
 struct read_options {
-    std::vector<std::size_t> columns;
+    std::vector<std::size_t> columns;  // empty: all of the set's (not copied per request)
+    const std::vector<std::size_t>& of(const set_view& view) const { return columns.empty() ? view.all : columns; }
     std::optional<std::int64_t> max_staleness_ms;
     std::optional<std::int64_t> as_of_ms;  // point-in-time lookup: ages are measured at this moment
 };
@@ -49,8 +50,6 @@ void get_one(const serve_context& ctx, const set_catalog& catalog, const request
         auto chosen = select_columns(*view, names);
         if (!chosen) return respond(error_response(http::status::bad_request, "unknown_field", chosen.message()));
         opt.columns = std::move(chosen.value());
-    } else {
-        opt.columns = view->all;
     }
     if (ctx.reader == nullptr) return respond(store_unavailable("no feature store is configured"));
 
@@ -64,7 +63,7 @@ void get_one(const serve_context& ctx, const set_catalog& catalog, const request
                                               "no record for key '" + key + "' in feature set '" + view->set->name + "'"));
             const latest_entry& e = *r.value();
             std::string out;
-            out.reserve(160 + 32 * opt.columns.size());
+            out.reserve(160 + 32 * opt.of(*view).size());
             out += "{\"feature_set\":";
             append_json_string(out, view->set->name);
             out += ",\"key\":";
@@ -76,7 +75,7 @@ void get_one(const serve_context& ctx, const set_catalog& catalog, const request
             out += "\",\"ingested_at\":\"";
             out += format_rfc3339_ms(e.ingested_at_ms);
             out += "\",\"values\":";
-            append_values_json(out, *view, opt.columns, e);
+            append_values_json(out, *view, opt.of(*view), e);
             out += '}';
             respond(json_text_response(http::status::ok, std::move(out)));
         } catch (const std::exception& ex) {
@@ -118,7 +117,6 @@ void lookup(const serve_context& ctx, const set_catalog& catalog, const request_
     }
 
     read_options opt;
-    opt.columns = view->all;
     if (auto f = body.find("fields"); f != body.end() && !f->is_null()) {
         if (!f->is_array()) return respond(bad_request("\"fields\" must be an array of field names"));
         std::vector<std::string> names;
@@ -145,7 +143,7 @@ void lookup(const serve_context& ctx, const set_catalog& catalog, const request_
         try {
             const std::int64_t at = opt.as_of_ms.value_or(now_ms());
             std::string out;
-            out.reserve(64 + answers.size() * (96 + 32 * opt.columns.size()));
+            out.reserve(64 + answers.size() * (96 + 32 * opt.of(*view).size()));
             out += "{\"feature_set\":";
             append_json_string(out, view->set->name);
             out += ",\"results\":[";
@@ -165,7 +163,7 @@ void lookup(const serve_context& ctx, const set_catalog& catalog, const request_
                 out += "\",\"event_time\":\"";
                 out += format_rfc3339_ms(e->event_time_ms);
                 out += "\",\"values\":";
-                append_values_json(out, *view, opt.columns, *e);
+                append_values_json(out, *view, opt.of(*view), *e);
                 out += '}';
             }
             out += "]}";

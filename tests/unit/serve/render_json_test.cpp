@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "../../../src/serve/handlers/common.hpp"
@@ -58,6 +59,27 @@ TEST(RenderJson, DirectTextIsTheLibrarysTextForEveryTypeAndEdgeValue) {
         e.values = values;
         EXPECT_EQ(direct(view, e), dump_json(render_values(view, view.all, e)));
     }
+}
+
+TEST(RenderJson, DoublesOfEveryMagnitudeAreWrittenAsTheLibraryWritesThem) {
+    const config cfg = config_with_every_type();
+    const set_catalog catalog(cfg);
+    const set_view& view = catalog.sets().front();
+    std::uint64_t state = 88172645463325252ull;  // xorshift: any bit pattern, subnormals included
+    for (int n = 0; n < 20000; ++n) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        double d = 0;
+        std::memcpy(&d, &state, sizeof d);
+        if (n % 2) d = static_cast<double>(static_cast<std::int64_t>(state % 2000001) - 1000000) / 1000.0;
+        std::string direct_text;
+        append_value_json(direct_text, field_type::float64, value{d});
+        ASSERT_EQ(direct_text, dump_json(render_value(field_type::float64, value{d}))) << n;
+    }
+    latest_entry e;
+    e.values = {std::int64_t{1}, 1e15};
+    EXPECT_EQ(direct(view, e), dump_json(render_values(view, view.all, e)));
 }
 
 TEST(RenderJson, StringsAreEscapedAsTheLibraryEscapesThem) {
