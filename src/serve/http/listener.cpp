@@ -1,5 +1,6 @@
 #include "listener.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <spdlog/spdlog.h>
 
