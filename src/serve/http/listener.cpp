@@ -1,5 +1,7 @@
 #include "listener.hpp"
 
+#include <unistd.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <spdlog/spdlog.h>
@@ -45,7 +47,7 @@ result<tcp::endpoint> parse_listen_address(const std::string& listen) {
 }
 
 listener::listener(std::vector<std::shared_ptr<net::io_context>> iocs, std::shared_ptr<server_state> state)
-    : iocs_(std::move(iocs)), acceptor_(iocs_.front()->get_executor()), retry_timer_(iocs_.front()->get_executor()),
+    : iocs_(iocs.begin(), iocs.end()), acceptor_(iocs.front()->get_executor()), retry_timer_(iocs.front()->get_executor()),
       state_(std::move(state)) {}
 
 status listener::open(const tcp::endpoint& endpoint) {
@@ -77,14 +79,12 @@ void listener::close_now() {
 }
 
 void listener::do_accept() {
-    // The io_contexts take the connections in turn; each is run by one thread.
-    const std::size_t target = next_;
-    next_ = (next_ + 1) % iocs_.size();
-    acceptor_.async_accept(*iocs_[target],
-                           beast::bind_front_handler(&listener::on_accept, shared_from_this(), target));
+    // Accepted on the listener's own io_context (a pending accept must not hold a socket of
+    // another io_context, which may be destroyed first), then moved to the next one in turn.
+    acceptor_.async_accept(beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 
-void listener::on_accept(std::size_t target, boost::system::error_code ec, io_socket socket) {
+void listener::on_accept(boost::system::error_code ec, io_socket accepted) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
         // E.g. out of file descriptors: wait a little instead of spinning on the error.
@@ -96,15 +96,32 @@ void listener::on_accept(std::size_t target, boost::system::error_code ec, io_so
         return;
     }
     if (state_->open_connections() >= state_->limits.max_connections) {
-        refuse(socket);
+        refuse(accepted);
+        return do_accept();
+    }
+    const auto ioc = iocs_[next_].lock();
+    next_ = (next_ + 1) % iocs_.size();
+    if (!ioc) return;  // the server is going away
+    boost::system::error_code move_ec;
+    const auto protocol = accepted.local_endpoint(move_ec).protocol();
+    io_socket socket(*ioc);
+    if (!move_ec) {
+        const auto fd = accepted.release(move_ec);
+        if (!move_ec) {
+            socket.assign(protocol, fd, move_ec);
+            if (move_ec) ::close(fd);
+        }
+    }
+    if (move_ec) {
+        state_->log->warn("http: could not hand an accepted connection to an io thread: {}", move_ec.message());
         return do_accept();
     }
     boost::system::error_code opt_ec;
     socket.set_option(tcp::no_delay(true), opt_ec);
     if (state_->tls)
-        std::make_shared<session<tls_stream>>(std::move(socket), iocs_[target], state_)->run();
+        std::make_shared<session<tls_stream>>(std::move(socket), ioc, state_)->run();
     else
-        std::make_shared<session<plain_stream>>(std::move(socket), iocs_[target], state_)->run();
+        std::make_shared<session<plain_stream>>(std::move(socket), ioc, state_)->run();
     do_accept();
 }
 

@@ -37,10 +37,12 @@ public:
 
 private:
     void do_accept();
-    void on_accept(std::size_t target, boost::system::error_code ec, io_socket socket);
+    void on_accept(boost::system::error_code ec, io_socket accepted);
     void refuse(io_socket& socket);
 
-    std::vector<std::shared_ptr<net::io_context>> iocs_;
+    // Weak: the pending accept (which holds the listener) lives in iocs[0], which must still be
+    // destroyed with the server.
+    std::vector<std::weak_ptr<net::io_context>> iocs_;
     std::size_t next_ = 0;  // the io_context of the next connection
     net::basic_socket_acceptor<net::ip::tcp, io_executor> acceptor_;
     net::basic_waitable_timer<std::chrono::steady_clock, net::wait_traits<std::chrono::steady_clock>, io_executor>
