@@ -25,6 +25,8 @@ namespace sluice {
 namespace {
 
 constexpr std::size_t lookup_backlog = 10000;
+// What a read is told when the lookup pool (or the single-key reads waiting for it) is full.
+constexpr const char* backlog_full = "lookup backlog is full; try again";
 constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /readyz 503
 
 /// Latest values for the API: the memory index on the calling thread; on a miss, Redis and then
@@ -60,7 +62,7 @@ public:
                     done(read_durable(set_index, key, redis_error));
                 };
                 if (!pool_.submit(std::move(task)))
-                    done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+                    done(result<std::optional<latest_entry>>::failure(backlog_full));
             };
             if (redis_io_->read(set_index, key, std::move(on_redis))) return;
         }
@@ -75,7 +77,7 @@ public:
                 draining_ = true;
             }
         }
-        if (full) return done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+        if (full) return done(result<std::optional<latest_entry>>::failure(backlog_full));
         schedule_drain();
     }
 
@@ -104,7 +106,7 @@ public:
             done(std::move(answers));
         };
         if (!pool_.submit(std::move(task)))
-            done(std::vector<answer>(n, answer::failure("lookup backlog is full; try again")));
+            done(std::vector<answer>(n, answer::failure(backlog_full)));
     }
 
     void get_as_of(std::uint32_t set_index, std::string key, std::int64_t at_ms, latest_callback done) override {
@@ -125,7 +127,7 @@ public:
             done(std::optional<latest_entry>{std::move(e)});
         };
         if (!pool_.submit(std::move(task)))
-            done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+            done(result<std::optional<latest_entry>>::failure(backlog_full));
     }
 
     void get_history(history_request req, history_callback done) override {
@@ -147,7 +149,7 @@ public:
             for (auto& h : r) page.records.push_back(std::move(h.entry));
             done(std::move(page));
         };
-        if (!pool_.submit(std::move(task))) done(result<history_page>::failure("lookup backlog is full; try again"));
+        if (!pool_.submit(std::move(task))) done(result<history_page>::failure(backlog_full));
     }
 
 private:
@@ -168,7 +170,7 @@ private:
             refused.swap(waiting_);
             draining_ = false;
         }
-        for (auto& w : refused) w.done(result<std::optional<latest_entry>>::failure("lookup backlog is full; try again"));
+        for (auto& w : refused) w.done(result<std::optional<latest_entry>>::failure(backlog_full));
     }
 
     // On a lookup pool thread: every single-key read waiting now, in one Redis pipeline per set
