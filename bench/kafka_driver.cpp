@@ -81,6 +81,22 @@ bool produce(rd_kafka_t* p, const std::string& topic, const std::string& key, co
     return false;
 }
 
+rd_kafka_t* make_producer(const char* bootstraps, const char* linger_ms) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    const bool ok = set(conf, "bootstrap.servers", bootstraps) && set(conf, "linger.ms", linger_ms) &&
+                    set(conf, "queue.buffering.max.messages", "1000000") && set(conf, "batch.num.messages", "10000") &&
+                    set(conf, "message.timeout.ms", "120000");
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        return nullptr;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    char err[512];
+    rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!p) std::fprintf(stderr, "producer: %s\n", err);
+    return p;
+}
+
 void write_bootstrap(const std::string& file, const char* bootstraps) {
     const std::string tmp = file + ".tmp";
     std::ofstream(tmp) << bootstraps << "\n";
@@ -152,7 +168,8 @@ int run_ingest(const options& o, rd_kafka_t* producer, const char* bootstraps, c
     return last >= static_cast<long long>(o.messages) ? 0 : 1;
 }
 
-int run_freshness(const options& o, rd_kafka_t* producer, const char* bootstraps, const url_parts& u) {
+int run_freshness(const options& o, rd_kafka_t* producer, rd_kafka_t* prober, const char* bootstraps,
+                  const url_parts& u) {
     const auto deadline = clock_type::now() + std::chrono::seconds(o.timeout_s);
     write_bootstrap(o.bootstrap_file, bootstraps);
     http_connection c(u.host, u.port);
@@ -184,8 +201,13 @@ int run_freshness(const options& o, rd_kafka_t* producer, const char* bootstraps
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
     });
-    std::this_thread::sleep_for(std::chrono::seconds(2));  // warm-up: the pipeline at its rate
     mix64 rnd{99}, jitter{3};
+    // Warm-up: the pipeline at its rate, and the probe producer connected (its first message waits
+    // for metadata and a connection, which is not what a probe measures).
+    const auto warm_until = clock_type::now() + std::chrono::seconds(2);
+    if (!produce(prober, o.topic, "probe-warmup", kv_event("probe-warmup", wall_ms(), rnd, 0))) return 1;
+    rd_kafka_flush(prober, 2000);
+    std::this_thread::sleep_until(warm_until);
     std::vector<double> latencies_ms;
     std::uint64_t timeouts = 0, seq = 0;
     const auto start = clock_type::now();
@@ -196,7 +218,8 @@ int run_freshness(const options& o, rd_kafka_t* producer, const char* bootstraps
         const std::string path = "/v1/features/kv/" + key + "?fields=c0";
         const std::string needle = "\"c0\":" + std::to_string(seq);
         const auto sent = clock_type::now();
-        if (!produce(producer, o.topic, key, kv_event(key, wall_ms(), rnd, static_cast<std::int64_t>(seq)))) break;
+        if (!produce(prober, o.topic, key, kv_event(key, wall_ms(), rnd, static_cast<std::int64_t>(seq)))) break;
+        rd_kafka_poll(prober, 0);
         bool seen = false;
         while (clock_type::now() - sent < std::chrono::seconds(5)) {
             auto a = c.request("GET", path, {}, "application/json", 1000);
@@ -212,6 +235,8 @@ int run_freshness(const options& o, rd_kafka_t* producer, const char* bootstraps
         const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - sent).count();
         if (seen) latencies_ms.push_back(ms);
         else ++timeouts;
+        std::fprintf(stderr, "probe %llu at %.2f s: %s %.1f ms\n", static_cast<unsigned long long>(seq),
+                     std::chrono::duration<double>(sent - start).count(), seen ? "seen after" : "not seen in", ms);
         std::this_thread::sleep_for(std::chrono::milliseconds(5 + static_cast<int>(jitter.next() % 20)));
     }
     const double secs = std::chrono::duration<double>(clock_type::now() - start).count() + 2.0;
@@ -276,21 +301,18 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "topic create failed\n");
         return 1;
     }
-    conf = rd_kafka_conf_new();
-    bool ok = set(conf, "bootstrap.servers", bootstraps) &&
-              set(conf, "linger.ms", o.mode == "ingest" ? "5" : "1") &&
-              set(conf, "queue.buffering.max.messages", "1000000") && set(conf, "batch.num.messages", "10000") &&
-              set(conf, "message.timeout.ms", "120000");
-    if (!ok) return 2;
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    if (!producer) {
-        std::fprintf(stderr, "producer: %s\n", err);
-        return 1;
+    // The bulk producer lingers 5 ms (librdkafka's default); the probes of the freshness mode have
+    // a producer of their own that sends each at once, so a probe's latency holds no linger.
+    rd_kafka_t* producer = make_producer(bootstraps, "5");
+    rd_kafka_t* prober = o.mode == "freshness" ? make_producer(bootstraps, "0") : nullptr;
+    if (!producer || (o.mode == "freshness" && !prober)) return 1;
+    const int rc = o.mode == "ingest" ? run_ingest(o, producer, bootstraps, u)
+                                      : run_freshness(o, producer, prober, bootstraps, u);
+    for (rd_kafka_t* p : {producer, prober}) {
+        if (!p) continue;
+        rd_kafka_flush(p, 5000);
+        rd_kafka_destroy(p);
     }
-    const int rc = o.mode == "ingest" ? run_ingest(o, producer, bootstraps, u) : run_freshness(o, producer, bootstraps, u);
-    rd_kafka_flush(producer, 5000);
-    rd_kafka_destroy(producer);
     rd_kafka_mock_cluster_destroy(mock);
     rd_kafka_destroy(host);
     return rc;

@@ -1658,6 +1658,10 @@ const std::vector<key_spec<memory_config>>& memory_keys() {
     using S = memory_config;
     static const std::vector<key_spec<S>> keys = {
         bool_key<S>("enabled", "keep latest values in memory (reads look there first)", &S::enabled),
+        bool_key<S>("before_commit",
+                    "a batch's records are readable from memory once the writer takes the batch, before "
+                    "PostgreSQL commits it (memory is at most one batch ahead); false: after the commit",
+                    &S::before_commit),
     };
     return keys;
 }

@@ -430,6 +430,10 @@ bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting)
     apply_partition_changes();
     if (offsets_) leave_given_up_partitions(batch);
     if (!aggregators_.empty()) aggregate(batch);
+    // Readable before the commit when memory.before_commit: every record here is written
+    // eventually (retried while PostgreSQL is away, consumed again after a crash).
+    std::vector<const record*> newest;
+    if (cfg_.memory.before_commit) newest = update_memory(batch);
     const auto unwritten = batch.records.size() + batch.dead_letters.size();
     if (durable_) {
         auto write = [&] {
@@ -476,7 +480,7 @@ bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting)
     }
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
-    auto newest = update_memory(batch);
+    if (!cfg_.memory.before_commit) newest = update_memory(batch);
     hand_off({std::move(batch), std::move(waiting), std::move(newest)});
     return true;
 }

@@ -192,6 +192,10 @@ struct http_config {
 /// The in-memory index of latest values (JSON "memory"). Off: reads go to Redis, then PostgreSQL.
 struct memory_config {
     bool enabled = true;
+    // A batch's records go into memory when the writer takes the batch, before PostgreSQL
+    // commits it (readable one commit sooner; memory is then at most one batch ahead of
+    // PostgreSQL); false: only after the commit.
+    bool before_commit = true;
 };
 
 struct log_config {

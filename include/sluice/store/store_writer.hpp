@@ -29,9 +29,10 @@ namespace sluice {
 /// arrived within pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one
 /// transaction (retrying with backoff while PostgreSQL is away: the queues fill and ingestion
 /// pauses) and publishes the batch's dead letters to the dead-letter topic (if configured,
-/// retrying likewise). It then puts the newest record of each key into the memory index (which
-/// answers reads first, so a record is readable right after its commit) and hands the durable
-/// batch to the cache thread, and goes on with the next one: PostgreSQL writes batch n + 1 while
+/// retrying likewise). The newest record of each key goes into the memory index (which answers
+/// reads first) when the writer takes the batch, before the commit (memory.before_commit, the
+/// default: memory is at most one batch ahead of PostgreSQL), or right after the commit. The
+/// writer then hands the durable batch to the cache thread, and goes on with the next one: PostgreSQL writes batch n + 1 while
 /// the cache thread updates Redis with batch n, then reports its offsets as durable and answers
 /// its pushes. Batches reach the cache thread in commit order, and at most one waits for it (the
 /// writer blocks on a second).
@@ -107,7 +108,7 @@ private:
     };
     /// The cache thread: publishes durable batches in order; keeps Redis in sync while idle.
     void run_cache();
-    /// The newest record of each key of a durable batch into the memory index (writer thread,
+    /// The newest record of each key of a batch into the memory index (writer thread, before or
     /// right after the commit: a record is readable without waiting for an earlier batch's Redis
     /// update); returns those records.
     std::vector<const record*> update_memory(write_batch& batch);

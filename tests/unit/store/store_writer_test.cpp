@@ -147,6 +147,52 @@ TEST(StoreWriter, NoOffsetIsReportedWhileTheStoreKeepsFailing) {
     EXPECT_TRUE(f.offsets.stored.empty());
 }
 
+// Bounded wait until memory holds the key (or not, after the limit).
+bool wait_in_memory(memory_index& memory, const std::string& key, std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (memory.find(0, key) == nullptr) {
+        if (std::chrono::steady_clock::now() >= until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+}
+
+TEST(StoreWriter, ABatchIsReadableFromMemoryWhilePostgreSQLIsStillWritingIt) {
+    writer_fixture f;
+    f.pg.failures_left = 1000000;  // the commit keeps failing, and is retried
+    f.writer.start();
+    f.push(make_record("early", 10, 0, 5));
+    EXPECT_TRUE(wait_in_memory(f.memory, "early", std::chrono::seconds(20)));
+    {
+        std::lock_guard lock(f.pg.mutex);
+        EXPECT_TRUE(f.pg.committed.empty());
+    }
+    {
+        std::lock_guard lock(f.offsets.mutex);
+        EXPECT_TRUE(f.offsets.stored.empty()) << "readable early, but durable only after the commit";
+    }
+    f.pg.failures_left = 0;
+    EXPECT_TRUE(f.wait_offset(0, 6));
+    f.drain();
+}
+
+TEST(StoreWriter, WithBeforeCommitOffABatchIsReadableOnlyOnceCommitted) {
+    writer_fixture f;
+    f.cfg.memory.before_commit = false;
+    f.pg.failures_left = 1000000;
+    f.writer.start();
+    f.push(make_record("late", 10, 0, 5));
+    EXPECT_FALSE(wait_in_memory(f.memory, "late", std::chrono::milliseconds(400)));
+    EXPECT_FALSE(f.writer.last_error().empty()) << "the commit was not even tried";
+    f.pg.failures_left = 0;
+    EXPECT_TRUE(wait_in_memory(f.memory, "late", std::chrono::seconds(20)));
+    {
+        std::lock_guard lock(f.pg.mutex);
+        EXPECT_EQ(f.pg.committed.size(), 1u);
+    }
+    f.drain();
+}
+
 TEST(StoreWriter, DeadLettersArePublishedBeforeTheirOffsetsAreStored) {
     writer_fixture f;
     f.dlq.failures_left = 2;
