@@ -130,6 +130,18 @@ void session<Stream>::read_request() {
     route_ = unmatched_route;
     method_ = http::verb::unknown;
     started_ = std::chrono::steady_clock::now();
+    // A header already whole in the buffer (the usual case: one read brought the request) is
+    // parsed here, without another turn of the io_context and its timer.
+    if (buffer_.size() > 0) {
+        beast::error_code ec;
+        const std::size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec != http::error::need_more) {
+            if (ec || !parser_->is_done()) tcp_layer().expires_after(l.read_timeout);  // the body is still to come
+            return on_header(ec, used);
+        }
+        request_bytes_ += used;
+    }
     // One deadline for the whole request: a client that trickles bytes is still cut off.
     tcp_layer().expires_after(l.read_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
@@ -319,8 +331,23 @@ void session<Stream>::write(response res, bool close) {
     else if (version_ == 10)
         head_ += "Connection: keep-alive\r\n";
     head_ += "\r\n";
-    const std::array<net::const_buffer, 2> buffers{net::buffer(head_),
-                                                   no_body ? net::const_buffer() : net::buffer(res_->body())};
+    std::array<net::const_buffer, 2> buffers{net::buffer(head_), no_body ? net::const_buffer() : net::buffer(res_->body())};
+    if constexpr (!is_tls) {
+        // Most answers fit the socket's send buffer: written now, without an asynchronous write
+        // and its timer; what does not fit is written asynchronously with the write deadline.
+        auto& socket = tcp_layer().socket();
+        beast::error_code ec;
+        if (!socket.non_blocking()) socket.non_blocking(true, ec);
+        const std::size_t total = head_.size() + buffers[1].size();
+        std::size_t sent = ec ? 0 : socket.write_some(buffers, ec);
+        if (!ec && sent == total) return on_write(close, ec, sent);
+        if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(close, ec, sent);
+        for (auto& b : buffers) {
+            const std::size_t skip = std::min(sent, b.size());
+            b += skip;
+            sent -= skip;
+        }
+    }
     tcp_layer().expires_after(state_->limits.write_timeout);
     net::async_write(stream_, buffers, beast::bind_front_handler(&session::on_write, this->shared_from_this(), close));
 }
@@ -339,7 +366,10 @@ void session<Stream>::on_write(bool close, beast::error_code ec, std::size_t) {
 template <class Stream>
 void session<Stream>::wait_next_request() {
     parser_.reset();
-    if (buffer_.size() > 0) return read_request();  // pipelined request already here
+    if (buffer_.size() > 0) {  // a pipelined request already here: on the next turn (no recursion)
+        net::post(tcp_layer().get_executor(), beast::bind_front_handler(&session::read_request, this->shared_from_this()));
+        return;
+    }
     // Idle keep-alive connection: wait up to idle_timeout for the next request's first byte.
     tcp_layer().expires_after(state_->limits.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
