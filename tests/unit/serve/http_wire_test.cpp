@@ -1,6 +1,10 @@
 // The connection layer as a client sees it: limits, framing, timeouts, keep-alive, shutdown.
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <random>
+#include <string_view>
 #include <thread>
 
 #include "server_fixture.hpp"
@@ -8,7 +12,77 @@
 namespace sluice::testing {
 namespace {
 
-class HttpWireTest : public HttpServerFixture {};
+// The most the kernel lets a TCP socket's send buffer grow to (net.ipv4.tcp_wmem's maximum).
+std::size_t largest_tcp_send_buffer() {
+    std::ifstream f("/proc/sys/net/ipv4/tcp_wmem");
+    std::size_t min = 0, initial = 0, max = 0;
+    if (f >> min >> initial >> max) return max;
+    return std::size_t{4} << 20;
+}
+
+// The receive buffer of clients that fetch large answers: small, and it does not grow.
+constexpr int small_receive_buffer = 64 * 1024;
+
+// More than the server's send buffer and such a client's receive buffer can hold together:
+// however the client reads, the server cannot write the answer at once and writes the rest
+// asynchronously.
+std::size_t large_answer_bytes() {
+    return std::max<std::size_t>(std::size_t{8} << 20, 2 * largest_tcp_send_buffer() + (std::size_t{1} << 20));
+}
+
+// Letters and digits that never repeat at a short period, so a piece of the body lost, sent
+// twice or sent out of place changes it. Nothing in it needs escaping in JSON.
+std::string patterned_text(std::size_t size) {
+    static constexpr std::string_view alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    std::minstd_rand gen(20240601);
+    std::string text(size, ' ');
+    for (char& ch : text) ch = alphabet[gen() % alphabet.size()];
+    return text;
+}
+
+// Where a and b first differ; npos when they are equal.
+std::size_t first_difference(std::string_view a, std::string_view b) {
+    const std::size_t n = std::min(a.size(), b.size());
+    const auto at = std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first;
+    const auto i = static_cast<std::size_t>(at - a.begin());
+    if (i < n) return i;
+    return a.size() == b.size() ? std::string_view::npos : n;
+}
+
+class HttpWireTest : public HttpServerFixture {
+protected:
+    /// Stores key "big" of user_activity with a country of `size` bytes and returns the exact
+    /// body of GET /v1/features/user_activity/big?fields=country.
+    std::string put_large_entry(std::size_t size) {
+        const std::int64_t event_time = now_ms() - 1000;
+        latest_entry e = make_full_entry("big", event_time, event_time + 5);
+        std::string text = patterned_text(size);
+        e.values[3] = value{text};  // country
+        reader_.put(0, std::move(e));
+        return R"({"feature_set":"user_activity","key":"big","status":"PRESENT","event_time":")" +
+               format_rfc3339_ms(event_time) + R"(","ingested_at":")" + format_rfc3339_ms(event_time + 5) +
+               R"(","values":{"country":")" + text + R"("}})";
+    }
+
+    static constexpr const char* large_target = "/v1/features/user_activity/big?fields=country";
+};
+
+// The write deadline is max(1000 ms, http.read_timeout_ms) (it has no key of its own): a
+// longer read timeout gives a slow reader room to take a large answer.
+class HttpWireSlowReaderTest : public HttpWireTest {
+protected:
+    void configure(config& c) override { c.http.read_timeout_ms = 5000; }
+};
+
+// The large answer arrived whole and exactly as rendered.
+void expect_large_answer(const std::optional<wire_client::response>& res, const std::string& expected) {
+    ASSERT_TRUE(res) << "the connection ended (or the read timed out) before the whole answer arrived";
+    EXPECT_EQ(res->result_int(), 200);
+    EXPECT_EQ((*res)[http::field::content_length], std::to_string(expected.size()));
+    EXPECT_EQ(res->body().size(), expected.size());
+    EXPECT_EQ(first_difference(res->body(), expected), std::string::npos) << "the body differs from the answer";
+    EXPECT_TRUE(res->keep_alive());
+}
 
 // The server answered with this error and then closed the connection.
 void expect_error_then_close(wire_client& c, int status, const std::string& code) {
@@ -51,6 +125,121 @@ TEST_F(HttpWireTest, PipelinedRequestsAreAnsweredInOrder) {
     EXPECT_EQ(d->body(), R"({"status":"ready"})");
     EXPECT_FALSE(d->keep_alive());
     EXPECT_TRUE(c.wait_for_close(3000ms).closed);
+}
+
+// Four requests in one write, a POST with a body second. The body holds text that looks like
+// a request line: it must be read as the lookup's body, not as a request of its own.
+void send_pipeline_with_a_body(wire_client& c) {
+    const std::string lookup =
+        R"({"feature_set":"user_activity","keys":["42","GET /nope HTTP/1.1"],"fields":["clicks"]})";
+    ASSERT_TRUE(c.send_raw(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /v1/features/lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+        std::to_string(lookup.size()) + "\r\n\r\n" + lookup +
+        "GET /v1/features/user_activity/42?fields=country HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+}
+
+void expect_pipeline_answers_in_order(wire_client& c) {
+    auto health = c.read(2000ms);
+    auto lookup = c.read(2000ms);
+    auto one = c.read(2000ms);
+    auto ready = c.read(2000ms);
+    ASSERT_TRUE(health && lookup && one && ready);
+    EXPECT_EQ(health->body(), R"({"status":"ok"})");
+
+    EXPECT_EQ(lookup->result_int(), 200) << lookup->body();
+    const auto results = nlohmann::json::parse(lookup->body(), nullptr, false)["results"];
+    ASSERT_TRUE(results.is_array()) << lookup->body();
+    ASSERT_EQ(results.size(), 2u) << lookup->body();
+    EXPECT_EQ(results[0]["key"], "42");
+    EXPECT_EQ(results[0]["values"], nlohmann::json::parse(R"({"clicks":42})"));
+    EXPECT_EQ(results[1]["key"], "GET /nope HTTP/1.1");
+    EXPECT_EQ(results[1]["status"], "NOT_FOUND");
+
+    EXPECT_EQ(one->result_int(), 200) << one->body();
+    EXPECT_EQ(nlohmann::json::parse(one->body(), nullptr, false)["values"], nlohmann::json::parse(R"({"country":"DE"})"))
+        << one->body();
+
+    EXPECT_EQ(ready->body(), R"({"status":"ready"})");
+    EXPECT_FALSE(ready->keep_alive());
+    EXPECT_TRUE(c.wait_for_close(3000ms).closed);
+}
+
+TEST_F(HttpWireTest, PipelinedRequestsWithABodyInTheMiddleAreAnsweredInOrder) {
+    reader_.put(0, make_full_entry("42", now_ms() - 1000, now_ms()));
+    wire_client c = connect();
+    send_pipeline_with_a_body(c);
+    expect_pipeline_answers_in_order(c);
+}
+
+TEST_F(HttpWireTest, PipelinedRequestsWithABodyAreAnsweredInOrderWhenLookupsAnswerLater) {
+    // The lookups answer from another thread: the requests behind them wait in the buffer.
+    reader_.put(0, make_full_entry("42", now_ms() - 1000, now_ms()));
+    reader_.answer_from_thread(30ms);
+    wire_client c = connect();
+    send_pipeline_with_a_body(c);
+    expect_pipeline_answers_in_order(c);
+}
+
+TEST_F(HttpWireSlowReaderTest, LargeAnswerReachesASlowReaderWholeAndTheConnectionServesAgain) {
+    const std::string expected = put_large_entry(large_answer_bytes());
+    wire_client c(server_->port(), small_receive_buffer);
+    c.send(http::verb::get, large_target);
+    // 32 KiB at a time with a pause after each read: the server meets a full send buffer
+    // hundreds of times. Well within the 5 s write deadline.
+    const auto start = std::chrono::steady_clock::now();
+    auto res = c.read_slowly(32 * 1024, 1ms, 4000ms, 2 * expected.size());
+    const auto took = std::chrono::steady_clock::now() - start;
+    expect_large_answer(res, expected);
+    EXPECT_GE(took, 100ms);  // the client did read slowly
+    // The same connection then serves the next request.
+    auto next = c.request(http::verb::get, "/healthz");
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->result_int(), 200);
+    EXPECT_EQ(next->body(), R"({"status":"ok"})");
+}
+
+TEST_F(HttpWireSlowReaderTest, RequestPipelinedBehindALargeAnswerIsAnsweredAfterIt) {
+    const std::string expected = put_large_entry(large_answer_bytes());
+    wire_client c(server_->port(), small_receive_buffer);
+    ASSERT_TRUE(c.send_raw("GET " + std::string(large_target) + " HTTP/1.1\r\nHost: x\r\n\r\n" +
+                           "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    expect_large_answer(c.read_slowly(64 * 1024, 1ms, 4000ms, 2 * expected.size()), expected);
+    auto next = c.read(2000ms);
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->body(), R"({"status":"ok"})");
+    EXPECT_FALSE(next->keep_alive());
+    EXPECT_TRUE(c.wait_for_close(3000ms).closed);
+}
+
+TEST_F(HttpWireTest, ClientThatNeverReadsALargeAnswerIsDisconnectedAfterTheWriteTimeout) {
+    // The write deadline here is max(1000 ms, read_timeout_ms = 300 ms) = 1000 ms.
+    const std::string expected = put_large_entry(large_answer_bytes());
+    wire_client stuck(server_->port(), small_receive_buffer);
+    stuck.send(http::verb::get, large_target);
+    const auto start = std::chrono::steady_clock::now();
+
+    // Meanwhile the server answers others, each at once.
+    int answered = 0;
+    while (std::chrono::steady_clock::now() - start < 1500ms) {
+        const auto asked = std::chrono::steady_clock::now();
+        wire_client other = connect();
+        auto res = other.request(http::verb::get, "/healthz");
+        ASSERT_TRUE(res) << "no answer to another client while one did not read";
+        EXPECT_EQ(res->result_int(), 200);
+        EXPECT_LT(std::chrono::steady_clock::now() - asked, 500ms);
+        ++answered;
+        std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_GE(answered, 5);
+
+    // Past the deadline the server has closed the connection: the client gets what was already
+    // in the socket buffers, then the end of the stream, and never the whole answer.
+    const auto closed = stuck.wait_for_close(3000ms);
+    EXPECT_TRUE(closed.closed) << "the connection stayed open after " << closed.bytes << " bytes";
+    EXPECT_GT(closed.bytes, 0u);
+    EXPECT_LT(closed.bytes, expected.size());
 }
 
 TEST_F(HttpWireTest, ConnectionCloseIsHonoured) {

@@ -65,7 +65,13 @@ class wire_client {
 public:
     using response = http::response<http::string_body>;
 
-    explicit wire_client(std::uint16_t port) : socket_(ioc_) {
+    /// receive_buffer_bytes > 0 sets SO_RCVBUF before connecting: a small window that does not
+    /// grow, so how much of an answer the client can hold unread stays small.
+    explicit wire_client(std::uint16_t port, int receive_buffer_bytes = 0) : socket_(ioc_) {
+        if (receive_buffer_bytes > 0) {
+            socket_.open(tcp::v4());
+            socket_.set_option(net::socket_base::receive_buffer_size(receive_buffer_bytes));
+        }
         socket_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
     }
 
@@ -96,6 +102,31 @@ public:
         http::read(socket_, buffer_, parser, ec);
         if (ec) return std::nullopt;
         return parser.release();
+    }
+
+    /// One response read like a slow client: at most chunk_bytes per read, with a pause after
+    /// each. Nullopt if the connection ended or limit passed before the response was whole.
+    std::optional<response> read_slowly(std::size_t chunk_bytes, std::chrono::microseconds pause,
+                                        std::chrono::milliseconds limit, std::uint64_t body_limit) {
+        socket_watchdog watchdog(socket_, limit);
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(body_limit);
+        parser.eager(true);
+        for (;;) {
+            while (buffer_.size() > 0 && !parser.is_done()) {
+                beast::error_code ec;
+                const std::size_t used = parser.put(buffer_.data(), ec);
+                buffer_.consume(used);
+                if (ec == http::error::need_more || (!ec && used == 0)) break;
+                if (ec) return std::nullopt;
+            }
+            if (parser.is_done()) return parser.release();
+            beast::error_code ec;
+            const std::size_t n = socket_.read_some(buffer_.prepare(chunk_bytes), ec);
+            if (ec) return std::nullopt;
+            buffer_.commit(n);
+            std::this_thread::sleep_for(pause);
+        }
     }
 
     /// Sends a request and reads its response on this (keep-alive) connection.
