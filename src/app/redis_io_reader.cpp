@@ -103,13 +103,7 @@ void append_command(std::string& out, std::initializer_list<std::string_view> ar
     out += '*';
     out += std::to_string(args.size());
     out += "\r\n";
-    for (const auto a : args) {
-        out += '$';
-        out += std::to_string(a.size());
-        out += "\r\n";
-        out.append(a);
-        out += "\r\n";
-    }
+    for (const auto a : args) append_resp_bulk(out, a);
 }
 
 // One Redis connection of one io thread. Everything runs on that thread.

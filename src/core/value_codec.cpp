@@ -1,6 +1,8 @@
 #include "sluice/core/value_codec.hpp"
 
+#include <array>
 #include <charconv>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +13,8 @@ namespace sluice {
 using json = nlohmann::json;
 
 std::string value_to_json_text(field_type type, const value& v) {
+    // Each is the text the JSON library writes for the value (Redis holds it for every record),
+    // without building a node and a serializer for it.
     return std::visit(
         [type](const auto& x) -> std::string {
             using T = std::decay_t<decltype(x)>;
@@ -20,12 +24,27 @@ std::string value_to_json_text(field_type type, const value& v) {
                 if (type == field_type::timestamp) return '"' + format_rfc3339_ms(x) + '"';
                 return std::to_string(x);
             } else if constexpr (std::is_same_v<T, double>) {
-                return json(x).dump();
+                if (!std::isfinite(x)) return "null";
+                std::array<char, 64> buf{};
+                char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), x);
+                return std::string(buf.data(), static_cast<std::size_t>(end - buf.data()));
             } else if constexpr (std::is_same_v<T, bool>) {
                 return x ? "true" : "false";
             } else {
                 if (type == field_type::json) return x;
-                return json(x).dump(-1, ' ', false, json::error_handler_t::replace);
+                // Printable ASCII without quote or backslash needs no escape; the rest (escapes,
+                // UTF-8, invalid bytes replaced) is the library's.
+                for (const char ch : x) {
+                    const auto c = static_cast<unsigned char>(ch);
+                    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+                        return json(x).dump(-1, ' ', false, json::error_handler_t::replace);
+                }
+                std::string out;
+                out.reserve(x.size() + 2);
+                out += '"';
+                out += x;
+                out += '"';
+                return out;
             }
         },
         v);

@@ -1,6 +1,7 @@
 #pragma once
 // Factory for the Redis latest-state cache (hiredis).
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -15,6 +16,10 @@ namespace sluice {
 /// One writer connection (store writer thread) and redis.pool_size reader connections.
 /// Every call has redis.timeout_ms; a connection that errs is replaced on the next call.
 latest_cache_ptr make_redis_cache(const config& cfg);
+
+/// One RESP bulk string, $<len>\r\n<bytes>\r\n, the form of each argument of a command (which
+/// starts with *<argument count>\r\n).
+void append_resp_bulk(std::string& out, std::string_view arg);
 
 /// "<key_prefix>:<set>:<key>" (DESIGN §7).
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key);

@@ -13,6 +13,14 @@
 
 namespace sluice {
 
+void append_resp_bulk(std::string& out, std::string_view arg) {
+    out += '$';
+    out += std::to_string(arg.size());
+    out += "\r\n";
+    out.append(arg);
+    out += "\r\n";
+}
+
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key) {
     return prefix + ":" + set + ":" + key;
 }
@@ -128,6 +136,9 @@ public:
         return read_reply();
     }
 
+    // A command already in RESP (append_resp_bulk).
+    void append_formatted(const std::string& command) { redisAppendFormattedCommand(ctx_, command.data(), command.size()); }
+
     void append(const std::vector<std::string>& args) {
         std::vector<const char*> argv;
         std::vector<size_t> lens;
@@ -170,38 +181,43 @@ public:
     status apply(const std::vector<const record*>& records) override {
         if (records.empty()) return status::success();
         if (auto s = load_script(); !s) return fail(s.message());
-        // Pipeline one script call per chunk of keys, then read every reply.
-        std::vector<std::string> keys;
-        std::vector<std::string> argv;
-        std::vector<std::string> args;
+        // Pipeline one script call per chunk of keys, then read every reply. Each call is written
+        // in RESP here: EVALSHA sha numkeys key... then per key its event time, TTL, field count and
+        // field/value pairs.
+        std::string keys, argv, command;
         std::size_t calls = 0;
         for (std::size_t from = 0; from < records.size(); from += keys_per_call) {
             const std::size_t to = std::min(records.size(), from + keys_per_call);
             keys.clear();
             argv.clear();
+            std::size_t args = 0;
             for (std::size_t i = from; i < to; ++i) {
                 const record* r = records[i];
                 const auto& set = cfg_.feature_sets[r->set_index];
                 const auto& columns = columns_[r->set_index];
                 const std::size_t fields = std::min(columns.size(), r->values.size());
-                keys.push_back(redis_key(rc_.key_prefix, set.name, r->key));
-                argv.push_back(std::to_string(r->event_time_ms));
-                argv.push_back(std::to_string(set.ttl_ms));
-                argv.push_back(std::to_string(fields + 1));
-                argv.emplace_back("_ingested_at");
-                argv.push_back(std::to_string(r->ingested_at_ms));
+                append_resp_bulk(keys, redis_key(rc_.key_prefix, set.name, r->key));
+                append_resp_bulk(argv, std::to_string(r->event_time_ms));
+                append_resp_bulk(argv, std::to_string(set.ttl_ms));
+                append_resp_bulk(argv, std::to_string(fields + 1));
+                append_resp_bulk(argv, "_ingested_at");
+                append_resp_bulk(argv, std::to_string(r->ingested_at_ms));
                 for (std::size_t f = 0; f < fields; ++f) {
-                    argv.push_back(columns[f].name);
-                    argv.push_back(value_to_json_text(columns[f].type, r->values[f]));
+                    append_resp_bulk(argv, columns[f].name);
+                    append_resp_bulk(argv, value_to_json_text(columns[f].type, r->values[f]));
                 }
+                args += 5 + 2 * fields;
             }
-            args.clear();
-            args.emplace_back("EVALSHA");
-            args.push_back(sha_);
-            args.push_back(std::to_string(keys.size()));
-            for (auto& k : keys) args.push_back(std::move(k));
-            for (auto& v : argv) args.push_back(std::move(v));
-            writer_.append(args);
+            command.clear();
+            command += '*';
+            command += std::to_string(3 + (to - from) + args);
+            command += "\r\n";
+            append_resp_bulk(command, "EVALSHA");
+            append_resp_bulk(command, sha_);
+            append_resp_bulk(command, std::to_string(to - from));
+            command += keys;
+            command += argv;
+            writer_.append_formatted(command);
             ++calls;
         }
         status first_error;

@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <random>
 #include <limits>
 #include <optional>
 #include <string>
@@ -44,6 +49,26 @@ TEST(CoreValueCodec, RoundTripsDoubles) {
     const auto third = value_from_json_text(field_type::float64, value_to_json_text(field_type::float64, value{0.1 + 0.2}));
     ASSERT_TRUE(third.has_value());
     EXPECT_EQ(std::get<double>(*third), 0.1 + 0.2);
+}
+
+// Redis holds the text of every value, written without the JSON library's node and serializer:
+// it must be the library's text byte for byte, or Redis and the API would disagree.
+TEST(CoreValueCodec, WritesTheSameTextAsTheJsonLibrary) {
+    using json = nlohmann::json;
+    std::mt19937_64 rnd(7);
+    for (int i = 0; i < 20000; ++i) {
+        const std::uint64_t bits = rnd();
+        double d;
+        std::memcpy(&d, &bits, sizeof d);  // any bit pattern: subnormals, NaN, infinities too
+        if (i % 2) d = std::ldexp(static_cast<double>(bits >> 11), -20) - 4e9;  // everyday magnitudes
+        ASSERT_EQ(value_to_json_text(field_type::float64, value{d}), json(d).dump()) << bits;
+    }
+    for (double d : {0.0, -0.0, 1.0, 5.0, 0.1, 1e21, 1e-7, 123456789012345678.0}) EXPECT_EQ(value_to_json_text(field_type::float64, value{d}), json(d).dump());
+    const std::string strings[] = {"", "plain text 123", "quote \"", "back\\slash", "tab\t", std::string("nul\0x", 5),
+                                   "caf\xc3\xa9", "bad \xff byte", "\x7f", "~"};
+    for (const auto& t : strings)
+        EXPECT_EQ(value_to_json_text(field_type::string, value{t}), json(t).dump(-1, ' ', false, json::error_handler_t::replace))
+            << t;
 }
 
 TEST(CoreValueCodec, ReadsAnIntegerTextAsADouble) {
