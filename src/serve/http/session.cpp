@@ -338,14 +338,16 @@ void session<Stream>::write(response res, bool close) {
         auto& socket = tcp_layer().socket();
         beast::error_code ec;
         if (!socket.non_blocking()) socket.non_blocking(true, ec);
-        const std::size_t total = head_.size() + buffers[1].size();
-        std::size_t sent = ec ? 0 : socket.write_some(buffers, ec);
-        if (!ec && sent == total) return on_write(close, ec, sent);
-        if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(close, ec, sent);
-        for (auto& b : buffers) {
-            const std::size_t skip = std::min(sent, b.size());
-            b += skip;
-            sent -= skip;
+        if (!ec) {  // else everything is written asynchronously
+            const std::size_t total = head_.size() + buffers[1].size();
+            std::size_t sent = socket.write_some(buffers, ec);
+            if (!ec && sent == total) return on_write(close, ec, sent);
+            if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(close, ec, sent);
+            for (auto& b : buffers) {
+                const std::size_t skip = std::min(sent, b.size());
+                b += skip;
+                sent -= skip;
+            }
         }
     }
     tcp_layer().expires_after(state_->limits.write_timeout);
