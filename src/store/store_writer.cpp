@@ -523,15 +523,7 @@ void store_writer::run_cache() {
 }
 
 std::vector<const record*> store_writer::update_memory(write_batch& batch) {
-    std::unordered_map<std::string, std::size_t> slot;  // (set, key) -> index in newest
-    std::vector<const record*> newest;
-    for (const auto& r : batch.records) {
-        auto [it, inserted] = slot.try_emplace(std::to_string(r.set_index) + '\x1f' + r.key, newest.size());
-        if (inserted)
-            newest.push_back(&r);
-        else if (newest[it->second]->event_time_ms < r.event_time_ms)
-            newest[it->second] = &r;
-    }
+    auto newest = newest_of_each_key(batch.records);
     if (!cfg_.memory.enabled) return newest;
     std::unique_lock<std::mutex> hold;
     if (offsets_) hold = offsets_->hold_assignment();

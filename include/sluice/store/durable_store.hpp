@@ -21,6 +21,12 @@ struct write_batch {
     bool empty() const { return records.empty() && dead_letters.empty(); }
 };
 
+/// The record of each key (per feature set) that latest keeps, in PostgreSQL, Redis and memory
+/// alike: the newest event; among equal event times the first delivered (the lower offset, a
+/// Kafka record before a pushed one, else the earlier in the batch). In the order the keys first
+/// appear; the pointers are into `records`.
+std::vector<const record*> newest_of_each_key(const std::vector<record>& records);
+
 /// A key's history around one moment, for as-of lookups.
 struct history_slice {
     std::optional<latest_entry> newest;  // the newest row with event time <= the moment (fields only)

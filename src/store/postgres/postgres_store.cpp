@@ -6,7 +6,6 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
-#include <unordered_map>
 #include <nlohmann/json.hpp>
 
 #include "pg_connection.hpp"
@@ -525,14 +524,6 @@ private:
         }
     }
 
-    // The record latest keeps among a and b of one key: the newer event; among equal event times
-    // the first delivered (lower offset, Kafka before pushed, else the earlier in the batch).
-    static bool replaces(const record& b, const record& a) {
-        if (b.event_time_ms != a.event_time_ms) return b.event_time_ms > a.event_time_ms;
-        if (a.source.from_kafka() && b.source.from_kafka()) return b.source.offset < a.source.offset;
-        return b.source.from_kafka() && !a.source.from_kafka();
-    }
-
     // fast: COPY straight into history, and only the newest record of each key into the temporary
     // table for the latest upsert; a row already in history fails the batch with unique_violation
     // (write() then redoes it safe). Safe: every record into the temporary table, history takes
@@ -542,18 +533,16 @@ private:
         const std::size_t sets = cfg_.feature_sets.size();
         std::vector<std::string> history_data(sets), temp_data(sets);
         if (fast) {
-            std::vector<std::unordered_map<std::string_view, const record*>> newest(sets);
-            for (const auto& r : batch.records) {
-                auto [it, inserted] = newest[r.set_index].try_emplace(r.key, &r);
-                if (!inserted && replaces(r, *it->second)) it->second = &r;
-            }
+            std::vector<char> is_newest(batch.records.size(), 0);
+            for (const record* r : newest_of_each_key(batch.records)) is_newest[static_cast<std::size_t>(r - batch.records.data())] = 1;
             // Each row is formatted once: the newest of its key is copied on for latest, with
             // the aggregations after it.
-            for (const auto& r : batch.records) {
+            for (std::size_t i = 0; i < batch.records.size(); ++i) {
+                const record& r = batch.records[i];
                 auto& history = history_data[r.set_index];
                 const std::size_t start = history.size();
                 append_row(history, r, /*with_aggregations=*/false);
-                if (newest[r.set_index].at(r.key) != &r) continue;
+                if (!is_newest[i]) continue;
                 auto& temp = temp_data[r.set_index];
                 temp.append(history, start, history.size() - start - 1);  // without its newline
                 append_aggregations(temp, r);
