@@ -3,6 +3,7 @@
 #include <array>
 #include <atomic>
 
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -331,7 +332,8 @@ void session<Stream>::write(response res, bool close) {
     else if (version_ == 10)
         head_ += "Connection: keep-alive\r\n";
     head_ += "\r\n";
-    std::array<net::const_buffer, 2> buffers{net::buffer(head_), no_body ? net::const_buffer() : net::buffer(res_->body())};
+    unsent_ = {net::buffer(head_), no_body ? net::const_buffer() : net::buffer(res_->body())};
+    auto& buffers = unsent_;
     if constexpr (!is_tls) {
         // Most answers fit the socket's send buffer: written now, without an asynchronous write
         // and its timer; what does not fit is written asynchronously with the write deadline.
@@ -343,15 +345,34 @@ void session<Stream>::write(response res, bool close) {
             std::size_t sent = socket.write_some(buffers, ec);
             if (!ec && sent == total) return on_write(close, ec, sent);
             if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(close, ec, sent);
-            for (auto& b : buffers) {
-                const std::size_t skip = std::min(sent, b.size());
-                b += skip;
-                sent -= skip;
-            }
+            consume_unsent(sent);
         }
     }
+    write_unsent(close);
+}
+
+template <class Stream>
+void session<Stream>::consume_unsent(std::size_t bytes) {
+    for (auto& b : unsent_) {
+        const std::size_t skip = std::min(bytes, b.size());
+        b += skip;
+        bytes -= skip;
+    }
+}
+
+// The rest of an answer, a piece at a time: the write deadline runs from the last progress, so a
+// client that reads slowly but steadily gets a large answer whole, and one that stops reading is
+// cut off after write_timeout.
+template <class Stream>
+void session<Stream>::write_unsent(bool close) {
     tcp_layer().expires_after(state_->limits.write_timeout);
-    net::async_write(stream_, buffers, beast::bind_front_handler(&session::on_write, this->shared_from_this(), close));
+    stream_.async_write_some(unsent_, [self = this->shared_from_this(), close](beast::error_code ec, std::size_t bytes) {
+        if (!ec) {
+            self->consume_unsent(bytes);
+            if (net::buffer_size(self->unsent_) > 0) return self->write_unsent(close);
+        }
+        self->on_write(close, ec, bytes);
+    });
 }
 
 template <class Stream>

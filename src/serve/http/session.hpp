@@ -5,6 +5,7 @@
 // close_now(), which the server calls after joining the io threads. Instantiated in session.cpp
 // for plain_stream and tls_stream only.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -59,6 +60,8 @@ private:
     void fail(http::status status, const char* code, const std::string& message);
     void observe(std::string_view route, http::verb method, unsigned status);
     void write(response res, bool close);
+    void consume_unsent(std::size_t bytes);
+    void write_unsent(bool close);
     void on_write(bool close, beast::error_code ec, std::size_t bytes);
     void wait_next_request();
     void on_first_byte(beast::error_code ec, std::size_t bytes);
@@ -77,6 +80,7 @@ private:
     std::optional<http::response<http::empty_body>> continue_;
     std::optional<response> res_;
     std::string head_;  // res_'s status line and fields, written before its body
+    std::array<net::const_buffer, 2> unsent_;  // what of head_ and res_'s body is not written yet
     std::optional<response> inline_answer_;  // answered while dispatch() ran on this thread
     std::uint64_t request_bytes_ = 0;  // bytes of the current request consumed by the parser
     std::uint64_t linger_bytes_ = 0;

@@ -213,6 +213,19 @@ TEST_F(HttpWireSlowReaderTest, RequestPipelinedBehindALargeAnswerIsAnsweredAfter
     EXPECT_TRUE(c.wait_for_close(3000ms).closed);
 }
 
+TEST_F(HttpWireTest, AReaderThatKeepsReadingGetsALargeAnswerWholePastTheWriteTimeout) {
+    // The write deadline here is 1000 ms, and it runs from the last progress: a client that takes
+    // the answer steadily for longer than that is not cut off.
+    const std::string expected = put_large_entry(large_answer_bytes());
+    wire_client c(server_->port(), small_receive_buffer);
+    c.send(http::verb::get, large_target);
+    const auto start = std::chrono::steady_clock::now();
+    auto res = c.read_slowly(16 * 1024, 3ms, 8000ms, 2 * expected.size());
+    const auto took = std::chrono::steady_clock::now() - start;
+    expect_large_answer(res, expected);
+    EXPECT_GT(took, 1000ms) << "the client read faster than the write deadline: this test proves nothing";
+}
+
 TEST_F(HttpWireTest, ClientThatNeverReadsALargeAnswerIsDisconnectedAfterTheWriteTimeout) {
     // The write deadline here is max(1000 ms, read_timeout_ms = 300 ms) = 1000 ms.
     const std::string expected = put_large_entry(large_answer_bytes());
