@@ -113,7 +113,7 @@ public:
     using reply_callback = std::function<void(const resp_reply* reply, const std::string& error)>;
 
     connection(net::io_context& ioc, const redis_config& rc)
-        : ioc_(ioc), socket_(ioc), timer_(ioc), rc_(rc) {}
+        : ioc_(ioc), socket_(ioc), resolver_(ioc), timer_(ioc), rc_(rc) {}
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
@@ -149,18 +149,6 @@ private:
     void connect() {
         state_ = state::connecting;
         const auto gen = ++generation_;
-        boost::system::error_code ec;
-        tcp::endpoint endpoint;
-        const auto address = net::ip::make_address(rc_.host, ec);
-        if (!ec) {
-            endpoint = tcp::endpoint(address, static_cast<std::uint16_t>(rc_.port));
-        } else {
-            // A host name: resolved on this thread (at most once a second while Redis is away).
-            tcp::resolver resolver(ioc_);
-            auto results = resolver.resolve(rc_.host, std::to_string(rc_.port), ec);
-            if (ec || results.empty()) return fail("cannot resolve Redis host '" + rc_.host + "': " + ec.message());
-            endpoint = results.begin()->endpoint();
-        }
         // AUTH and SELECT go first; a refusal fails the connection.
         const auto check = [this](const char* what) {
             return [this, what](const resp_reply* r, const std::string&) {
@@ -177,17 +165,37 @@ private:
             append_command(out_, {"SELECT", db});
             push(check("SELECT"));
         }
-        socket_.async_connect(endpoint, [self = shared_from_this(), gen](boost::system::error_code connect_ec) {
-            if (gen != self->generation_) return;
-            if (connect_ec)
-                return self->fail("cannot connect to Redis at " + self->rc_.host + ":" + std::to_string(self->rc_.port) +
-                                  ": " + connect_ec.message());
-            boost::system::error_code opt_ec;
-            self->socket_.set_option(tcp::no_delay(true), opt_ec);
-            self->state_ = state::ready;
-            self->read_more();
-            self->flush();
-        });
+        boost::system::error_code ec;
+        const auto address = net::ip::make_address(rc_.host, ec);
+        if (!ec) {
+            socket_.async_connect(tcp::endpoint(address, static_cast<std::uint16_t>(rc_.port)),
+                                  [self = shared_from_this(), gen](boost::system::error_code connect_ec) {
+                                      self->connected(connect_ec, gen);
+                                  });
+            return;
+        }
+        // A host name: resolved off the io thread (asio's resolver thread), then each address tried.
+        resolver_.async_resolve(
+            rc_.host, std::to_string(rc_.port),
+            [self = shared_from_this(), gen](boost::system::error_code resolve_ec, const tcp::resolver::results_type& results) {
+                if (gen != self->generation_) return;
+                if (resolve_ec || results.empty())
+                    return self->fail("cannot resolve Redis host '" + self->rc_.host + "': " + resolve_ec.message());
+                net::async_connect(self->socket_, results,
+                                   [self, gen](boost::system::error_code connect_ec, const tcp::endpoint&) {
+                                       self->connected(connect_ec, gen);
+                                   });
+            });
+    }
+
+    void connected(boost::system::error_code ec, std::uint64_t gen) {
+        if (gen != generation_) return;
+        if (ec) return fail("cannot connect to Redis at " + rc_.host + ":" + std::to_string(rc_.port) + ": " + ec.message());
+        boost::system::error_code opt_ec;
+        socket_.set_option(tcp::no_delay(true), opt_ec);
+        state_ = state::ready;
+        read_more();
+        flush();
     }
 
     void flush() {
@@ -255,6 +263,7 @@ private:
         failed_at_ = clock_type::now();
         boost::system::error_code ignored;
         socket_.close(ignored);
+        resolver_.cancel();
         ++timer_generation_;
         timer_armed_ = false;
         timer_.cancel();
@@ -269,6 +278,7 @@ private:
 
     net::io_context& ioc_;
     tcp::socket socket_;
+    tcp::resolver resolver_;
     net::steady_timer timer_;
     redis_config rc_;
     state state_ = state::idle;

@@ -594,5 +594,18 @@ TEST_F(RedisIoReaderTest, AHashAfterAuthAndSelectIsDecodedIntoTheEntry) {
     for (const auto& c : calls) EXPECT_EQ(c.calls->load(), 1);
 }
 
+TEST_F(RedisIoReaderTest, AHostNameIsResolvedAndConnected) {
+    // A name, not an address: resolved asynchronously, then connected (the fake Redis listens on
+    // 127.0.0.1; were "localhost" to give ::1 first, the next address would be tried).
+    start(answer_ok_and_empty, [](redis_config& rc) { rc.host = "localhost"; });
+    const read_call call = read_one("k1");
+    ASSERT_TRUE(call.accepted);
+    const auto answer = call.wait(2s);
+    ASSERT_TRUE(answer.has_value());
+    ASSERT_TRUE(answer->r.ok()) << answer->r.message();
+    EXPECT_FALSE(answer->r.value().has_value());
+    EXPECT_EQ(redis_->connections(), 1u);
+}
+
 }  // namespace
 }  // namespace sluice
