@@ -348,6 +348,11 @@ void session<Stream>::write(response res, bool close) {
             consume_unsent(sent);
         }
     }
+    // Until the rest is written, a close (the write deadline passing, or the server stopping)
+    // resets the connection: what the client did not take is dropped from the kernel's send
+    // queue instead of staying there after the session is gone.
+    beast::error_code ec;
+    tcp_layer().socket().set_option(net::socket_base::linger(true, 0), ec);
     write_unsent(close);
 }
 
@@ -370,6 +375,8 @@ void session<Stream>::write_unsent(bool close) {
         if (!ec) {
             self->consume_unsent(bytes);
             if (net::buffer_size(self->unsent_) > 0) return self->write_unsent(close);
+            beast::error_code linger_ec;  // written: closes are graceful again
+            self->tcp_layer().socket().set_option(net::socket_base::linger(false, 0), linger_ec);
         }
         self->on_write(close, ec, bytes);
     });

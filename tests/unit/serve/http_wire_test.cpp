@@ -247,12 +247,13 @@ TEST_F(HttpWireTest, ClientThatNeverReadsALargeAnswerIsDisconnectedAfterTheWrite
     }
     EXPECT_GE(answered, 5);
 
-    // Past the deadline the server has closed the connection: the client gets what was already
-    // in the socket buffers, then the end of the stream, and never the whole answer.
+    // Past the deadline the server has reset the connection: the client gets what was already in
+    // its own receive buffer, then the end, and never the whole answer; what the server's kernel
+    // still held for it (megabytes with a graceful close) is dropped.
     const auto closed = stuck.wait_for_close(3000ms);
     EXPECT_TRUE(closed.closed) << "the connection stayed open after " << closed.bytes << " bytes";
     EXPECT_GT(closed.bytes, 0u);
-    EXPECT_LT(closed.bytes, expected.size());
+    EXPECT_LT(closed.bytes, std::size_t{1} << 20) << "the server's send queue was delivered after the timeout";
 }
 
 TEST_F(HttpWireTest, ConnectionCloseIsHonoured) {
