@@ -12,42 +12,60 @@ namespace sluice {
 
 using json = nlohmann::json;
 
-std::string value_to_json_text(field_type type, const value& v) {
-    // Each is the text the JSON library writes for the value (Redis holds it for every record),
-    // without building a node and a serializer for it.
-    return std::visit(
-        [type](const auto& x) -> std::string {
+void append_json_string(std::string& out, std::string_view s) {
+    // Printable ASCII without quote or backslash needs no escape; the rest (escapes, UTF-8,
+    // invalid bytes replaced) is the library's.
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+            return;
+        }
+    }
+    out += '"';
+    out.append(s);
+    out += '"';
+}
+
+void append_value_json_text(std::string& out, field_type type, const value& v) {
+    std::visit(
+        [type, &out](const auto& x) {
             using T = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<T, std::monostate>) {
-                return "null";
+                out += "null";
             } else if constexpr (std::is_same_v<T, std::int64_t>) {
-                if (type == field_type::timestamp) return '"' + format_rfc3339_ms(x) + '"';
-                return std::to_string(x);
-            } else if constexpr (std::is_same_v<T, double>) {
-                if (!std::isfinite(x)) return "null";
-                std::array<char, 64> buf{};
-                char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), x);
-                return std::string(buf.data(), static_cast<std::size_t>(end - buf.data()));
-            } else if constexpr (std::is_same_v<T, bool>) {
-                return x ? "true" : "false";
-            } else {
-                if (type == field_type::json) return x;
-                // Printable ASCII without quote or backslash needs no escape; the rest (escapes,
-                // UTF-8, invalid bytes replaced) is the library's.
-                for (const char ch : x) {
-                    const auto c = static_cast<unsigned char>(ch);
-                    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-                        return json(x).dump(-1, ' ', false, json::error_handler_t::replace);
+                if (type == field_type::timestamp) {
+                    out += '"';
+                    out += format_rfc3339_ms(x);
+                    out += '"';
+                } else {
+                    char buf[24];
+                    out.append(buf, std::to_chars(buf, buf + sizeof buf, x).ptr);
                 }
-                std::string out;
-                out.reserve(x.size() + 2);
-                out += '"';
+            } else if constexpr (std::is_same_v<T, double>) {
+                // Shortest round trip, "5.0" for an integral value, null for NaN and infinities.
+                if (!std::isfinite(x)) {
+                    out += "null";
+                } else {
+                    std::array<char, 64> buf{};
+                    char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), x);
+                    out.append(buf.data(), static_cast<std::size_t>(end - buf.data()));
+                }
+            } else if constexpr (std::is_same_v<T, bool>) {
+                out += x ? "true" : "false";
+            } else if (type == field_type::json) {
                 out += x;
-                out += '"';
-                return out;
+            } else {
+                append_json_string(out, x);
             }
         },
         v);
+}
+
+std::string value_to_json_text(field_type type, const value& v) {
+    std::string out;
+    append_value_json_text(out, type, v);
+    return out;
 }
 
 namespace {

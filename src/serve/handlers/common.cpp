@@ -1,6 +1,5 @@
 #include "common.hpp"
 
-#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -64,48 +63,13 @@ ordered_json render_values(const set_view& view, const std::vector<std::size_t>&
     return values;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-    // Printable ASCII without quote or backslash is copied as it is; anything else (escapes,
-    // UTF-8, invalid bytes) is left to the JSON library, so the text is the same as dump_json's.
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-            out += dump_json(ordered_json(std::string(s)));
-            return;
-        }
-    }
-    out += '"';
-    out.append(s);
-    out += '"';
-}
-
 void append_value_json(std::string& out, field_type type, const value& v) {
-    if (const auto* i = std::get_if<std::int64_t>(&v); i && type != field_type::timestamp) {
-        char buf[24];
-        const auto end = std::to_chars(buf, buf + sizeof buf, *i).ptr;
-        out.append(buf, end);
-    } else if (const auto* str = std::get_if<std::string>(&v); str && type != field_type::json) {
-        append_json_string(out, *str);
-    } else if (std::holds_alternative<std::monostate>(v)) {
-        out += "null";
-    } else if (i) {
-        out += '"';
-        out += format_rfc3339_ms(*i);
-        out += '"';
-    } else if (const auto* d = std::get_if<double>(&v)) {
-        // The JSON library's own number formatting (shortest round trip, "5.0" for an integral
-        // value, null for NaN and infinities), without building a node and a string for it.
-        if (!std::isfinite(*d)) {
-            out += "null";
-        } else {
-            std::array<char, 64> buf{};
-            char* end = nlohmann::detail::to_chars(buf.data(), buf.data() + buf.size(), *d);
-            out.append(buf.data(), static_cast<std::size_t>(end - buf.data()));
-        }
-    } else {
-        // Booleans and json values: a single node, rendered as render_value does.
+    // A json field's stored text is parsed and rendered as render_value does (compact; text that
+    // is not JSON becomes a string); every other value is written as Redis holds it.
+    if (type == field_type::json && std::holds_alternative<std::string>(v))
         out += dump_json(render_value(type, v));
-    }
+    else
+        append_value_json_text(out, type, v);
 }
 
 void append_values_json(std::string& out, const set_view& view, const std::vector<std::size_t>& columns,

@@ -11,6 +11,7 @@
 
 #include "../http/router.hpp"
 #include "sluice/config/columns.hpp"
+#include "sluice/core/value_codec.hpp"
 #include "sluice/serve/services.hpp"
 
 namespace sluice::serve {
@@ -42,8 +43,7 @@ ordered_json render_value(field_type type, const value& v);
 ordered_json render_values(const set_view& view, const std::vector<std::size_t>& columns, const latest_entry& e);
 
 /// The same JSON text as dump_json of the above, written straight onto `out` (no tree of nodes):
-/// the read routes answer with these.
-void append_json_string(std::string& out, std::string_view s);
+/// the read routes answer with these (strings through append_json_string of value_codec.hpp).
 void append_value_json(std::string& out, field_type type, const value& v);
 void append_values_json(std::string& out, const set_view& view, const std::vector<std::size_t>& columns,
                         const latest_entry& e);
