@@ -86,7 +86,6 @@ long parse_resp_reply(std::string_view in, resp_reply& out) {
     return static_cast<long>(pos);
 }
 
-
 namespace {
 
 namespace net = boost::asio;

@@ -32,10 +32,10 @@ namespace sluice {
 /// retrying likewise). The newest record of each key goes into the memory index (which answers
 /// reads first) when the writer takes the batch, before the commit (memory.before_commit, the
 /// default: memory is at most one batch ahead of PostgreSQL), or right after the commit. The
-/// writer then hands the durable batch to the cache thread, and goes on with the next one: PostgreSQL writes batch n + 1 while
-/// the cache thread updates Redis with batch n, then reports its offsets as durable and answers
-/// its pushes. Batches reach the cache thread in commit order, and at most one waits for it (the
-/// writer blocks on a second).
+/// writer then hands the durable batch to the cache thread and goes on with the next one:
+/// PostgreSQL writes batch n + 1 while the cache thread updates Redis with batch n, then reports
+/// its offsets as durable and answers its pushes. Batches reach the cache thread in commit order,
+/// and at most one waits for it (the writer blocks on a second).
 /// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
 /// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.

@@ -54,9 +54,9 @@ std::string peer_bytes(const io_socket& socket) {
 
 // A handler's answer: delivered at most once. An answer given while dispatch() runs (memory
 // reads, errors) or later on the session's own thread (Redis replies) is written at once; one
-// that comes from another thread is posted to the session's io_context. Holds the io_context so that an answer arriving after the server
-// stopped still has a queue to go to (it is then dropped with the io_context). Member order
-// matters: the session goes first.
+// that comes from another thread is posted to the session's io_context. Holds the io_context so
+// that an answer arriving after the server stopped still has a queue to go to (it is then
+// dropped with the io_context). Member order matters: the session goes first.
 template <class Session>
 struct pending_answer {
     std::shared_ptr<net::io_context> ioc;
@@ -333,7 +333,6 @@ void session<Stream>::write(response res, bool close) {
         head_ += "Connection: keep-alive\r\n";
     head_ += "\r\n";
     unsent_ = {net::buffer(head_), no_body ? net::const_buffer() : net::buffer(res_->body())};
-    auto& buffers = unsent_;
     if constexpr (!is_tls) {
         // Most answers fit the socket's send buffer: written now, without an asynchronous write
         // and its timer; what does not fit is written asynchronously with the write deadline.
@@ -341,11 +340,10 @@ void session<Stream>::write(response res, bool close) {
         beast::error_code ec;
         if (!socket.non_blocking()) socket.non_blocking(true, ec);
         if (!ec) {  // else everything is written asynchronously
-            const std::size_t total = head_.size() + buffers[1].size();
-            std::size_t sent = socket.write_some(buffers, ec);
-            if (!ec && sent == total) return on_write(close, ec, sent);
-            if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(close, ec, sent);
+            const std::size_t sent = socket.write_some(unsent_, ec);
             consume_unsent(sent);
+            if (!ec && net::buffer_size(unsent_) == 0) return on_write(close, ec, sent);
+            if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(close, ec, sent);
         }
     }
     // Until the rest is written, a close (the write deadline passing, or the server stopping)

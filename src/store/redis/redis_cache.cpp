@@ -184,7 +184,7 @@ public:
         // Pipeline one script call per chunk of keys, then read every reply. Each call is written
         // in RESP here: EVALSHA sha numkeys key... then per key its event time, TTL, field count and
         // field/value pairs.
-        std::string keys, argv, command;
+        std::string keys, argv, command, text;
         std::size_t calls = 0;
         for (std::size_t from = 0; from < records.size(); from += keys_per_call) {
             const std::size_t to = std::min(records.size(), from + keys_per_call);
@@ -204,7 +204,9 @@ public:
                 append_resp_bulk(argv, std::to_string(r->ingested_at_ms));
                 for (std::size_t f = 0; f < fields; ++f) {
                     append_resp_bulk(argv, columns[f].name);
-                    append_resp_bulk(argv, value_to_json_text(columns[f].type, r->values[f]));
+                    text.clear();
+                    append_value_json_text(text, columns[f].type, r->values[f]);
+                    append_resp_bulk(argv, text);
                 }
                 args += 5 + 2 * fields;
             }
