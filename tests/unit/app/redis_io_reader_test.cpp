@@ -356,6 +356,18 @@ protected:
 
     read_call read_one(const std::string& key) { return read({key}).front(); }
 
+    /// Reads key k1 (the fake Redis answers OK and an empty hash) and checks the read succeeded
+    /// with no entry; `sent` gets the bytes of the connection as the fake Redis received them.
+    void read_k1_expecting_no_entry(std::string& sent) {
+        const read_call call = read_one("k1");
+        ASSERT_TRUE(call.accepted);
+        const auto answer = call.wait(2s);
+        ASSERT_TRUE(answer.has_value());
+        ASSERT_TRUE(answer->r.ok()) << answer->r.message();
+        EXPECT_FALSE(answer->r.value().has_value());  // *0: no such key
+        sent = redis_->received(0);
+    }
+
     config cfg_;
     std::unique_ptr<fake_redis> redis_;
     std::unique_ptr<redis_io_reader> reader_;
@@ -440,45 +452,31 @@ TEST_F(RedisIoReaderTest, AuthThenSelectAreTheFirstBytesOfANewConnection) {
         rc.password = "s3cret pass";  // a space: each argument is a bulk string, sent as it is
         rc.db = 3;
     });
-    const read_call call = read_one("k1");
-    ASSERT_TRUE(call.accepted);
-    const auto answer = call.wait(2s);
-    ASSERT_TRUE(answer.has_value());
-    ASSERT_TRUE(answer->r.ok()) << answer->r.message();
-    EXPECT_FALSE(answer->r.value().has_value());  // *0: no such key
-
-    EXPECT_EQ(redis_->received(0), resp_command({"AUTH", "s3cret pass"}) + resp_command({"SELECT", "3"}) +
+    std::string sent;
+    ASSERT_NO_FATAL_FAILURE(read_k1_expecting_no_entry(sent));
+    EXPECT_EQ(sent, resp_command({"AUTH", "s3cret pass"}) + resp_command({"SELECT", "3"}) +
                                        resp_command({"HGETALL", "fs:user_activity:k1"}));
 }
 
 TEST_F(RedisIoReaderTest, WithoutPasswordOrDbNeitherAuthNorSelectIsSent) {
     start(answer_ok_and_empty);
-    const read_call call = read_one("k1");
-    ASSERT_TRUE(call.accepted);
-    const auto answer = call.wait(2s);
-    ASSERT_TRUE(answer.has_value());
-    ASSERT_TRUE(answer->r.ok()) << answer->r.message();
-    EXPECT_EQ(redis_->received(0), resp_command({"HGETALL", "fs:user_activity:k1"}));
+    std::string sent;
+    ASSERT_NO_FATAL_FAILURE(read_k1_expecting_no_entry(sent));
+    EXPECT_EQ(sent, resp_command({"HGETALL", "fs:user_activity:k1"}));
 }
 
 TEST_F(RedisIoReaderTest, OnlyThePartsConfiguredAreSent) {
     start(answer_ok_and_empty, [](redis_config& rc) { rc.password = "pw"; });
-    const read_call call = read_one("k1");
-    ASSERT_TRUE(call.accepted);
-    const auto answer = call.wait(2s);
-    ASSERT_TRUE(answer.has_value());
-    ASSERT_TRUE(answer->r.ok()) << answer->r.message();
-    EXPECT_EQ(redis_->received(0), resp_command({"AUTH", "pw"}) + resp_command({"HGETALL", "fs:user_activity:k1"}));
+    std::string sent;
+    ASSERT_NO_FATAL_FAILURE(read_k1_expecting_no_entry(sent));
+    EXPECT_EQ(sent, resp_command({"AUTH", "pw"}) + resp_command({"HGETALL", "fs:user_activity:k1"}));
 }
 
 TEST_F(RedisIoReaderTest, OnlySelectWhenOnlyTheDbIsSet) {
     start(answer_ok_and_empty, [](redis_config& rc) { rc.db = 15; });
-    const read_call call = read_one("k1");
-    ASSERT_TRUE(call.accepted);
-    const auto answer = call.wait(2s);
-    ASSERT_TRUE(answer.has_value());
-    ASSERT_TRUE(answer->r.ok()) << answer->r.message();
-    EXPECT_EQ(redis_->received(0), resp_command({"SELECT", "15"}) + resp_command({"HGETALL", "fs:user_activity:k1"}));
+    std::string sent;
+    ASSERT_NO_FATAL_FAILURE(read_k1_expecting_no_entry(sent));
+    EXPECT_EQ(sent, resp_command({"SELECT", "15"}) + resp_command({"HGETALL", "fs:user_activity:k1"}));
 }
 
 TEST_F(RedisIoReaderTest, ARefusedAuthFailsTheReadWithRedisReason) {

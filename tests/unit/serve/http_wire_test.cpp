@@ -22,6 +22,8 @@ std::size_t largest_tcp_send_buffer() {
 
 // The receive buffer of clients that fetch large answers: small, and it does not grow.
 constexpr int small_receive_buffer = 64 * 1024;
+// What put_large_entry's body answers.
+constexpr const char* large_target = "/v1/features/user_activity/big?fields=country";
 
 // More than the server's send buffer and such a client's receive buffer can hold together:
 // however the client reads, the server cannot write the answer at once and writes the rest
@@ -63,8 +65,6 @@ protected:
                format_rfc3339_ms(event_time) + R"(","ingested_at":")" + format_rfc3339_ms(event_time + 5) +
                R"(","values":{"country":")" + text + R"("}})";
     }
-
-    static constexpr const char* large_target = "/v1/features/user_activity/big?fields=country";
 };
 
 // The write deadline is max(1000 ms, http.read_timeout_ms) (it has no key of its own): a
@@ -82,6 +82,19 @@ void expect_large_answer(const std::optional<wire_client::response>& res, const 
     EXPECT_EQ(res->body().size(), expected.size());
     EXPECT_EQ(first_difference(res->body(), expected), std::string::npos) << "the body differs from the answer";
     EXPECT_TRUE(res->keep_alive());
+}
+
+// Asks for the large answer on `c` and reads it `chunk` bytes at a time with `pause` after each
+// (`limit` at most); checks it arrived whole and returns how long the reading took.
+std::chrono::steady_clock::duration get_large_answer_slowly(wire_client& c, const std::string& expected, std::size_t chunk,
+                                                            std::chrono::milliseconds pause,
+                                                            std::chrono::milliseconds limit) {
+    c.send(http::verb::get, large_target);
+    const auto start = std::chrono::steady_clock::now();
+    auto res = c.read_slowly(chunk, pause, limit, 2 * expected.size());
+    const auto took = std::chrono::steady_clock::now() - start;
+    expect_large_answer(res, expected);
+    return took;
 }
 
 // The server answered with this error and then closed the connection.
@@ -185,13 +198,9 @@ TEST_F(HttpWireTest, PipelinedRequestsWithABodyAreAnsweredInOrderWhenLookupsAnsw
 TEST_F(HttpWireSlowReaderTest, LargeAnswerReachesASlowReaderWholeAndTheConnectionServesAgain) {
     const std::string expected = put_large_entry(large_answer_bytes());
     wire_client c(server_->port(), small_receive_buffer);
-    c.send(http::verb::get, large_target);
     // 32 KiB at a time with a pause after each read: the server meets a full send buffer
     // hundreds of times. Well within the 5 s write deadline.
-    const auto start = std::chrono::steady_clock::now();
-    auto res = c.read_slowly(32 * 1024, 1ms, 4000ms, 2 * expected.size());
-    const auto took = std::chrono::steady_clock::now() - start;
-    expect_large_answer(res, expected);
+    const auto took = get_large_answer_slowly(c, expected, 32 * 1024, 1ms, 4000ms);
     EXPECT_GE(took, 100ms);  // the client did read slowly
     // The same connection then serves the next request.
     auto next = c.request(http::verb::get, "/healthz");
@@ -218,11 +227,7 @@ TEST_F(HttpWireTest, AReaderThatKeepsReadingGetsALargeAnswerWholePastTheWriteTim
     // the answer steadily for longer than that is not cut off.
     const std::string expected = put_large_entry(large_answer_bytes());
     wire_client c(server_->port(), small_receive_buffer);
-    c.send(http::verb::get, large_target);
-    const auto start = std::chrono::steady_clock::now();
-    auto res = c.read_slowly(16 * 1024, 3ms, 8000ms, 2 * expected.size());
-    const auto took = std::chrono::steady_clock::now() - start;
-    expect_large_answer(res, expected);
+    const auto took = get_large_answer_slowly(c, expected, 16 * 1024, 3ms, 8000ms);
     EXPECT_GT(took, 1000ms) << "the client read faster than the write deadline: this test proves nothing";
 }
 
