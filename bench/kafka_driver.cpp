@@ -181,6 +181,11 @@ int run_freshness(const options& o, rd_kafka_t* producer, rd_kafka_t* prober, co
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+    mix64 rnd{99}, jitter{3};
+    // The probe producer connected first: its first message waits for metadata and a connection,
+    // which is not what a probe measures.
+    if (!produce(prober, o.topic, "probe-warmup", kv_event("probe-warmup", wall_ms(), rnd, 0))) return 1;
+    rd_kafka_flush(prober, 2000);
     // Background events at the given rate (1 ms ticks) from another thread.
     std::atomic<bool> stop{false};
     std::atomic<std::uint64_t> produced{0};
@@ -201,13 +206,7 @@ int run_freshness(const options& o, rd_kafka_t* producer, rd_kafka_t* prober, co
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
     });
-    mix64 rnd{99}, jitter{3};
-    // Warm-up: the pipeline at its rate, and the probe producer connected (its first message waits
-    // for metadata and a connection, which is not what a probe measures).
-    const auto warm_until = clock_type::now() + std::chrono::seconds(2);
-    if (!produce(prober, o.topic, "probe-warmup", kv_event("probe-warmup", wall_ms(), rnd, 0))) return 1;
-    rd_kafka_flush(prober, 2000);
-    std::this_thread::sleep_until(warm_until);
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // warm-up: the pipeline at its rate
     std::vector<double> latencies_ms;
     std::uint64_t timeouts = 0, seq = 0;
     const auto start = clock_type::now();
