@@ -475,6 +475,39 @@ TEST_F(Api, a_stalled_postgresql_slows_only_the_requests_that_need_it) {
     EXPECT_EQ(parse(slow)["records"].size(), 1u);
 }
 
+TEST_F(Api, a_record_is_readable_while_postgresql_is_still_writing_it) {
+    // memory.before_commit (the default): the writer puts a batch into memory as it takes it. With
+    // history locked, the batch cannot commit, yet its record is served; it is durable once the
+    // lock goes.
+    it::pg_client locker(stack_->postgres.dsn());
+    locker.query("BEGIN");
+    locker.query("LOCK TABLE sluice.user_activity_history IN ACCESS EXCLUSIVE MODE");
+    it::http_response pushed;
+    std::thread pusher([&] { pushed = push("user_activity", event("early-a", it::now_ms(), 41).dump()); });
+    int status = 0;
+    json values;
+    const bool seen = it::wait_until(10s, [&] {
+        const auto r = it::http_get(port_, "/v1/features/user_activity/early-a", 5s);
+        status = r.status;
+        if (r.status == 200) values = parse(r)["values"];
+        return r.status == 200;
+    });
+    EXPECT_TRUE(seen) << "not readable while its batch waited for PostgreSQL (last status " << status << ")";
+    EXPECT_EQ(values["clicks"], 41);
+    EXPECT_EQ(it::pg_count(stack_->postgres.dsn(), "SELECT count(*) FROM sluice.user_activity_latest WHERE key = 'early-a'"),
+              0)
+        << "the batch committed although history was locked";
+    locker.query("ROLLBACK");
+    pusher.join();
+    // The push waited for durability: answered 200 once committed, or 503 after
+    // http.ingest_timeout_ms; either way the record is written once the lock is gone.
+    EXPECT_TRUE(pushed.status == 200 || pushed.status == 503) << pushed.status << " " << pushed.body;
+    EXPECT_TRUE(it::wait_until(20s, [&] {
+        return it::pg_count(stack_->postgres.dsn(),
+                            "SELECT count(*) FROM sluice.user_activity_latest WHERE key = 'early-a'") == 1;
+    }));
+}
+
 // Last: it stops the suite's PostgreSQL.
 TEST_F(Api, push_fails_loudly_when_postgresql_is_away_and_works_again_after) {
     const std::int64_t now = it::now_ms();
