@@ -2,12 +2,14 @@
 // on a free loopback port, answers, stops and comes back, so that a failure of the pipeline
 // tests points at the daemon and not at the harness.
 
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <mutex>
@@ -16,6 +18,7 @@
 
 #include <libpq-fe.h>
 
+#include "integration/support/faults.hpp"
 #include "integration/support/stack.hpp"
 
 namespace it = sluice::it;
@@ -270,6 +273,55 @@ TEST(Support, kafka_mock_produces_and_reports_offsets) {
     }
     kafka.commit_offsets(group, "selftest", ends);
     EXPECT_EQ(kafka.committed_offsets(group, "selftest", 3), ends);
+}
+
+TEST(Support, kafka_topic_reads_back_with_copies_told_apart_from_strangers) {
+    it::kafka_cluster kafka;
+    kafka.create_topic("readback", 2);
+    std::vector<it::stream_event> produced;
+    for (int i = 0; i < 40; ++i) {
+        it::stream_event e;
+        e.key = "k" + std::to_string(i % 7);
+        e.ts = 1000 + i;
+        e.clicks = i + 1;
+        e.id = kafka.produce("readback", e.key, it::event_message(e).dump());
+        produced.push_back(e);
+    }
+    kafka.flush(30s);
+    it::record_deliveries(kafka, produced);
+
+    // A plain read gives each message where its delivery report put it.
+    const auto records = kafka.read_topic("readback");
+    ASSERT_EQ(records.size(), produced.size());
+    std::map<it::location, const it::stream_event*> at;
+    for (const auto& e : produced) at[{e.partition, e.offset}] = &e;
+    for (const auto& r : records) {
+        const auto* e = at.at({r.partition, r.offset});
+        EXPECT_EQ(r.key, e->key);
+        EXPECT_EQ(r.value, it::event_message(*e).dump());
+    }
+    std::size_t copies = 99;
+    EXPECT_EQ(it::held_events(kafka, "readback", produced, copies).size(), produced.size());
+    EXPECT_EQ(copies, 0u);
+
+    // The same bytes written again without a report of their own, as a broker does with a
+    // produce retried across a dropped connection: one more held event, a copy at the new place.
+    const std::size_t copy_id = kafka.produce("readback", produced[5].key, it::event_message(produced[5]).dump());
+    kafka.flush(30s);
+    const auto copy_at = kafka.delivery_of(copy_id);
+    const auto held = it::held_events(kafka, "readback", produced, copies);
+    EXPECT_EQ(copies, 1u);
+    ASSERT_EQ(held.size(), produced.size() + 1);
+    const auto copy = std::find_if(held.begin(), held.end(), [&](const it::stream_event& e) {
+        return e.partition == copy_at.partition && e.offset == copy_at.offset;
+    });
+    ASSERT_NE(copy, held.end());
+    EXPECT_EQ(copy->clicks, produced[5].clicks);
+
+    // A message nobody produced (as far as `produced` knows) is a failure, not a copy.
+    kafka.produce("readback", std::string("k0"), std::string("{\"user_id\":\"k0\",\"clicks\":-1}"));
+    kafka.flush(30s);
+    EXPECT_NONFATAL_FAILURE(it::held_events(kafka, "readback", produced, copies), "that was never produced");
 }
 
 TEST(Support, daemon_process_runs_a_server_and_stops_it) {

@@ -139,6 +139,11 @@ void print_history_check(const std::string& tag, const history_check& h) {
     std::printf("[%s] produced=%zu stored=%lld missing=%zu duplicates=%zu unexpected=%zu wrong=%zu%s%s\n", tag.c_str(),
                 h.expected, h.rows, h.missing, h.duplicates, h.unexpected, h.wrong, h.error.empty() ? "" : " error=",
                 h.error.c_str());
+    if (h.broker_copies > 0) {
+        std::printf("[%s]   %zu of the produced are copies the broker wrote twice (a produce retried across the "
+                    "fault); each is a message of the topic and stored as one\n",
+                    tag.c_str(), h.broker_copies);
+    }
     for (const auto& s : h.examples) std::printf("[%s]   %s\n", tag.c_str(), s.c_str());
     std::fflush(stdout);
 }

@@ -33,7 +33,8 @@ std::string describe(const location& l);
 /// History of one topic compared with what was produced: every produced message exactly once,
 /// at its (partition, offset), with its key, event time and clicks.
 struct history_check {
-    std::size_t expected = 0;    // events produced
+    std::size_t expected = 0;    // events produced (as given to check_history)
+    std::size_t broker_copies = 0;  // of those, copies the broker wrote twice (finish_stream)
     long long rows = 0;          // count(*) for the topic
     long long distinct_src = 0;  // count(DISTINCT (src_topic, src_partition, src_offset))
     std::size_t missing = 0;     // produced, not stored

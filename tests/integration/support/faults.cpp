@@ -120,14 +120,56 @@ void warm_up(paced_producer& producer, const std::string& dsn, const std::string
         << "the daemon did not keep up before " << before_what;
 }
 
+std::vector<stream_event> held_events(kafka_cluster& kafka, const std::string& topic,
+                                      const std::vector<stream_event>& produced, std::size_t& copies) {
+    std::map<location, const stream_event*> at;
+    std::map<std::string, const stream_event*> by_message;
+    for (const auto& e : produced) {
+        at.emplace(location{e.partition, e.offset}, &e);
+        by_message.emplace(event_message(e).dump(), &e);
+    }
+    std::vector<stream_event> held;
+    std::vector<std::string> bad;
+    std::set<location> found;
+    copies = 0;
+    for (const auto& r : kafka.read_topic(topic)) {
+        const location l{r.partition, r.offset};
+        auto sent = r.value ? by_message.find(*r.value) : by_message.end();
+        if (sent == by_message.end() || r.key != sent->second->key) {
+            bad.push_back("the topic holds a message at " + describe(l) + " that was never produced: " +
+                          r.key.value_or("(null)") + " " + r.value.value_or("(null)"));
+            continue;
+        }
+        auto reported = at.find(l);
+        if (reported != at.end() && reported->second != sent->second) {
+            bad.push_back("the topic holds " + *r.value + " at " + describe(l) + ", reported for " +
+                          event_message(*reported->second).dump());
+            continue;
+        }
+        held.push_back(*sent->second);
+        held.back().partition = l.partition;
+        held.back().offset = l.offset;
+        if (reported == at.end()) ++copies;
+        found.insert(l);
+    }
+    for (const auto& [l, e] : at) {
+        if (found.count(l) == 0) bad.push_back("the topic lacks " + event_message(*e).dump() + ", reported at " + describe(l));
+    }
+    report_mismatches("the broker against the delivery reports", bad);
+    return held;
+}
+
 void finish_stream(paced_producer& producer, const std::string& dsn, const std::string& topic, history_check& out) {
     producer.stop();
     ASSERT_EQ(producer.error(), "");
     ASSERT_NO_THROW(producer.flush()) << "a delivery report failed";
-    const auto total = static_cast<long long>(producer.events().size());
-    wait_history(dsn, default_schema, topic, total, std::chrono::seconds(60));
+    std::vector<stream_event> held;
+    std::size_t copies = 0;
+    ASSERT_NO_THROW(held = held_events(producer.kafka(), topic, producer.events(), copies));
+    wait_history(dsn, default_schema, topic, static_cast<long long>(held.size()), std::chrono::seconds(60));
     std::this_thread::sleep_for(std::chrono::seconds(1));  // anything beyond the expected rows would show up now
-    out = check_history(dsn, default_schema, topic, producer.events());
+    out = check_history(dsn, default_schema, topic, held);
+    out.broker_copies = copies;
 }
 
 std::vector<std::string> settled_latest(const std::string& dsn, const paced_producer& producer) {

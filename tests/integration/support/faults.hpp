@@ -61,6 +61,7 @@ public:
     newest_map newest() const;
     /// Keys of the events sent so far (thread-safe), e.g. the keys written before an outage.
     std::vector<std::string> keys_so_far() const;
+    kafka_cluster& kafka() const { return kafka_; }
 
 private:
     void send_one();
@@ -88,10 +89,22 @@ private:
 void warm_up(paced_producer& producer, const std::string& dsn, const std::string& topic, std::chrono::seconds how_long,
              const std::string& before_what, long long& sent, long long at_least = 0);
 
+/// The events the broker holds for `produced` (sent to `topic`, delivery reports recorded), in
+/// (partition, offset) order: each produced event at its reported place, plus a copy of it at
+/// the place of every extra message with the same key and bytes (counted in `copies`). Messages
+/// that are neither, and produced events the topic lacks, are gtest failures.
+std::vector<stream_event> held_events(kafka_cluster& kafka, const std::string& topic,
+                                      const std::vector<stream_event>& produced, std::size_t& copies);
+
 /// The end of a paced stream: stops `producer` (a fatal failure if its thread threw or a
-/// delivery failed), waits up to 60 s for history to hold every event, 1 s more (anything
-/// beyond would show up by then), and checks history against the events into `out`. Call it
-/// inside ASSERT_NO_FATAL_FAILURE.
+/// delivery failed) and reads the topic back from the broker. History must hold what the
+/// broker holds: every produced event where its delivery report put it, and also any message
+/// the broker wrote twice (a produce request answered by a connection that a broker fault cut,
+/// then retried; the 2.0.2 mock does not always drop the retry), counted in
+/// `out.broker_copies`. Anything else in the topic, or a produced event missing from it, is a
+/// failure. Then waits up to 60 s for history to hold every message, 1 s more (anything beyond
+/// would show up by then), and checks history against them into `out`. Call it inside
+/// ASSERT_NO_FATAL_FAILURE.
 void finish_stream(paced_producer& producer, const std::string& dsn, const std::string& topic, history_check& out);
 
 /// After finish_stream(): waits up to 20 s for latest to hold the newest event of every key of
