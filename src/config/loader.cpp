@@ -1531,6 +1531,10 @@ const std::vector<key_spec<postgres_config>>& postgres_keys() {
         required(string_key<S>("dsn", "libpq connection string", &S::dsn, non_empty())),
         integer_key<S>("pool_size", "connections in the pool", &S::pool_size, 1, 64),
         string_key<S>("schema", "schema holding Sluice's tables", &S::schema, identifier(63)),
+        bool_key<S>("parallel_latest",
+                    "upsert latest on a second connection while history is written, committed just before "
+                    "history (false: one transaction for both)",
+                    &S::parallel_latest),
     };
     return keys;
 }

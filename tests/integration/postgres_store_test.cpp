@@ -16,7 +16,7 @@ namespace it = sluice::it;
 namespace sluice {
 namespace {
 
-config store_config(const std::string& dsn) {
+config store_config(const std::string& dsn, bool parallel_latest) {
     config cfg;
     feature_set_config set;
     set.name = "s";
@@ -28,6 +28,7 @@ config store_config(const std::string& dsn) {
     cfg.feature_sets.push_back(set);
     postgres_config pg;
     pg.dsn = dsn;
+    pg.parallel_latest = parallel_latest;
     cfg.postgres = pg;
     cfg.kafka.group_id = "g";
     return cfg;
@@ -43,17 +44,31 @@ record make_record(const std::string& key, std::int64_t time, std::int32_t parti
     return r;
 }
 
-class PostgresStore : public ::testing::Test {
+// Every test runs with latest upserted in the writer's one transaction and on a second
+// connection in parallel (postgres.parallel_latest).
+class PostgresStore : public ::testing::TestWithParam<bool> {
 protected:
     it::postgres_server server;
-    config cfg = store_config(server.dsn());
+    config cfg = store_config(server.dsn(), GetParam());
     durable_store_ptr store = make_postgres_store(cfg);
 
     void SetUp() override { ASSERT_TRUE(store->prepare().ok()); }
     long long count(const std::string& sql) { return it::pg_count(server.dsn(), sql); }
+    it::pg_rows offsets() {
+        return it::pg_query(server.dsn(),
+                            "SELECT partition, next_offset FROM sluice.consumer_offsets WHERE group_id = 'g' "
+                            "ORDER BY partition");
+    }
+    it::pg_rows latest() {
+        return it::pg_query(server.dsn(),
+                            "SELECT key, (extract(epoch from event_time) * 1000)::bigint FROM sluice.s_latest ORDER BY key");
+    }
 };
 
-TEST_F(PostgresStore, RowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce) {
+INSTANTIATE_TEST_SUITE_P(Latest, PostgresStore, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "in_parallel" : "in_one_transaction"; });
+
+TEST_P(PostgresStore, RowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce) {
     write_batch first;
     first.records = {make_record("a", 100, 0, 0), make_record("b", 100, 0, 1), make_record("a", 300, 1, 0)};
     first.offsets = {{"t", 0, 2}, {"t", 1, 1}};
@@ -72,30 +87,87 @@ TEST_F(PostgresStore, RowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce
                     "GROUP BY 1, 2 HAVING count(*) > 1) d"),
               0);
     // Latest: the newest event of each key; among equal event times the first delivered.
-    auto latest = it::pg_query(server.dsn(),
-                               "SELECT key, (extract(epoch from event_time) * 1000)::bigint, v, note FROM "
-                               "sluice.s_latest ORDER BY key");
-    ASSERT_EQ(latest.size(), 3u);
-    EXPECT_EQ(latest[0], (std::vector<std::string>{"a", "300", "0", "tab\there \"quoted\" \\ back"}));
-    EXPECT_EQ(latest[1], (std::vector<std::string>{"b", "400", "1", "tab\there \"quoted\" \\ back"}));
-    EXPECT_EQ(latest[2], (std::vector<std::string>{"c", "50", "2", "tab\there \"quoted\" \\ back"}));
-    auto offsets = it::pg_query(server.dsn(),
-                                "SELECT partition, next_offset FROM sluice.consumer_offsets WHERE group_id = 'g' "
-                                "ORDER BY partition");
-    EXPECT_EQ(offsets, (it::pg_rows{{"0", "5"}, {"1", "2"}}));
+    auto rows = it::pg_query(server.dsn(),
+                             "SELECT key, (extract(epoch from event_time) * 1000)::bigint, v, note FROM "
+                             "sluice.s_latest ORDER BY key");
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0], (std::vector<std::string>{"a", "300", "0", "tab\there \"quoted\" \\ back"}));
+    EXPECT_EQ(rows[1], (std::vector<std::string>{"b", "400", "1", "tab\there \"quoted\" \\ back"}));
+    EXPECT_EQ(rows[2], (std::vector<std::string>{"c", "50", "2", "tab\there \"quoted\" \\ back"}));
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", "5"}, {"1", "2"}}));
 
     // An older batch's offsets (a revoked owner's last write) never move an offset back.
     write_batch stale;
     stale.records = {make_record("d", 10, 0, 5)};
     stale.offsets = {{"t", 0, 6}, {"t", 1, 1}};
     ASSERT_TRUE(store->write(stale).ok());
-    offsets = it::pg_query(server.dsn(),
-                           "SELECT partition, next_offset FROM sluice.consumer_offsets WHERE group_id = 'g' "
-                           "ORDER BY partition");
-    EXPECT_EQ(offsets, (it::pg_rows{{"0", "6"}, {"1", "2"}}));
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", "6"}, {"1", "2"}}));
 }
 
-TEST_F(PostgresStore, PushedRecordsWithoutOffsetsAreAllKept) {
+// A batch whose latest upsert fails leaves nothing behind: no history row, no offset. Written
+// again once the cause is gone, every row is there once.
+TEST_P(PostgresStore, ABatchThatLatestRefusesWritesNothing) {
+    write_batch first;
+    first.records = {make_record("a", 100, 0, 0)};
+    first.offsets = {{"t", 0, 1}};
+    ASSERT_TRUE(store->write(first).ok());
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_latest ADD CONSTRAINT no_boom CHECK (key <> 'boom')");
+
+    write_batch batch;
+    batch.records = {make_record("a", 200, 0, 1), make_record("boom", 200, 0, 2), make_record("c", 200, 0, 3)};
+    batch.offsets = {{"t", 0, 4}};
+    auto s = store->write(batch);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("no_boom"), std::string::npos) << s.message();
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 1) << "history kept rows of a failed batch";
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", "1"}}));
+    EXPECT_EQ(latest(), (it::pg_rows{{"a", "100"}})) << "latest kept rows of a failed batch";
+
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_latest DROP CONSTRAINT no_boom");
+    s = store->write(batch);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 4);
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", "4"}}));
+    EXPECT_EQ(latest(), (it::pg_rows{{"a", "200"}, {"boom", "200"}, {"c", "200"}}));
+}
+
+// The same when history refuses the batch: latest does not move either.
+TEST_P(PostgresStore, ABatchThatHistoryRefusesWritesNothing) {
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_history ADD CONSTRAINT no_boom CHECK (key <> 'boom')");
+    write_batch batch;
+    batch.records = {make_record("a", 200, 0, 0), make_record("boom", 200, 0, 1)};
+    batch.offsets = {{"t", 0, 2}};
+    auto s = store->write(batch);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("no_boom"), std::string::npos) << s.message();
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 0);
+    EXPECT_EQ(latest(), it::pg_rows{}) << "latest moved for a batch history refused";
+    EXPECT_EQ(offsets(), it::pg_rows{});
+
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_history DROP CONSTRAINT no_boom");
+    s = store->write(batch);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 2);
+    EXPECT_EQ(latest(), (it::pg_rows{{"a", "200"}, {"boom", "200"}}));
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", "2"}}));
+}
+
+// Latest ahead of history, as a crash between the two commits leaves it: the batch written
+// again adds its history rows and offsets once and leaves latest as it is.
+TEST_P(PostgresStore, ABatchWhoseLatestIsAlreadyWrittenAddsOnlyHistory) {
+    write_batch batch;
+    batch.records = {make_record("a", 200, 0, 0), make_record("a", 300, 0, 1)};
+    batch.offsets = {{"t", 0, 2}};
+    it::pg_query(server.dsn(),
+                "INSERT INTO sluice.s_latest (key, event_time, ingested_at, v, note) "
+                "VALUES ('a', to_timestamp(0.3), to_timestamp(0.3), 1, 'already')");
+    ASSERT_TRUE(store->write(batch).ok());
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 2);
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", "2"}}));
+    EXPECT_EQ(it::pg_query(server.dsn(), "SELECT note FROM sluice.s_latest"), (it::pg_rows{{"already"}}));
+}
+
+TEST_P(PostgresStore, PushedRecordsWithoutOffsetsAreAllKept) {
     write_batch batch;
     for (int i = 0; i < 3; ++i) {
         record r = make_record("p", 100 + i, 0, 0);

@@ -141,6 +141,9 @@ struct postgres_config {
     std::string dsn;
     int pool_size = 4;
     std::string schema = "sluice";
+    /// Latest's upsert runs on a second connection while history is copied, and commits just
+    /// before history and the offsets do (false: everything in one transaction).
+    bool parallel_latest = true;
 };
 
 struct redis_config {

@@ -40,7 +40,10 @@ status connection::ensure() {
 
 status connection::check(PGresult* r, const std::string& what) {
     const auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return status::success();
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        sqlstate_.clear();
+        return status::success();
+    }
     const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     sqlstate_ = state ? state : "";
     std::string msg = r ? PQresultErrorMessage(r) : (conn_ ? PQerrorMessage(conn_) : "no connection");

@@ -40,7 +40,8 @@ public:
     void reset();
     bool connected() const;
     PGconn* raw() { return conn_; }
-    /// The SQLSTATE of the last failed statement ("" when it had none, e.g. a lost connection).
+    /// The SQLSTATE of the last statement's failure ("" when it succeeded or its failure had none,
+    /// e.g. a lost connection).
     const std::string& last_sqlstate() const { return sqlstate_; }
 
 private:

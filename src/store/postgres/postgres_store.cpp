@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
+#include <future>
 #include <cstdlib>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -198,6 +199,7 @@ public:
         dead_letters_ = schema + ".dead_letters";
         offsets_ = schema + ".consumer_offsets";
         writer_ = std::make_unique<pg::connection>(pg_.dsn, writer_setup);
+        if (pg_.parallel_latest) latest_writer_ = std::make_unique<pg::connection>(pg_.dsn, writer_setup);
         readers_ = std::make_unique<connection_pool>(static_cast<std::size_t>(pg_.pool_size), pg_.dsn, reader_setup);
     }
 
@@ -250,7 +252,8 @@ public:
     }
 
     status write(const write_batch& batch) override {
-        auto s = write_once(batch, /*fast=*/true);
+        // Without records there is nothing for latest to do in parallel.
+        auto s = latest_writer_ && !batch.records.empty() ? write_split(batch) : write_once(batch, /*fast=*/true);
         if (!s && writer_->connected() && writer_->last_sqlstate() == pg::unique_violation) {
             // Some rows are in history already (a re-delivery past the stored offsets, or another
             // instance wrote them): redo the batch the safe way, which skips exactly those rows.
@@ -524,46 +527,112 @@ private:
         }
     }
 
+    // A batch as COPY text per set: history rows, and the temporary table's rows (with the
+    // aggregations). fast: every record for history and only the newest record of each key for
+    // the temporary table (latest's upsert); otherwise every record for the temporary table alone.
+    struct batch_text {
+        std::vector<std::string> history, temp;
+    };
+    batch_text format_batch(const write_batch& batch, bool fast) const {
+        const std::size_t sets = cfg_.feature_sets.size();
+        batch_text text{std::vector<std::string>(sets), std::vector<std::string>(sets)};
+        if (!fast) {
+            for (const auto& r : batch.records) append_row(text.temp[r.set_index], r, /*with_aggregations=*/true);
+            return text;
+        }
+        std::vector<char> is_newest(batch.records.size(), 0);
+        for (const record* r : newest_of_each_key(batch.records)) is_newest[static_cast<std::size_t>(r - batch.records.data())] = 1;
+        // Each row is formatted once: the newest of its key is copied on for latest, with the
+        // aggregations after it.
+        for (std::size_t i = 0; i < batch.records.size(); ++i) {
+            const record& r = batch.records[i];
+            auto& history = text.history[r.set_index];
+            const std::size_t start = history.size();
+            append_row(history, r, /*with_aggregations=*/false);
+            if (!is_newest[i]) continue;
+            auto& temp = text.temp[r.set_index];
+            temp.append(history, start, history.size() - start - 1);  // without its newline
+            append_aggregations(temp, r);
+            temp += '\n';
+        }
+        return text;
+    }
+
     // fast: COPY straight into history, and only the newest record of each key into the temporary
     // table for the latest upsert; a row already in history fails the batch with unique_violation
     // (write() then redoes it safe). Safe: every record into the temporary table, history takes
     // those it does not hold yet (ON CONFLICT DO NOTHING), latest the newest of each key.
+    // One transaction on the writer connection.
     status write_once(const write_batch& batch, bool fast) {
         if (auto s = writer_->exec("BEGIN"); !s) return status::failure(s.message());
-        const std::size_t sets = cfg_.feature_sets.size();
-        std::vector<std::string> history_data(sets), temp_data(sets);
-        if (fast) {
-            std::vector<char> is_newest(batch.records.size(), 0);
-            for (const record* r : newest_of_each_key(batch.records)) is_newest[static_cast<std::size_t>(r - batch.records.data())] = 1;
-            // Each row is formatted once: the newest of its key is copied on for latest, with
-            // the aggregations after it.
-            for (std::size_t i = 0; i < batch.records.size(); ++i) {
-                const record& r = batch.records[i];
-                auto& history = history_data[r.set_index];
-                const std::size_t start = history.size();
-                append_row(history, r, /*with_aggregations=*/false);
-                if (!is_newest[i]) continue;
-                auto& temp = temp_data[r.set_index];
-                temp.append(history, start, history.size() - start - 1);  // without its newline
-                append_aggregations(temp, r);
-                temp += '\n';
-            }
-        } else {
-            for (const auto& r : batch.records) append_row(temp_data[r.set_index], r, /*with_aggregations=*/true);
-        }
-        for (std::size_t i = 0; i < sets; ++i) {
-            if (temp_data[i].empty()) continue;
+        const batch_text text = format_batch(batch, fast);
+        for (std::size_t i = 0; i < text.temp.size(); ++i) {
+            if (text.temp[i].empty()) continue;
             const auto& t = tables_[i];
             if (fast) {
-                if (auto s = writer_->copy_in(t.copy_history_sql, history_data[i]); !s) return s;
-                if (auto s = writer_->copy_in(t.copy_sql, temp_data[i]); !s) return s;
-                if (auto r = writer_->exec(t.upsert_newest_sql); !r) return status::failure(r.message());
+                if (auto s = writer_->copy_in(t.copy_history_sql, text.history[i]); !s) return s;
             } else {
-                if (auto s = writer_->copy_in(t.copy_sql, temp_data[i]); !s) return s;
+                if (auto s = writer_->copy_in(t.copy_sql, text.temp[i]); !s) return s;
                 if (auto r = writer_->exec(t.insert_history_sql); !r) return status::failure(r.message());
-                if (auto r = writer_->exec(t.upsert_latest_sql); !r) return status::failure(r.message());
             }
         }
+        if (auto s = upsert_latest(*writer_, text, fast); !s) return s;
+        if (auto s = write_dead_letters_and_offsets(batch); !s) return s;
+        if (auto r = writer_->exec("COMMIT"); !r) return status::failure(r.message());
+        return status::success();
+    }
+
+    // The fast path on two connections at once: the latest connection copies the newest rows and
+    // upserts latest while the writer connection copies history and writes the dead letters and
+    // offsets. Latest commits first, then history with the offsets. A failure before the first
+    // commit rolls both back (write() redoes a unique_violation in one transaction). A crash or
+    // failure between the two commits leaves latest ahead of history with the offsets not stored:
+    // the batch is written again and its upsert changes nothing, since latest only takes a newer
+    // event.
+    status write_split(const write_batch& batch) {
+        const batch_text text = format_batch(batch, /*fast=*/true);
+        auto latest = std::async(std::launch::async, [&]() -> status {
+            if (auto r = latest_writer_->exec("BEGIN"); !r) return status::failure(r.message());
+            return upsert_latest(*latest_writer_, text, /*fast=*/true);
+        });
+        status history = [&]() -> status {
+            if (auto r = writer_->exec("BEGIN"); !r) return status::failure(r.message());
+            for (std::size_t i = 0; i < text.history.size(); ++i) {
+                if (text.history[i].empty()) continue;
+                if (auto s = writer_->copy_in(tables_[i].copy_history_sql, text.history[i]); !s) return s;
+            }
+            return write_dead_letters_and_offsets(batch);
+        }();
+        status upserted = latest.get();
+        if (history && upserted) {
+            if (auto r = latest_writer_->exec("COMMIT"); !r) {
+                upserted = status::failure(r.message());
+            } else {
+                if (auto c = writer_->exec("COMMIT"); !c) return status::failure(c.message());
+                return status::success();
+            }
+        }
+        if (latest_writer_->connected()) (void)latest_writer_->exec("ROLLBACK");
+        // The history side's error first: write() looks at its SQLSTATE for a re-delivery.
+        return history ? upserted : history;
+    }
+
+    // Latest's upsert from the batch's temporary rows, on `conn`, in its open transaction.
+    status upsert_latest(pg::connection& conn, const batch_text& text, bool fast) {
+        for (std::size_t i = 0; i < text.temp.size(); ++i) {
+            if (text.temp[i].empty()) continue;
+            const auto& t = tables_[i];
+            if (fast) {
+                if (auto s = conn.copy_in(t.copy_sql, text.temp[i]); !s) return s;
+            }
+            if (auto r = conn.exec(fast ? t.upsert_newest_sql : t.upsert_latest_sql); !r)
+                return status::failure(r.message());
+        }
+        return status::success();
+    }
+
+    // The batch's dead letters and Kafka offsets, on the writer connection in its transaction.
+    status write_dead_letters_and_offsets(const write_batch& batch) {
         for (const auto& d : batch.dead_letters) {
             const std::string partition = std::to_string(d.source.partition);
             const std::string offset = std::to_string(d.source.offset);
@@ -614,7 +683,6 @@ private:
                 {cfg_.kafka.group_id.c_str(), topics.c_str(), partitions.c_str(), nexts.c_str()});
             if (!r) return status::failure(r.message());
         }
-        if (auto r = writer_->exec("COMMIT"); !r) return status::failure(r.message());
         return status::success();
     }
 
@@ -626,6 +694,7 @@ private:
     std::vector<std::string> history_select_;          // per set: ", <field columns as selected>"
     std::string dead_letters_, offsets_;
     std::unique_ptr<pg::connection> writer_;
+    std::unique_ptr<pg::connection> latest_writer_;  // postgres.parallel_latest
     std::unique_ptr<connection_pool> readers_;
     std::atomic<bool> healthy_{false};
 };
