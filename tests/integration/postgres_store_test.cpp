@@ -104,6 +104,17 @@ TEST_P(PostgresStore, RowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce
     EXPECT_EQ(offsets(), (it::pg_rows{{"0", "6"}, {"1", "2"}}));
 }
 
+// The layout's choices for write speed: keys compare byte by byte, and latest leaves room on
+// each page so an upsert can be a HOT update.
+TEST_P(PostgresStore, KeysAreByteOrderedAndLatestLeavesRoomForHotUpdates) {
+    EXPECT_EQ(it::pg_query(server.dsn(),
+                           "SELECT table_name, collation_name FROM information_schema.columns WHERE table_schema = "
+                           "'sluice' AND column_name = 'key' ORDER BY table_name"),
+              (it::pg_rows{{"s_history", "C"}, {"s_latest", "C"}}));
+    EXPECT_EQ(it::pg_query(server.dsn(), "SELECT reloptions::text FROM pg_class WHERE oid = 'sluice.s_latest'::regclass"),
+              (it::pg_rows{{"{fillfactor=70}"}}));
+}
+
 // A batch whose latest upsert fails leaves nothing behind: no history row, no offset. Written
 // again once the cause is gone, every row is there once.
 TEST_P(PostgresStore, ABatchThatLatestRefusesWritesNothing) {

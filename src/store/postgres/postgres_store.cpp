@@ -215,13 +215,15 @@ public:
             const auto& set = cfg_.feature_sets[i];
             const auto& t = tables_[i];
             ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.history +
-                          " (key text NOT NULL, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
-                          " src_topic text, src_partition int, src_offset bigint, id bigserial NOT NULL)");
+                          " (key text COLLATE \"C\" NOT NULL, event_time timestamptz NOT NULL,"
+                          " ingested_at timestamptz NOT NULL, src_topic text, src_partition int, src_offset bigint,"
+                          " id bigserial NOT NULL)");
             // Tables made before rows had ids get them now (a one-time rewrite of the table).
             ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS id bigserial NOT NULL");
             ddl.push_back("CREATE TABLE IF NOT EXISTS " + t.latest +
-                          " (key text PRIMARY KEY, event_time timestamptz NOT NULL, ingested_at timestamptz NOT NULL,"
-                          " updated_at timestamptz NOT NULL DEFAULT now())");
+                          " (key text COLLATE \"C\" PRIMARY KEY, event_time timestamptz NOT NULL,"
+                          " ingested_at timestamptz NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())");
+            ddl.push_back("ALTER TABLE " + t.latest + " SET (fillfactor = 70)");
             for (const auto& c : latest_columns(set)) {
                 const std::string col = pg::quote_ident(c.name) + " " + sql_type(c.type);
                 if (!c.aggregation) ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS " + col);
