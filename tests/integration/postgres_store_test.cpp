@@ -115,6 +115,63 @@ TEST_P(PostgresStore, KeysAreByteOrderedAndLatestLeavesRoomForHotUpdates) {
               (it::pg_rows{{"{fillfactor=70}"}}));
 }
 
+// Each type reaches history and latest as it was read (the fast path writes COPY's binary
+// format), NULL stays NULL, and a value that does not have its column's type (here text in an
+// integer column) sends the batch as text, which PostgreSQL converts as it always did.
+TEST_P(PostgresStore, EveryTypeIsStoredAsItWasRead) {
+    config typed = cfg;
+    feature_set_config set = typed.feature_sets[0];
+    set.name = "typed";
+    set.fields.clear();
+    for (auto [name, type] : std::vector<std::pair<const char*, field_type>>{
+             {"i", field_type::int64}, {"f", field_type::float64}, {"b", field_type::boolean},
+             {"s", field_type::string}, {"t", field_type::timestamp}, {"j", field_type::json}})
+        set.fields.push_back({name, type, false, {}, {}, {}});
+    typed.feature_sets = {set};
+    auto typed_store = make_postgres_store(typed);
+    ASSERT_TRUE(typed_store->prepare().ok());
+
+    record r = make_record("k1", 1700000000123, 0, 0);
+    r.values = {value{std::int64_t{-9007199254740993}}, value{0.1}, value{true}, value{std::string("é\t\"x\"")},
+                value{std::int64_t{-86400001}}, value{std::string(R"({"a":[1,2.5,null]})")}};
+    record nulls = make_record("k2", 1700000000000, 0, 1);
+    nulls.values.assign(6, value{});
+    record pushed = make_record("k3", 1, -1, 0);
+    pushed.source = {"http", -1, 0};
+    pushed.values = {value{std::int64_t{7}}, value{std::int64_t{3}}, value{false}, value{std::string()},
+                     value{std::int64_t{0}}, value{std::string("[]")}};
+    write_batch batch;
+    batch.records = {r, nulls, pushed};
+    batch.offsets = {{"t", 0, 2}};
+    auto s = typed_store->write(batch);
+    ASSERT_TRUE(s.ok()) << s.message();
+
+    const std::string row = "key, (extract(epoch from event_time) * 1000)::bigint, i, f, b, s, "
+                            "(extract(epoch from t) * 1000)::bigint, j::text, src_topic, src_partition, src_offset";
+    const it::pg_rows expected = {
+        {"k1", "1700000000123", "-9007199254740993", "0.1", "t", "é\t\"x\"", "-86400001", R"({"a": [1, 2.5, null]})",
+         "t", "0", "0"},
+        {"k2", "1700000000000", it::pg_null, it::pg_null, it::pg_null, it::pg_null, it::pg_null, it::pg_null, "t", "0",
+         "1"},
+        {"k3", "1", "7", "3", "f", "", "0", "[]", "http", it::pg_null, it::pg_null}};
+    EXPECT_EQ(it::pg_query(server.dsn(), "SELECT " + row + " FROM sluice.typed_history ORDER BY key"), expected);
+    EXPECT_EQ(it::pg_query(server.dsn(),
+                           "SELECT key, (extract(epoch from event_time) * 1000)::bigint, i, f, b, s, "
+                           "(extract(epoch from t) * 1000)::bigint, j::text FROM sluice.typed_latest ORDER BY key"),
+              (it::pg_rows{{expected[0].begin(), expected[0].begin() + 8},
+                           {expected[1].begin(), expected[1].begin() + 8},
+                           {expected[2].begin(), expected[2].begin() + 8}}));
+
+    // Text where an integer belongs: the batch goes as text and PostgreSQL reads the number.
+    record odd = make_record("k4", 5, 0, 2);
+    odd.values = {value{std::string("42")}, value{}, value{}, value{}, value{}, value{}};
+    write_batch second;
+    second.records = {odd};
+    s = typed_store->write(second);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(it::pg_query(server.dsn(), "SELECT i FROM sluice.typed_history WHERE key = 'k4'"), (it::pg_rows{{"42"}}));
+}
+
 // A batch whose latest upsert fails leaves nothing behind: no history row, no offset. Written
 // again once the cause is gone, every row is there once.
 TEST_P(PostgresStore, ABatchThatLatestRefusesWritesNothing) {

@@ -1,12 +1,14 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <future>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "pg_connection.hpp"
@@ -69,6 +71,84 @@ void append_copy_value(std::string& out, field_type type, const value& v) {
             }
         },
         v);
+}
+
+// COPY's binary format (big-endian): a header, per row a 16-bit column count and per column a
+// 32-bit length (-1: NULL) and the value in the type's binary form, then a -1 trailer.
+constexpr std::string_view copy_binary_header{"PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19};
+constexpr std::int64_t pg_epoch_ms = 946684800000;  // 2000-01-01T00:00:00Z, where timestamps count from
+
+void put_be(std::string& out, std::uint64_t v, int bytes) {
+    for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+void put_null(std::string& out) { put_be(out, 0xffffffffu, 4); }
+void put_text(std::string& out, std::string_view s) {
+    put_be(out, s.size(), 4);
+    out += s;
+}
+// False when the time is outside what a timestamptz holds (the text form then lets PostgreSQL
+// say so).
+bool put_timestamptz(std::string& out, std::int64_t ms) {
+    std::int64_t us = 0;
+    if (__builtin_sub_overflow(ms, pg_epoch_ms, &us) || __builtin_mul_overflow(us, 1000, &us)) return false;
+    put_be(out, 8, 4);
+    put_be(out, static_cast<std::uint64_t>(us), 8);
+    return true;
+}
+
+// One value in the binary form of its column's type; false when the value does not have that
+// type (the batch then goes as text, as it always could).
+bool append_binary_value(std::string& out, field_type type, const value& v) {
+    if (std::holds_alternative<std::monostate>(v)) {
+        put_null(out);
+        return true;
+    }
+    switch (type) {
+        case field_type::int64:
+            if (const auto* i = std::get_if<std::int64_t>(&v)) {
+                put_be(out, 8, 4);
+                put_be(out, static_cast<std::uint64_t>(*i), 8);
+                return true;
+            }
+            return false;
+        case field_type::timestamp:
+            if (const auto* i = std::get_if<std::int64_t>(&v)) return put_timestamptz(out, *i);
+            return false;
+        case field_type::float64: {
+            double d = 0;
+            if (const auto* x = std::get_if<double>(&v))
+                d = *x;
+            else if (const auto* i = std::get_if<std::int64_t>(&v))
+                d = static_cast<double>(*i);  // as PostgreSQL reads the integer's text
+            else
+                return false;
+            put_be(out, 8, 4);
+            put_be(out, std::bit_cast<std::uint64_t>(d), 8);
+            return true;
+        }
+        case field_type::boolean:
+            if (const auto* b = std::get_if<bool>(&v)) {
+                put_be(out, 1, 4);
+                out += *b ? '\1' : '\0';
+                return true;
+            }
+            return false;
+        case field_type::string:
+            if (const auto* str = std::get_if<std::string>(&v)) {
+                put_text(out, *str);
+                return true;
+            }
+            return false;
+        case field_type::json:
+            if (const auto* str = std::get_if<std::string>(&v)) {
+                put_be(out, str->size() + 1, 4);
+                out += '\1';  // jsonb's binary form: version 1, then the text
+                out += *str;
+                return true;
+            }
+            return false;
+    }
+    return false;
 }
 
 // Decodes one column of a latest row (selected as text; timestamps as epoch ms).
@@ -146,6 +226,8 @@ public:
             const std::string all_cols = "key, event_time" + cols + ", ingested_at, src_topic, src_partition, src_offset";
             t.copy_sql = "COPY " + t.temp + " (" + all_cols + agg_cols + ") FROM STDIN";
             t.copy_history_sql = "COPY " + t.history + " (" + all_cols + ") FROM STDIN";
+            t.copy_binary_sql = t.copy_sql + " (FORMAT binary)";
+            t.copy_history_binary_sql = t.copy_history_sql + " (FORMAT binary)";
             t.insert_history_sql = "INSERT INTO " + t.history + " (" + all_cols + ") SELECT " + all_cols + " FROM " +
                                    t.temp + " ON CONFLICT DO NOTHING";
             // The newest event of each key in the batch (the first delivered among equal event times);
@@ -456,7 +538,8 @@ public:
 
 private:
     struct table {
-        std::string history, latest, temp, copy_sql, copy_history_sql, insert_history_sql, upsert_latest_sql,
+        std::string history, latest, temp, copy_sql, copy_history_sql, copy_binary_sql, copy_history_binary_sql,
+            insert_history_sql, upsert_latest_sql,
             upsert_newest_sql, read_latest_stmt, scan_latest_stmt, history_stmt;
     };
 
@@ -534,9 +617,19 @@ private:
     // the temporary table (latest's upsert); otherwise every record for the temporary table alone.
     struct batch_text {
         std::vector<std::string> history, temp;
+        bool binary = false;  // COPY's binary format (the fast path, when every value has its column's type)
     };
+    static const std::string& history_copy(const table& t, const batch_text& text) {
+        return text.binary ? t.copy_history_binary_sql : t.copy_history_sql;
+    }
+    static const std::string& temp_copy(const table& t, const batch_text& text) {
+        return text.binary ? t.copy_binary_sql : t.copy_sql;
+    }
     batch_text format_batch(const write_batch& batch, bool fast) const {
         const std::size_t sets = cfg_.feature_sets.size();
+        if (fast) {
+            if (auto binary = format_binary(batch)) return std::move(*binary);
+        }
         batch_text text{std::vector<std::string>(sets), std::vector<std::string>(sets)};
         if (!fast) {
             for (const auto& r : batch.records) append_row(text.temp[r.set_index], r, /*with_aggregations=*/true);
@@ -560,6 +653,71 @@ private:
         return text;
     }
 
+    // The fast path's text in COPY's binary format; nullopt when a value does not have its
+    // column's type or a time is out of timestamptz's range.
+    std::optional<batch_text> format_binary(const write_batch& batch) const {
+        const std::size_t sets = cfg_.feature_sets.size();
+        batch_text text{std::vector<std::string>(sets), std::vector<std::string>(sets), /*binary=*/true};
+        std::vector<char> is_newest(batch.records.size(), 0);
+        for (const record* r : newest_of_each_key(batch.records)) is_newest[static_cast<std::size_t>(r - batch.records.data())] = 1;
+        for (std::size_t i = 0; i < batch.records.size(); ++i) {
+            const record& r = batch.records[i];
+            auto& history = text.history[r.set_index];
+            if (history.empty()) history = copy_binary_header;
+            const std::size_t start = history.size();
+            if (!append_binary_row(history, r)) return std::nullopt;
+            if (!is_newest[i]) continue;
+            // The same row for the temporary table, with the aggregations after it.
+            auto& temp = text.temp[r.set_index];
+            if (temp.empty()) temp = copy_binary_header;
+            const std::size_t row = temp.size();
+            temp.append(history, start, history.size() - start);
+            const auto& columns = columns_[r.set_index];
+            const std::size_t fields = cfg_.feature_sets[r.set_index].fields.size();
+            std::string count;
+            put_be(count, 6 + columns.size(), 2);
+            temp.replace(row, 2, count);
+            for (std::size_t c = fields; c < columns.size(); ++c) {
+                if (c >= r.values.size())
+                    put_null(temp);
+                else if (!append_binary_value(temp, columns[c].type, r.values[c]))
+                    return std::nullopt;
+            }
+        }
+        for (std::size_t i = 0; i < sets; ++i) {
+            if (!text.history[i].empty()) put_be(text.history[i], 0xffff, 2);
+            if (!text.temp[i].empty()) put_be(text.temp[i], 0xffff, 2);
+        }
+        return text;
+    }
+
+    // One record as a binary COPY row of history: key, event time, fields, ingested_at, source.
+    bool append_binary_row(std::string& out, const record& r) const {
+        const auto& set = cfg_.feature_sets[r.set_index];
+        put_be(out, 6 + set.fields.size(), 2);
+        put_text(out, r.key);
+        if (!put_timestamptz(out, r.event_time_ms)) return false;
+        for (std::size_t i = 0; i < set.fields.size(); ++i) {
+            if (!append_binary_value(out, set.fields[i].type, i < r.values.size() ? r.values[i] : value{})) return false;
+        }
+        if (!put_timestamptz(out, r.ingested_at_ms)) return false;
+        if (r.source.topic.empty()) {
+            put_null(out);
+        } else {
+            put_text(out, r.source.topic);
+        }
+        if (r.source.from_kafka()) {
+            put_be(out, 4, 4);
+            put_be(out, static_cast<std::uint32_t>(r.source.partition), 4);
+            put_be(out, 8, 4);
+            put_be(out, static_cast<std::uint64_t>(r.source.offset), 8);
+        } else {
+            put_null(out);
+            put_null(out);
+        }
+        return true;
+    }
+
     // fast: COPY straight into history, and only the newest record of each key into the temporary
     // table for the latest upsert; a row already in history fails the batch with unique_violation
     // (write() then redoes it safe). Safe: every record into the temporary table, history takes
@@ -572,7 +730,7 @@ private:
             if (text.temp[i].empty()) continue;
             const auto& t = tables_[i];
             if (fast) {
-                if (auto s = writer_->copy_in(t.copy_history_sql, text.history[i]); !s) return s;
+                if (auto s = writer_->copy_in(history_copy(t, text), text.history[i]); !s) return s;
             } else {
                 if (auto s = writer_->copy_in(t.copy_sql, text.temp[i]); !s) return s;
                 if (auto r = writer_->exec(t.insert_history_sql); !r) return status::failure(r.message());
@@ -601,7 +759,7 @@ private:
             if (auto r = writer_->exec("BEGIN"); !r) return status::failure(r.message());
             for (std::size_t i = 0; i < text.history.size(); ++i) {
                 if (text.history[i].empty()) continue;
-                if (auto s = writer_->copy_in(tables_[i].copy_history_sql, text.history[i]); !s) return s;
+                if (auto s = writer_->copy_in(history_copy(tables_[i], text), text.history[i]); !s) return s;
             }
             return write_dead_letters_and_offsets(batch);
         }();
@@ -625,7 +783,7 @@ private:
             if (text.temp[i].empty()) continue;
             const auto& t = tables_[i];
             if (fast) {
-                if (auto s = conn.copy_in(t.copy_sql, text.temp[i]); !s) return s;
+                if (auto s = conn.copy_in(temp_copy(t, text), text.temp[i]); !s) return s;
             }
             if (auto r = conn.exec(fast ? t.upsert_newest_sql : t.upsert_latest_sql); !r)
                 return status::failure(r.message());
