@@ -17,7 +17,8 @@
 #              GET, Feast and ingest rows, and write DIR/<row>.txt (self and inclusive hotspots)
 # BENCH_HTTP_THREADS (default 2) is the daemon's http.threads and nginx's worker_processes;
 # BENCH_PIPELINE (a JSON object, e.g. '{"batch_max_records":20000}') replaces the daemon's pipeline
-# section; BENCH_FETCH_WAIT_MS (default 10) is fetch.wait.max.ms against the mock broker.
+# section; BENCH_POSTGRES (JSON members, e.g. '"parallel_latest":false') is added to the daemon's
+# postgres section; BENCH_FETCH_WAIT_MS (default 10) is fetch.wait.max.ms against the mock broker.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib/services.sh"
@@ -143,7 +144,7 @@ write_config() {
       echo "\"pipeline\":$BENCH_PIPELINE,"
     fi
     echo "\"feature_sets\":[$joined],"
-    [[ $with_pg == pg ]] && echo "\"postgres\":{\"dsn\":\"host=127.0.0.1 port=$pg_port dbname=sluice user=postgres\",\"schema\":\"sluice\"},"
+    [[ $with_pg == pg ]] && echo "\"postgres\":{\"dsn\":\"host=127.0.0.1 port=$pg_port dbname=sluice user=postgres\",\"schema\":\"sluice\"${BENCH_POSTGRES:+,$BENCH_POSTGRES}},"
     [[ $with_redis == redis ]] && echo "\"redis\":{\"host\":\"127.0.0.1\",\"port\":$redis_port,\"key_prefix\":\"sluice\"},"
     echo "\"http\":{\"listen\":\"127.0.0.1:$http_port\",\"threads\":$HTTP_THREADS,\"body_limit_bytes\":8388608},"
     echo '"log":{"level":"warn"}'

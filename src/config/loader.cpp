@@ -1533,7 +1533,7 @@ const std::vector<key_spec<postgres_config>>& postgres_keys() {
         string_key<S>("schema", "schema holding Sluice's tables", &S::schema, identifier(63)),
         bool_key<S>("parallel_latest",
                     "upsert latest on a second connection while history is written, committed just before "
-                    "history (false: one transaction for both)",
+                    "history (default false: one transaction for both)",
                     &S::parallel_latest),
     };
     return keys;

@@ -142,8 +142,8 @@ struct postgres_config {
     int pool_size = 4;
     std::string schema = "sluice";
     /// Latest's upsert runs on a second connection while history is copied, and commits just
-    /// before history and the offsets do (false: everything in one transaction).
-    bool parallel_latest = true;
+    /// before history and the offsets do (false, the default: everything in one transaction).
+    bool parallel_latest = false;
 };
 
 struct redis_config {

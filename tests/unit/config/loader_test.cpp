@@ -68,7 +68,7 @@ const char* const full_config = R"({
   "pipeline": { "preprocess_threads": 2, "queue_capacity": 4096, "batch_max_records": 100, "batch_linger_ms": 0,
                 "pause_watermark": 0.8, "resume_watermark": 0.25, "shutdown_timeout_ms": 5000 },
   "postgres": { "dsn": "host=127.0.0.1 port=5432 dbname=sluice", "pool_size": 8, "schema": "features",
-                "parallel_latest": false },
+                "parallel_latest": true },
   "redis": { "host": "redis.local", "port": 6380, "pool_size": 2, "key_prefix": "sl", "password": "pw", "db": 3,
              "timeout_ms": 250 },
   "http": { "listen": "127.0.0.1:0", "threads": 2, "body_limit_bytes": 4096, "header_limit_bytes": 1024,
@@ -153,7 +153,7 @@ TEST(ConfigLoader, FullConfigFillsEverySection) {
     EXPECT_EQ(c.postgres->dsn, "host=127.0.0.1 port=5432 dbname=sluice");
     EXPECT_EQ(c.postgres->pool_size, 8);
     EXPECT_EQ(c.postgres->schema, "features");
-    EXPECT_FALSE(c.postgres->parallel_latest);
+    EXPECT_TRUE(c.postgres->parallel_latest);
 
     ASSERT_TRUE(c.redis.has_value());
     EXPECT_EQ(c.redis->host, "redis.local");
