@@ -29,6 +29,7 @@
 
 #include "integration/support/aggregation_support.hpp"
 #include "integration/support/audit.hpp"
+#include "integration/support/faults.hpp"
 #include "integration/support/stream.hpp"
 #include "integration/support/suite.hpp"
 
@@ -688,9 +689,16 @@ TEST_F(Aggregation, state_survives_kill9_and_restart) {
 
     // ---- kill -9, restart, read again ------------------------------------------------------
     const auto t_kill = std::chrono::steady_clock::now();
+    const std::size_t rebalances_before = it::rebalance_lines(daemon.log_path()).size();
     const auto st = daemon.kill9();
     std::printf("[agg-restart] killed: %s\n", st.describe().c_str());
     ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port, "[agg-restart] after kill -9: "));
+    // An instance serves its own aggregation state only for keys of partitions it owns. The
+    // killed instance's members leave the group only when their session times out, which can
+    // cost the new one a second rebalance after it is ready: read once it owns both partitions
+    // and no rebalance has come for longer than the session timeout (6 s).
+    ASSERT_TRUE(it::wait_assignment_settled(daemon.log_path(), rebalances_before, 2, 7s, 60s))
+        << "the restarted daemon did not settle on owning both partitions";
     const double restart_s = it::seconds_since(t_kill);
     {
         const std::string log = it::read_file(daemon.log_path());
@@ -720,7 +728,7 @@ TEST_F(Aggregation, state_survives_kill9_and_restart) {
             it::compare_aggs(aggs, values_of(a.body), evs, a.sent_ms, a.received_ms, "after the restart (model) " + key);
         if (!vs_model.empty()) ++model_bad_keys;
     }
-    std::printf("[agg-restart] kill -9 -> ready in %.1f s; %zu/%zu keys read equal before and after "
+    std::printf("[agg-restart] kill -9 -> ready, owning both partitions with no rebalance for 7 s, in %.1f s; %zu/%zu keys read equal before and after "
                 "(%zu keys differ from the brute force)\n",
                 restart_s, equal_keys, before.size(), model_bad_keys);
     if (equal_keys != before.size()) {

@@ -292,6 +292,31 @@ std::vector<std::string> rebalance_lines(const std::filesystem::path& daemon_log
     return out;
 }
 
+bool wait_assignment_settled(const std::filesystem::path& daemon_log, std::size_t from_line, int partitions,
+                             std::chrono::milliseconds quiet, std::chrono::milliseconds timeout) {
+    static const std::regex pattern(R"(\b(assigned|revoked) ([0-9]+) partitions)");
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::size_t seen = 0;
+    auto changed_at = std::chrono::steady_clock::now();
+    for (;;) {
+        const auto lines = rebalance_lines(daemon_log);
+        const auto now = std::chrono::steady_clock::now();
+        if (lines.size() != seen) {
+            seen = lines.size();
+            changed_at = now;
+        }
+        int owned = 0;
+        for (std::size_t i = from_line; i < lines.size(); ++i) {
+            std::smatch m;
+            if (!std::regex_search(lines[i], m, pattern)) continue;
+            owned += (m[1] == "assigned" ? 1 : -1) * std::stoi(m[2].str());
+        }
+        if (owned == partitions && now - changed_at >= quiet) return true;
+        if (now >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
 // ---- reading a topic back --------------------------------------------------------------------
 
 std::vector<consumed_message> consume_topic(const std::string& bootstraps, const std::string& topic, int partitions,

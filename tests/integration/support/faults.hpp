@@ -142,6 +142,11 @@ long long rss_kib(pid_t pid);
 std::vector<std::string> grep_lines(const std::filesystem::path& file, const std::vector<std::string>& needles);
 /// The daemon's rebalance lines ("assigned N partitions", "revoked N partitions").
 std::vector<std::string> rebalance_lines(const std::filesystem::path& daemon_log);
+/// Waits until the daemon's consumers own `partitions` partitions in all, counting its
+/// "assigned N partitions" and "revoked N partitions" lines from line `from_line` of
+/// rebalance_lines() on, and no such line has been added for `quiet`; false after `timeout`.
+bool wait_assignment_settled(const std::filesystem::path& daemon_log, std::size_t from_line, int partitions,
+                             std::chrono::milliseconds quiet, std::chrono::milliseconds timeout);
 
 /// "2026-11-21T08:27:00.123Z" → epoch ms (-1 when not in that shape).
 std::int64_t parse_rfc3339_ms(const std::string& text);
