@@ -728,8 +728,8 @@ TEST_F(Aggregation, state_survives_kill9_and_restart) {
             it::compare_aggs(aggs, values_of(a.body), evs, a.sent_ms, a.received_ms, "after the restart (model) " + key);
         if (!vs_model.empty()) ++model_bad_keys;
     }
-    std::printf("[agg-restart] kill -9 -> ready, owning both partitions with no rebalance for 7 s, in %.1f s; %zu/%zu keys read equal before and after "
-                "(%zu keys differ from the brute force)\n",
+    std::printf("[agg-restart] kill -9 -> ready, owning both partitions with no rebalance for 7 s, in %.1f s; "
+                "%zu/%zu keys read equal before and after (%zu keys differ from the brute force)\n",
                 restart_s, equal_keys, before.size(), model_bad_keys);
     if (equal_keys != before.size()) {
         // What the read path served instead: the aggregations stored in Redis at write time?
