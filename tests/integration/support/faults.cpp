@@ -153,7 +153,8 @@ std::vector<stream_event> held_events(kafka_cluster& kafka, const std::string& t
         found.insert(l);
     }
     for (const auto& [l, e] : at) {
-        if (found.count(l) == 0) bad.push_back("the topic lacks " + event_message(*e).dump() + ", reported at " + describe(l));
+        if (found.count(l) == 0)
+            bad.push_back("the topic lacks " + event_message(*e).dump() + ", reported at " + describe(l));
     }
     report_mismatches("the broker against the delivery reports", bad);
     return held;
