@@ -627,9 +627,6 @@ private:
     }
     batch_text format_batch(const write_batch& batch, bool fast) const {
         const std::size_t sets = cfg_.feature_sets.size();
-        if (fast) {
-            if (auto binary = format_binary(batch)) return std::move(*binary);
-        }
         batch_text text{std::vector<std::string>(sets), std::vector<std::string>(sets)};
         if (!fast) {
             for (const auto& r : batch.records) append_row(text.temp[r.set_index], r, /*with_aggregations=*/true);
@@ -637,6 +634,7 @@ private:
         }
         std::vector<char> is_newest(batch.records.size(), 0);
         for (const record* r : newest_of_each_key(batch.records)) is_newest[static_cast<std::size_t>(r - batch.records.data())] = 1;
+        if (auto binary = format_binary(batch, is_newest)) return std::move(*binary);
         // Each row is formatted once: the newest of its key is copied on for latest, with the
         // aggregations after it.
         for (std::size_t i = 0; i < batch.records.size(); ++i) {
@@ -653,13 +651,12 @@ private:
         return text;
     }
 
-    // The fast path's text in COPY's binary format; nullopt when a value does not have its
-    // column's type or a time is out of timestamptz's range.
-    std::optional<batch_text> format_binary(const write_batch& batch) const {
+    // The fast path's text in COPY's binary format (is_newest marks the newest record of each
+    // key); nullopt when a value does not have its column's type or a time is out of
+    // timestamptz's range.
+    std::optional<batch_text> format_binary(const write_batch& batch, const std::vector<char>& is_newest) const {
         const std::size_t sets = cfg_.feature_sets.size();
         batch_text text{std::vector<std::string>(sets), std::vector<std::string>(sets), /*binary=*/true};
-        std::vector<char> is_newest(batch.records.size(), 0);
-        for (const record* r : newest_of_each_key(batch.records)) is_newest[static_cast<std::size_t>(r - batch.records.data())] = 1;
         for (std::size_t i = 0; i < batch.records.size(); ++i) {
             const record& r = batch.records[i];
             auto& history = text.history[r.set_index];
