@@ -290,26 +290,23 @@ TEST(Support, kafka_topic_reads_back_with_copies_told_apart_from_strangers) {
     kafka.flush(30s);
     it::record_deliveries(kafka, produced);
 
-    // A plain read gives each message where its delivery report put it.
-    const auto records = kafka.read_topic("readback");
-    ASSERT_EQ(records.size(), produced.size());
-    std::map<it::location, const it::stream_event*> at;
-    for (const auto& e : produced) at[{e.partition, e.offset}] = &e;
-    for (const auto& r : records) {
-        const auto* e = at.at({r.partition, r.offset});
-        EXPECT_EQ(r.key, e->key);
-        EXPECT_EQ(r.value, it::event_message(*e).dump());
-    }
+    // Without copies the held events are the produced ones, each where its delivery report put it.
+    EXPECT_EQ(kafka.partitions_of("readback"), 2);
     std::size_t copies = 99;
-    EXPECT_EQ(it::held_events(kafka, "readback", produced, copies).size(), produced.size());
+    auto held = it::held_events(kafka, "readback", produced, copies);
     EXPECT_EQ(copies, 0u);
+    ASSERT_EQ(held.size(), produced.size());
+    std::map<it::location, std::int64_t> clicks_at, held_clicks_at;
+    for (const auto& e : produced) clicks_at[{e.partition, e.offset}] = e.clicks;
+    for (const auto& e : held) held_clicks_at[{e.partition, e.offset}] = e.clicks;
+    EXPECT_EQ(held_clicks_at, clicks_at);
 
     // The same bytes written again without a report of their own, as a broker does with a
     // produce retried across a dropped connection: one more held event, a copy at the new place.
     const std::size_t copy_id = kafka.produce("readback", produced[5].key, it::event_message(produced[5]).dump());
     kafka.flush(30s);
     const auto copy_at = kafka.delivery_of(copy_id);
-    const auto held = it::held_events(kafka, "readback", produced, copies);
+    held = it::held_events(kafka, "readback", produced, copies);
     EXPECT_EQ(copies, 1u);
     ASSERT_EQ(held.size(), produced.size() + 1);
     const auto copy = std::find_if(held.begin(), held.end(), [&](const it::stream_event& e) {

@@ -132,7 +132,11 @@ std::vector<stream_event> held_events(kafka_cluster& kafka, const std::string& t
     std::vector<std::string> bad;
     std::set<location> found;
     copies = 0;
-    for (const auto& r : kafka.read_topic(topic)) {
+    // Everything up to the end offsets as they are now (nothing is produced any more).
+    const int partitions = kafka.partitions_of(topic);
+    std::size_t total = 0;
+    for (const auto& [p, end] : kafka.end_offsets(topic, partitions)) total += static_cast<std::size_t>(end);
+    for (const auto& r : consume_topic(kafka.bootstraps(), topic, partitions, total, std::chrono::seconds(30))) {
         const location l{r.partition, r.offset};
         auto sent = r.value ? by_message.find(*r.value) : by_message.end();
         if (sent == by_message.end() || r.key != sent->second->key) {

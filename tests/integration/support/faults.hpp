@@ -89,10 +89,11 @@ private:
 void warm_up(paced_producer& producer, const std::string& dsn, const std::string& topic, std::chrono::seconds how_long,
              const std::string& before_what, long long& sent, long long at_least = 0);
 
-/// The events the broker holds for `produced` (sent to `topic`, delivery reports recorded), in
-/// (partition, offset) order: each produced event at its reported place, plus a copy of it at
-/// the place of every extra message with the same key and bytes (counted in `copies`). Messages
-/// that are neither, and produced events the topic lacks, are gtest failures.
+/// The events the broker holds for `produced` (sent to `topic`, delivery reports recorded; the
+/// topic read back with consume_topic up to its end offsets): each produced event at its
+/// reported place, plus a copy of it at the place of every extra message with the same key and
+/// bytes (counted in `copies`). Messages that are neither, and produced events the topic lacks,
+/// are gtest failures.
 std::vector<stream_event> held_events(kafka_cluster& kafka, const std::string& topic,
                                       const std::vector<stream_event>& produced, std::size_t& copies);
 

@@ -1,6 +1,5 @@
 #include "integration/support/kafka.hpp"
 
-#include <algorithm>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -192,73 +191,17 @@ partition_offsets kafka_cluster::committed_offsets(const std::string& group, con
     return out;
 }
 
-std::vector<kafka_record> kafka_cluster::read_topic(const std::string& topic, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    const auto ms_left = [&] {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        return static_cast<int>(std::max<std::int64_t>(1, left.count()));
-    };
+int kafka_cluster::partitions_of(const std::string& topic, std::chrono::milliseconds timeout) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(producer_, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    auto err = rd_kafka_metadata(producer_, 0, rkt, &md, static_cast<int>(timeout.count()));
+    rd_kafka_topic_destroy(rkt);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error("metadata of " + topic + ": " + rd_kafka_err2str(err));
     int partitions = 0;
-    {
-        rd_kafka_topic_t* rkt = rd_kafka_topic_new(producer_, topic.c_str(), nullptr);
-        const rd_kafka_metadata_t* md = nullptr;
-        auto err = rd_kafka_metadata(producer_, 0, rkt, &md, ms_left());
-        rd_kafka_topic_destroy(rkt);
-        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error("metadata of " + topic + ": " + rd_kafka_err2str(err));
-        if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) partitions = md->topics[0].partition_cnt;
-        rd_kafka_metadata_destroy(md);
-        if (partitions <= 0) throw std::runtime_error("read " + topic + ": the broker does not know the topic");
-    }
-    const partition_offsets ends = end_offsets(topic, partitions, std::chrono::milliseconds(ms_left()));
-
-    rd_kafka_t* rk = new_consumer("it-reader");
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-    partition_offsets next;
-    for (const auto& [p, end] : ends) {
-        if (end > 0) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        next[p] = 0;
-    }
-    std::vector<kafka_record> out;
-    std::string failure;
-    if (auto err = rd_kafka_assign(rk, list); err != RD_KAFKA_RESP_ERR_NO_ERROR) failure = rd_kafka_err2str(err);
-    rd_kafka_topic_partition_list_destroy(list);
-    const auto done = [&] {
-        for (const auto& [p, end] : ends) {
-            if (next[p] < end) return false;
-        }
-        return true;
-    };
-    while (failure.empty() && !done()) {
-        if (std::chrono::steady_clock::now() >= deadline) {
-            failure = "timed out with " + std::to_string(out.size()) + " messages read";
-            break;
-        }
-        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
-        if (m == nullptr) continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            failure = rd_kafka_message_errstr(m);
-        } else if (m->offset != next[m->partition]) {
-            failure = "partition " + std::to_string(m->partition) + " gave offset " + std::to_string(m->offset) +
-                      " where " + std::to_string(next[m->partition]) + " was next";
-        } else if (m->offset < ends.at(m->partition)) {
-            kafka_record r;
-            r.partition = m->partition;
-            r.offset = m->offset;
-            if (m->key != nullptr) r.key.emplace(static_cast<const char*>(m->key), m->key_len);
-            if (m->payload != nullptr) r.value.emplace(static_cast<const char*>(m->payload), m->len);
-            out.push_back(std::move(r));
-            next[m->partition] = m->offset + 1;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    if (!failure.empty()) throw std::runtime_error("read " + topic + ": " + failure);
-    std::sort(out.begin(), out.end(), [](const kafka_record& a, const kafka_record& b) {
-        return a.partition != b.partition ? a.partition < b.partition : a.offset < b.offset;
-    });
-    return out;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) partitions = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    if (partitions <= 0) throw std::runtime_error("metadata of " + topic + ": the broker does not know the topic");
+    return partitions;
 }
 
 void kafka_cluster::commit_offsets(const std::string& group, const std::string& topic, const partition_offsets& offsets) {

@@ -18,7 +18,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <vector>
 
 namespace sluice::it {
 
@@ -31,14 +30,6 @@ struct delivery {
 };
 
 using partition_offsets = std::map<std::int32_t, std::int64_t>;
-
-/// One message as the broker holds it.
-struct kafka_record {
-    std::int32_t partition = -1;
-    std::int64_t offset = -1;
-    std::optional<std::string> key;  // empty: a Kafka null
-    std::optional<std::string> value;
-};
 
 class kafka_cluster {
 public:
@@ -72,12 +63,8 @@ public:
     /// a separate consumer handle that does not join the group.
     partition_offsets committed_offsets(const std::string& group, const std::string& topic, int partitions,
                                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
-    /// Every message of every partition of `topic`, from its first offset to its end offset as
-    /// of the call, in (partition, offset) order, read with a consumer of its own that joins no
-    /// group. Throws if the topic is unknown, if a partition no longer starts at offset 0 (the
-    /// mock dropped old messages) or if reading takes longer than `timeout`.
-    std::vector<kafka_record> read_topic(const std::string& topic,
-                                         std::chrono::milliseconds timeout = std::chrono::seconds(30));
+    /// The number of partitions the broker has for `topic`; throws if it does not know it.
+    int partitions_of(const std::string& topic, std::chrono::milliseconds timeout = std::chrono::seconds(10));
     /// Commits offsets for a group from outside it (no membership); for tests that seed a group.
     void commit_offsets(const std::string& group, const std::string& topic, const partition_offsets& offsets);
 
