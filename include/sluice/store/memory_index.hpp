@@ -8,7 +8,6 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "sluice/core/record.hpp"
@@ -53,11 +52,30 @@ private:
     static packed pack(const latest_entry& e);
     static latest_entry unpack(const std::string& key, const packed& p);
 
+    /// One shard's entries: open addressing with linear probing over a power-of-two array of
+    /// slots that hold the key's hash, the key and its packed entry, at most 5/8 full. A lookup
+    /// reads one slot (usually) and the packed bytes; a node-based map read a bucket, the node
+    /// before the bucket's first and the node itself, and divided by a prime for every node.
+    /// Slots leave by backward shifting, so no tombstones build up.
+    struct slot {
+        std::uint64_t hash = 0;  // 0: empty (a key's hash is never 0, see hash_of)
+        std::string key;
+        packed value;
+    };
     struct shard {
         mutable std::shared_mutex mutex;
-        std::unordered_map<std::string, packed> entries;
+        std::vector<slot> slots;  // empty until the first entry
+        std::size_t used = 0;
+
+        slot* find(std::uint64_t hash, const std::string& key);
+        const slot* find(std::uint64_t hash, const std::string& key) const;
+        /// The key's slot, claimed (hash and key set, value empty) when it was not there.
+        std::pair<slot*, bool> find_or_claim(std::uint64_t hash, const std::string& key);
+        void erase(slot& s);
+        void grow();
     };
-    shard& shard_for(std::uint32_t set_index, const std::string& key) const;
+    static std::uint64_t hash_of(const std::string& key);
+    shard& shard_for(std::uint32_t set_index, std::uint64_t hash) const;
 
     std::size_t shards_per_set_;
     std::vector<std::unique_ptr<shard>> shards_;

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <utility>
 
 namespace sluice {
 
@@ -96,45 +97,111 @@ memory_index::memory_index(std::size_t feature_sets, std::size_t shards) : shard
     for (std::size_t i = 0; i < feature_sets * shards; ++i) shards_.push_back(std::make_unique<shard>());
 }
 
-memory_index::shard& memory_index::shard_for(std::uint32_t set_index, const std::string& key) const {
-    const std::size_t h = std::hash<std::string>{}(key);
-    return *shards_[set_index * shards_per_set_ + h % shards_per_set_];
+std::uint64_t memory_index::hash_of(const std::string& key) {
+    const std::uint64_t h = std::hash<std::string>{}(key);
+    return h == 0 ? 1 : h;
+}
+
+// The shard comes from the hash's top bits and the slot from its low bits, so that the keys of
+// one shard still spread over all of its slots.
+memory_index::shard& memory_index::shard_for(std::uint32_t set_index, std::uint64_t hash) const {
+    return *shards_[set_index * shards_per_set_ + (hash >> 40) % shards_per_set_];
+}
+
+const memory_index::slot* memory_index::shard::find(std::uint64_t hash, const std::string& key) const {
+    if (slots.empty()) return nullptr;
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+        const slot& s = slots[i];
+        if (s.hash == 0) return nullptr;
+        if (s.hash == hash && s.key == key) return &s;
+    }
+}
+
+memory_index::slot* memory_index::shard::find(std::uint64_t hash, const std::string& key) {
+    return const_cast<slot*>(std::as_const(*this).find(hash, key));
+}
+
+std::pair<memory_index::slot*, bool> memory_index::shard::find_or_claim(std::uint64_t hash, const std::string& key) {
+    if ((used + 1) * 8 > slots.size() * 5) grow();
+    const std::size_t mask = slots.size() - 1;
+    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+        slot& s = slots[i];
+        if (s.hash == hash && s.key == key) return {&s, false};
+        if (s.hash == 0) {
+            s.hash = hash;
+            s.key = key;
+            ++used;
+            return {&s, true};
+        }
+    }
+}
+
+void memory_index::shard::grow() {
+    std::vector<slot> old(std::max<std::size_t>(16, slots.size() * 2));
+    old.swap(slots);
+    const std::size_t mask = slots.size() - 1;
+    for (slot& s : old) {
+        if (s.hash == 0) continue;
+        std::size_t i = s.hash & mask;
+        while (slots[i].hash != 0) i = (i + 1) & mask;
+        slots[i] = std::move(s);
+    }
+}
+
+// Backward shift: each later slot of the run moves into the hole unless its home lies
+// (cyclically) after the hole, so every key stays reachable from its home without tombstones.
+void memory_index::shard::erase(slot& gone) {
+    const std::size_t mask = slots.size() - 1;
+    std::size_t hole = static_cast<std::size_t>(&gone - slots.data());
+    for (std::size_t j = (hole + 1) & mask; slots[j].hash != 0; j = (j + 1) & mask) {
+        const std::size_t home = slots[j].hash & mask;
+        const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (stays) continue;
+        slots[hole] = std::move(slots[j]);
+        hole = j;
+    }
+    slots[hole] = slot{};
+    --used;
 }
 
 bool memory_index::upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry) {
     packed p = pack(*entry);  // outside the lock
-    auto& s = shard_for(set_index, entry->key);
+    const std::uint64_t hash = hash_of(entry->key);
+    auto& s = shard_for(set_index, hash);
     std::unique_lock lock(s.mutex);
-    auto [it, inserted] = s.entries.try_emplace(entry->key);
-    if (!inserted && it->second.event_time_ms() >= entry->event_time_ms) {
+    auto [at, inserted] = s.find_or_claim(hash, entry->key);
+    if (!inserted && at->value.event_time_ms() >= entry->event_time_ms) {
         // Same rule as PostgreSQL and Redis: only a strictly newer event replaces the entry, so a
         // re-delivered message (same event time) changes nothing.
         return false;
     }
-    it->second = std::move(p);
+    at->value = std::move(p);
     return true;
 }
 
 std::shared_ptr<const latest_entry> memory_index::find(std::uint32_t set_index, const std::string& key) const {
-    auto& s = shard_for(set_index, key);
+    const std::uint64_t hash = hash_of(key);
+    auto& s = shard_for(set_index, hash);
     packed copy;
     {
         std::shared_lock lock(s.mutex);
-        auto it = s.entries.find(key);
-        if (it == s.entries.end()) return nullptr;
-        copy.size = it->second.size;
+        const slot* at = s.find(hash, key);
+        if (at == nullptr) return nullptr;
+        copy.size = at->value.size;
         copy.bytes = std::make_unique_for_overwrite<char[]>(copy.size);
-        std::memcpy(copy.bytes.get(), it->second.bytes.get(), copy.size);
+        std::memcpy(copy.bytes.get(), at->value.bytes.get(), copy.size);
     }
     return std::make_shared<const latest_entry>(unpack(key, copy));
 }
 
 std::optional<latest_entry> memory_index::find_value(std::uint32_t set_index, const std::string& key) const {
-    auto& s = shard_for(set_index, key);
+    const std::uint64_t hash = hash_of(key);
+    auto& s = shard_for(set_index, hash);
     std::shared_lock lock(s.mutex);
-    auto it = s.entries.find(key);
-    if (it == s.entries.end()) return std::nullopt;
-    return unpack(key, it->second);
+    const slot* at = s.find(hash, key);
+    if (at == nullptr) return std::nullopt;
+    return unpack(key, at->value);
 }
 
 std::size_t memory_index::size(std::uint32_t set_index) const {
@@ -142,7 +209,7 @@ std::size_t memory_index::size(std::uint32_t set_index) const {
     for (std::size_t i = 0; i < shards_per_set_; ++i) {
         auto& s = *shards_[set_index * shards_per_set_ + i];
         std::shared_lock lock(s.mutex);
-        n += s.entries.size();
+        n += s.used;
     }
     return n;
 }
@@ -152,9 +219,17 @@ std::size_t memory_index::evict_partitions(std::uint32_t set_index, const std::v
     for (std::size_t i = 0; i < shards_per_set_; ++i) {
         auto& s = *shards_[set_index * shards_per_set_ + i];
         std::unique_lock lock(s.mutex);
-        n += std::erase_if(s.entries, [&](const auto& kv) {
-            return std::find(partitions.begin(), partitions.end(), kv.second.partition()) != partitions.end();
-        });
+        // An erase shifts later slots back into the hole: look at the same index again then.
+        for (std::size_t at = 0; at < s.slots.size();) {
+            slot& e = s.slots[at];
+            if (e.hash != 0 &&
+                std::find(partitions.begin(), partitions.end(), e.value.partition()) != partitions.end()) {
+                s.erase(e);
+                ++n;
+            } else {
+                ++at;
+            }
+        }
     }
     return n;
 }
@@ -163,7 +238,8 @@ void memory_index::for_each(std::uint32_t set_index, const std::function<void(co
     for (std::size_t i = 0; i < shards_per_set_; ++i) {
         auto& s = *shards_[set_index * shards_per_set_ + i];
         std::shared_lock lock(s.mutex);
-        for (const auto& kv : s.entries) fn(unpack(kv.first, kv.second));
+        for (const slot& e : s.slots)
+            if (e.hash != 0) fn(unpack(e.key, e.value));
     }
 }
 

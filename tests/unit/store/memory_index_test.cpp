@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -106,6 +108,58 @@ TEST(StoreMemoryIndex, EvictsOnlyTheRevokedPartitions) {
     EXPECT_EQ(index.find(0, "b"), nullptr);
     EXPECT_EQ(index.find(0, "c"), nullptr);
     EXPECT_NE(index.find(1, "a"), nullptr);
+}
+
+// Many keys in one shard: the table grows several times, probe runs collide and wrap around
+// its end, and evictions shift entries back. After each round every key the reference map
+// holds must be found with its own value, and no evicted key may come back.
+TEST(StoreMemoryIndex, ManyKeysSurviveGrowthAndEvictionsInOneShard) {
+    memory_index index(1, 1);
+    std::map<std::string, std::pair<std::int32_t, std::int64_t>> expected;  // key → partition, value
+    std::mt19937 random(7);
+    std::int64_t time = 1;
+    for (int round = 0; round < 6; ++round) {
+        for (int i = 0; i < 3000; ++i) {
+            const std::string key = "k" + std::to_string(random() % 6000);
+            auto e = std::make_shared<latest_entry>();
+            e->key = key;
+            e->event_time_ms = ++time;
+            e->partition = static_cast<std::int32_t>(random() % 4);
+            e->values.push_back(value{time});
+            ASSERT_TRUE(index.upsert(0, e));
+            expected[key] = {e->partition, time};
+        }
+        const std::int32_t revoked = round % 4;
+        std::size_t evicted = 0;
+        for (auto it = expected.begin(); it != expected.end();) {
+            if (it->second.first == revoked) {
+                it = expected.erase(it);
+                ++evicted;
+            } else {
+                ++it;
+            }
+        }
+        ASSERT_EQ(index.evict_partitions(0, {revoked}), evicted) << "round " << round;
+        ASSERT_EQ(index.size(0), expected.size()) << "round " << round;
+        for (int k = 0; k < 6000; ++k) {
+            const std::string key = "k" + std::to_string(k);
+            const auto found = index.find_value(0, key);
+            const auto want = expected.find(key);
+            if (want == expected.end()) {
+                ASSERT_FALSE(found.has_value()) << key << " in round " << round;
+                continue;
+            }
+            ASSERT_TRUE(found.has_value()) << key << " in round " << round;
+            EXPECT_EQ(found->partition, want->second.first) << key;
+            EXPECT_EQ(found->values.at(0), value{want->second.second}) << key;
+        }
+        std::size_t visited = 0;
+        index.for_each(0, [&](const latest_entry& e) {
+            ++visited;
+            EXPECT_EQ(expected.count(e.key), 1u) << e.key;
+        });
+        EXPECT_EQ(visited, expected.size());
+    }
 }
 
 TEST(StoreMemoryIndex, AReaderKeepsItsEntryAfterAReplace) {
