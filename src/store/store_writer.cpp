@@ -530,13 +530,7 @@ std::vector<const record*> store_writer::update_memory(write_batch& batch) {
     for (const record* r : newest) {
         // Only what this instance still owns: a revoked partition's keys belong to its new owner.
         if (offsets_ && r->source.from_kafka() && !offsets_->owns(r->source.topic, r->source.partition)) continue;
-        auto e = std::make_shared<latest_entry>();
-        e->partition = r->source.partition;
-        e->key = r->key;
-        e->event_time_ms = r->event_time_ms;
-        e->ingested_at_ms = r->ingested_at_ms;
-        e->values = r->values;  // Redis still needs them
-        memory_.upsert(r->set_index, std::move(e));
+        memory_.upsert(r->set_index, {r->key, r->event_time_ms, r->ingested_at_ms, r->source.partition, r->values});
     }
     return newest;
 }

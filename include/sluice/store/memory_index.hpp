@@ -28,7 +28,17 @@ class memory_index {
 public:
     explicit memory_index(std::size_t feature_sets, std::size_t shards = 64);
 
+    /// An entry's parts, held elsewhere (the store writer's records): packed without a copy.
+    struct entry_ref {
+        const std::string& key;
+        std::int64_t event_time_ms;
+        std::int64_t ingested_at_ms;
+        std::int32_t partition;
+        const std::vector<value>& values;
+    };
+
     /// Stores the entry when the key is new or the entry's event time is greater. Returns true if stored.
+    bool upsert(std::uint32_t set_index, const entry_ref& entry);
     bool upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry);
     std::shared_ptr<const latest_entry> find(std::uint32_t set_index, const std::string& key) const;
     /// The same entry as find(), unpacked straight into the value returned (no shared copy): what
@@ -49,7 +59,7 @@ private:
         std::int64_t event_time_ms() const;
         std::int32_t partition() const;
     };
-    static packed pack(const latest_entry& e);
+    static packed pack(const entry_ref& e);
     static latest_entry unpack(const std::string& key, const packed& p);
 
     /// One shard's entries: open addressing with linear probing over a power-of-two array of

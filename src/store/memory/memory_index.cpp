@@ -13,10 +13,9 @@ enum tag : char { null_tag, int_tag, double_tag, false_tag, true_tag, string_tag
 constexpr std::size_t header_bytes = 8 + 8 + 4;  // event time, ingested at, partition
 
 template <typename T>
-void put(std::string& out, T v) {
-    char b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));
-    out.append(b, sizeof(T));
+void put(char*& out, T v) {
+    std::memcpy(out, &v, sizeof(T));
+    out += sizeof(T);
 }
 
 template <typename T>
@@ -39,30 +38,37 @@ std::int32_t memory_index::packed::partition() const {
     return get<std::int32_t>(p);
 }
 
-memory_index::packed memory_index::pack(const latest_entry& e) {
-    std::string out;
-    out.reserve(header_bytes + e.values.size() * 9);
+memory_index::packed memory_index::pack(const entry_ref& e) {
+    // Measured first, so the buffer is allocated once at its size.
+    std::size_t size = header_bytes;
+    for (const value& v : e.values) {
+        if (const auto* s = std::get_if<std::string>(&v))
+            size += 1 + 4 + s->size();
+        else
+            size += std::holds_alternative<std::int64_t>(v) || std::holds_alternative<double>(v) ? 9 : 1;
+    }
+    packed p;
+    p.size = static_cast<std::uint32_t>(size);
+    p.bytes = std::make_unique_for_overwrite<char[]>(size);
+    char* out = p.bytes.get();
     put(out, e.event_time_ms);
     put(out, e.ingested_at_ms);
     put(out, e.partition);
     for (const value& v : e.values) {
         switch (v.index()) {
-            case 0: out.push_back(null_tag); break;
-            case 1: out.push_back(int_tag); put(out, std::get<std::int64_t>(v)); break;
-            case 2: out.push_back(double_tag); put(out, std::get<double>(v)); break;
-            case 3: out.push_back(std::get<bool>(v) ? true_tag : false_tag); break;
+            case 0: *out++ = null_tag; break;
+            case 1: *out++ = int_tag; put(out, std::get<std::int64_t>(v)); break;
+            case 2: *out++ = double_tag; put(out, std::get<double>(v)); break;
+            case 3: *out++ = std::get<bool>(v) ? true_tag : false_tag; break;
             default: {
                 const auto& s = std::get<std::string>(v);
-                out.push_back(string_tag);
+                *out++ = string_tag;
                 put(out, static_cast<std::uint32_t>(s.size()));
-                out.append(s);
+                std::memcpy(out, s.data(), s.size());
+                out += s.size();
             }
         }
     }
-    packed p;
-    p.size = static_cast<std::uint32_t>(out.size());
-    p.bytes = std::make_unique_for_overwrite<char[]>(out.size());
-    std::memcpy(p.bytes.get(), out.data(), out.size());
     return p;
 }
 
@@ -166,12 +172,16 @@ void memory_index::shard::erase(slot& gone) {
 }
 
 bool memory_index::upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry) {
-    packed p = pack(*entry);  // outside the lock
-    const std::uint64_t hash = hash_of(entry->key);
+    return upsert(set_index, {entry->key, entry->event_time_ms, entry->ingested_at_ms, entry->partition, entry->values});
+}
+
+bool memory_index::upsert(std::uint32_t set_index, const entry_ref& entry) {
+    packed p = pack(entry);  // outside the lock
+    const std::uint64_t hash = hash_of(entry.key);
     auto& s = shard_for(set_index, hash);
     std::unique_lock lock(s.mutex);
-    auto [at, inserted] = s.find_or_claim(hash, entry->key);
-    if (!inserted && at->value.event_time_ms() >= entry->event_time_ms) {
+    auto [at, inserted] = s.find_or_claim(hash, entry.key);
+    if (!inserted && at->value.event_time_ms() >= entry.event_time_ms) {
         // Same rule as PostgreSQL and Redis: only a strictly newer event replaces the entry, so a
         // re-delivered message (same event time) changes nothing.
         return false;
