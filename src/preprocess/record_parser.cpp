@@ -2,8 +2,8 @@
 //
 // The constructor compiles each feature set once: sources become JSON pointer tokens and the
 // transforms are grouped by the field they work on, so parse() only walks the event. parse()
-// runs on every preprocess worker at once; it touches nothing but its arguments and the
-// compiled plans, and it never throws.
+// runs on every preprocess worker at once; it touches nothing but its arguments, the compiled
+// plans and its own thread's simdjson parser (the fast path), and it never throws.
 
 #include "sluice/preprocess/record_parser.hpp"
 
@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <queue>
+#include <simdjson.h>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -42,6 +43,18 @@ std::string describe(const json& v) {
     if (text.size() > 64) text = text.substr(0, 61) + "...";
     return text;
 }
+
+// The value an error message quotes, described only once there is an error: describe() dumps
+// the value, which would cost every valid event time and every cast as much as a small parse.
+class quoted {
+public:
+    quoted() = default;  // quotes nothing: for callers that keep only whether it succeeded
+    explicit quoted(const json& v) : v_(&v) {}
+    std::string text() const { return v_ ? describe(*v_) : std::string(); }
+
+private:
+    const json* v_ = nullptr;
+};
 
 std::string number_text(double d) {
     json j = d;
@@ -86,31 +99,32 @@ char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - '
 // ---------------------------------------------------------------------------------------------
 // Timestamps
 
-std::variant<std::int64_t, coerce_error> ms_from_int(std::int64_t x, const std::string& shown) {
-    if (x < 0) return coerce_error{shown + " is outside years 1970..9999"};
+std::variant<std::int64_t, coerce_error> ms_from_int(std::int64_t x, const quoted& shown) {
+    if (x < 0) return coerce_error{shown.text() + " is outside years 1970..9999"};
     const std::int64_t ms = x < seconds_below ? x * 1000 : x;
-    if (ms > max_event_time_ms) return coerce_error{shown + " is outside years 1970..9999"};
+    if (ms > max_event_time_ms) return coerce_error{shown.text() + " is outside years 1970..9999"};
     return ms;
 }
 
-std::variant<std::int64_t, coerce_error> ms_from_double(double x, bool round_ms, const std::string& shown) {
-    if (!std::isfinite(x)) return coerce_error{shown + " is not a finite number"};
-    if (x < 0) return coerce_error{shown + " is outside years 1970..9999"};
+std::variant<std::int64_t, coerce_error> ms_from_double(double x, bool round_ms, const quoted& shown) {
+    if (!std::isfinite(x)) return coerce_error{shown.text() + " is not a finite number"};
+    if (x < 0) return coerce_error{shown.text() + " is outside years 1970..9999"};
     double ms;
     if (x < static_cast<double>(seconds_below)) {
         ms = std::round(x * 1000);
     } else {
         if (!round_ms && std::trunc(x) != x)
-            return coerce_error{shown + " has a fraction of a millisecond (only epoch seconds may have a fraction)"};
+            return coerce_error{shown.text() +
+                                " has a fraction of a millisecond (only epoch seconds may have a fraction)"};
         ms = std::round(x);
     }
-    if (ms > static_cast<double>(max_event_time_ms)) return coerce_error{shown + " is outside years 1970..9999"};
+    if (ms > static_cast<double>(max_event_time_ms)) return coerce_error{shown.text() + " is outside years 1970..9999"};
     return static_cast<std::int64_t>(ms);
 }
 
-std::variant<std::int64_t, coerce_error> ms_from_text(std::string_view s, bool round_ms, const std::string& shown) {
+std::variant<std::int64_t, coerce_error> ms_from_text(std::string_view s, bool round_ms, const quoted& shown) {
     if (auto t = parse_rfc3339(s)) {
-        if (*t < 0 || *t > max_event_time_ms) return coerce_error{shown + " is outside years 1970..9999"};
+        if (*t < 0 || *t > max_event_time_ms) return coerce_error{shown.text() + " is outside years 1970..9999"};
         return *t;
     }
     std::int64_t i;
@@ -121,25 +135,25 @@ std::variant<std::int64_t, coerce_error> ms_from_text(std::string_view s, bool r
         return (c >= '0' && c <= '9') || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+';
     });
     if (decimal && parse_double_text(s, d)) return ms_from_double(d, round_ms, shown);
-    return coerce_error{shown + " is neither RFC 3339 nor epoch seconds or milliseconds"};
+    return coerce_error{shown.text() + " is neither RFC 3339 nor epoch seconds or milliseconds"};
 }
 
 std::variant<std::int64_t, coerce_error> to_timestamp(const json& v, bool round_ms = false) {
-    if (v.is_string()) return ms_from_text(v.get_ref<const std::string&>(), round_ms, describe(v));
+    if (v.is_string()) return ms_from_text(v.get_ref<const std::string&>(), round_ms, quoted(v));
     if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
         return coerce_error{describe(v) + " is outside years 1970..9999"};
-    if (v.is_number_integer()) return ms_from_int(v.get<std::int64_t>(), describe(v));
-    if (v.is_number_float()) return ms_from_double(v.get<double>(), round_ms, describe(v));
+    if (v.is_number_integer()) return ms_from_int(v.get<std::int64_t>(), quoted(v));
+    if (v.is_number_float()) return ms_from_double(v.get<double>(), round_ms, quoted(v));
     return coerce_error{"expected an RFC 3339 string or epoch seconds or milliseconds, got " + describe(v)};
 }
 
 // ---------------------------------------------------------------------------------------------
 // Strict coercion (no transforms)
 
-std::variant<std::int64_t, coerce_error> int_from_double(double d, const std::string& shown) {
+std::variant<std::int64_t, coerce_error> int_from_double(double d, const quoted& shown) {
     // -2^63 itself is refused too: a literal just below it rounds to exactly -2^63 as a double.
     if (!std::isfinite(d) || d <= -9.2233720368547758e18 || d >= 9.2233720368547758e18)
-        return coerce_error{shown + " is out of the 64-bit integer range"};
+        return coerce_error{shown.text() + " is out of the 64-bit integer range"};
     return static_cast<std::int64_t>(d);
 }
 
@@ -152,7 +166,7 @@ std::variant<std::int64_t, coerce_error> to_int(const json& v) {
     if (v.is_number_float()) {
         const double d = v.get<double>();
         if (!std::isfinite(d) || std::trunc(d) != d) return coerce_error{describe(v) + " is not an integer"};
-        return int_from_double(d, describe(v));
+        return int_from_double(d, quoted(v));
     }
     if (v.is_string()) {
         std::int64_t out;
@@ -255,7 +269,7 @@ std::variant<value, coerce_error> cast_value(field_type type, const json& v) {
             } else {
                 return cannot();
             }
-            return lift(int_from_double(std::trunc(d), describe(v)));
+            return lift(int_from_double(std::trunc(d), quoted(v)));
         }
         case field_type::float64: {
             if (v.is_boolean()) return value{v.get<bool>() ? 1.0 : 0.0};
@@ -287,7 +301,7 @@ std::variant<value, coerce_error> cast_value(field_type type, const json& v) {
         case field_type::timestamp:
             if (v.is_string()) {
                 const auto s = trim_view(v.get_ref<const std::string&>());
-                return lift(ms_from_text(s, /*round_ms=*/true, describe(v)));
+                return lift(ms_from_text(s, /*round_ms=*/true, quoted(v)));
             }
             return lift(to_timestamp(v, /*round_ms=*/true));
         case field_type::json:
@@ -546,19 +560,19 @@ dead_letter make_dead_letter(const raw_message& msg, std::string error, std::int
 // Public helpers
 
 std::optional<std::int64_t> epoch_number_to_ms(double x, bool round_ms) {
-    auto r = ms_from_double(x, round_ms, "");
+    auto r = ms_from_double(x, round_ms, quoted());
     if (auto* ms = std::get_if<std::int64_t>(&r)) return *ms;
     return std::nullopt;
 }
 
 std::optional<std::int64_t> epoch_number_to_ms(std::int64_t x) {
-    auto r = ms_from_int(x, "");
+    auto r = ms_from_int(x, quoted());
     if (auto* ms = std::get_if<std::int64_t>(&r)) return *ms;
     return std::nullopt;
 }
 
 std::optional<std::int64_t> parse_timestamp_text(std::string_view text, bool round_ms) {
-    auto r = ms_from_text(text, round_ms, "");
+    auto r = ms_from_text(text, round_ms, quoted());
     if (auto* ms = std::get_if<std::int64_t>(&r)) return *ms;
     return std::nullopt;
 }
@@ -605,9 +619,31 @@ struct record_parser::set_plan {
     std::vector<field_plan> fields;
     std::vector<filter_plan> filters;
     std::vector<std::size_t> filter_fields;  // fields read before the filters, each once
+    // The fast path (parse_members) serves a set with no renames whose fields, key and event time
+    // are each one top-level member. members: those names, each once, the key's and the event
+    // time's first; slot: for each read (field i is i, then the key, then the event time), the
+    // index of its member.
+    bool fast = false;
+    std::vector<std::string> members;
+    std::vector<std::size_t> slot;
 };
 
 namespace {
+
+using set_plan = record_parser::set_plan;
+
+// A message larger than this takes the nlohmann path: the thread's simdjson parser keeps buffers
+// of about 14 bytes per byte of the largest document it has read, and events are far smaller.
+constexpr std::size_t fast_path_max_bytes = 64 * 1024;
+
+std::size_t key_read(const set_plan& plan) { return plan.fields.size(); }
+std::size_t time_read(const set_plan& plan) { return plan.fields.size() + 1; }
+
+const tokens& path_of(const set_plan& plan, std::size_t read) {
+    if (read == key_read(plan)) return plan.key;
+    if (read == time_read(plan)) return plan.event_time;
+    return plan.fields[read].source;
+}
 
 std::size_t field_index_of(const feature_set_config& set, const std::string& name, std::size_t t) {
     for (std::size_t i = 0; i < set.fields.size(); ++i)
@@ -616,8 +652,8 @@ std::size_t field_index_of(const feature_set_config& set, const std::string& nam
                                 "] names an undeclared field '" + name + "'");
 }
 
-record_parser::set_plan compile(const feature_set_config& set) {
-    record_parser::set_plan plan;
+set_plan compile(const feature_set_config& set) {
+    set_plan plan;
     plan.key = member_or_pointer(set.key_field, "key");
     plan.event_time = member_or_pointer(set.event_time_field, "event_time");
     plan.fields.resize(set.fields.size());
@@ -656,12 +692,34 @@ record_parser::set_plan compile(const feature_set_config& set) {
                 break;
         }
     }
+
+    // Renames rewrite the event before anything is read, and a deeper pointer needs the DOM.
+    plan.fast = plan.renames.empty();
+    const std::size_t reads = plan.fields.size() + 2;
+    plan.slot.resize(reads);
+    for (std::size_t n = 0; n < reads && plan.fast; ++n) {
+        // The key and the event time first: they lead most events, and the scan looks for members
+        // in this order.
+        const std::size_t read = n < 2 ? key_read(plan) + n : n - 2;
+        const tokens& path = path_of(plan, read);
+        if (path.size() != 1) {
+            plan.fast = false;
+            break;
+        }
+        const auto it = std::find(plan.members.begin(), plan.members.end(), path[0]);
+        plan.slot[read] = static_cast<std::size_t>(it - plan.members.begin());
+        if (it == plan.members.end()) plan.members.push_back(path[0]);
+    }
+    if (!plan.fast) {
+        plan.members.clear();
+        plan.slot.clear();
+    }
     return plan;
 }
 
-// Reads one field: source, cast or coercion, value transforms, checks. The error names the field.
-std::variant<value, std::string> read_field(const field_config& f, const field_plan& plan, const json& doc) {
-    const json* raw = find_at(doc, plan.source);
+// Reads one field from its raw value (null when absent): cast or coercion, value transforms,
+// checks. The error names the field.
+std::variant<value, std::string> read_field(const field_config& f, const field_plan& plan, const json* raw) {
     value v;
     if (raw == nullptr || raw->is_null()) {
         if (f.required) return "field '" + f.name + "' is required";
@@ -675,6 +733,197 @@ std::variant<value, std::string> read_field(const field_config& f, const field_p
     for (const auto& t : plan.steps) apply_value_transform(t, v);
     if (auto complaint = check(f, v)) return "field '" + f.name + "' (" + to_string(f.type) + "): " + *complaint;
     return v;
+}
+
+// Steps 2 to 4 of parse(): filters, key, event time and fields, whichever parser read the event. at(read) is the raw value of a read (numbered as set_plan::slot), null when absent.
+template <class Find>
+processed build(const raw_message& msg, const feature_set_config& set, const set_plan& plan, const Find& at,
+                std::int64_t now) {
+    // 2. The filters decide first, on their fields' final values.
+    std::vector<std::optional<value>> values(set.fields.size());
+    for (const std::size_t fi : plan.filter_fields) {
+        auto v = read_field(set.fields[fi], plan.fields[fi], at(fi));
+        if (auto* e = std::get_if<std::string>(&v)) return make_dead_letter(msg, std::move(*e), now);
+        values[fi] = std::move(std::get<value>(v));
+    }
+    for (const auto& f : plan.filters) {
+        const value& v = *values[f.field];
+        if (satisfies(v, f.condition, f.operands)) continue;
+        std::string operand = f.condition == filter_op::in || f.condition == filter_op::not_in
+                                  ? "[" + list_text(f.operands) + "]"
+                                  : (f.operands.empty() ? "null" : value_text(f.operands.front()));
+        return skipped{msg.set_index, msg.source,
+                       sanitize_utf8("filtered out by transforms[" + std::to_string(f.transform_index) + "] (" +
+                                     set.fields[f.field].name + " " + condition_text(f.condition) + " " + operand +
+                                     "): got " + value_text(v))};
+    }
+
+    record r;
+    r.set_index = msg.set_index;
+    r.source = msg.source;
+    r.ingested_at_ms = now;
+
+    // 3. Key and event time.
+    const json* key = at(key_read(plan));
+    if (key == nullptr || key->is_null())
+        return make_dead_letter(msg, "key field '" + set.key_field + "' is missing", now);
+    if (key->is_string()) {
+        r.key = key->get<std::string>();
+    } else if (key->is_number_integer()) {
+        r.key = key->dump();
+    } else {
+        return make_dead_letter(msg, "key field '" + set.key_field + "': expected a string, got " + describe(*key),
+                                now);
+    }
+    if (r.key.find('\0') != std::string::npos)
+        return make_dead_letter(msg, "key field '" + set.key_field + "' contains a NUL character", now);
+    if (r.key.empty()) return make_dead_letter(msg, "key field '" + set.key_field + "' is empty", now);
+    if (r.key.size() > max_key_bytes)
+        return make_dead_letter(msg, "key field '" + set.key_field + "' is longer than 1024 bytes", now);
+
+    const json* time = at(time_read(plan));
+    if (time == nullptr || time->is_null()) {
+        if (set.event_time_fallback != time_fallback::kafka_timestamp)
+            return make_dead_letter(msg, "event time field '" + set.event_time_field + "' is missing", now);
+        if (msg.kafka_timestamp_ms < 0 || msg.kafka_timestamp_ms > max_event_time_ms)
+            return make_dead_letter(msg,
+                                    "event time field '" + set.event_time_field +
+                                        "' is missing and the message has no Kafka timestamp to fall back on",
+                                    now);
+        r.event_time_ms = msg.kafka_timestamp_ms;
+    } else {
+        auto t = to_timestamp(*time);
+        if (auto* e = std::get_if<coerce_error>(&t))
+            return make_dead_letter(msg, "event time field '" + set.event_time_field + "': " + e->reason, now);
+        r.event_time_ms = std::get<std::int64_t>(t);
+    }
+
+    // 4. The other fields, then the drops.
+    r.values.reserve(set.fields.size());
+    for (std::size_t i = 0; i < set.fields.size(); ++i) {
+        if (values[i]) {
+            r.values.push_back(std::move(*values[i]));
+            continue;
+        }
+        auto v = read_field(set.fields[i], plan.fields[i], at(i));
+        if (auto* e = std::get_if<std::string>(&v)) return make_dead_letter(msg, std::move(*e), now);
+        r.values.push_back(std::move(std::get<value>(v)));
+    }
+    for (std::size_t i = 0; i < set.fields.size(); ++i)
+        if (plan.fields[i].drop) r.values[i] = std::monostate{};
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast path: simdjson reads the event and only the members the set reads become (small)
+// nlohmann values, so coercion, transforms and checks are the same code on the same values.
+// Anything unusual returns nothing and the event takes the nlohmann path from the start; what
+// simdjson refuses or reads differently is listed in the tests (PreprocessFastPath):
+//  - numbers beyond 64-bit integers (nlohmann reads them as doubles) and out of range doubles,
+//    a byte-order mark, bytes after a NUL at the end, nesting deeper than 1024: simdjson refuses;
+//  - a member the set reads appearing twice: simdjson keeps both, nlohmann the last;
+//  - every dead letter, so that its reason is the nlohmann path's word for word.
+
+// One per thread: parse() runs on every preprocess worker at once, and a dom::parser (which keeps
+// its buffers from one document to the next) reads one document at a time.
+struct member_scanner {
+    simdjson::dom::parser parser;
+    std::vector<char> input;  // the payload, then the SIMDJSON_PADDING bytes simdjson may read past it
+    std::vector<json> found;  // by slot
+    std::vector<bool> seen;
+};
+
+member_scanner& this_thread_scanner() {
+    thread_local member_scanner scanner;
+    return scanner;
+}
+
+// The value as nlohmann parses the same text; false when it cannot be built here.
+bool to_json(simdjson::dom::element e, json& out) {
+    switch (e.type()) {
+        case simdjson::dom::element_type::INT64: {
+            std::int64_t i = 0;
+            if (e.get(i)) return false;
+            // nlohmann keeps an integer written without a minus sign as unsigned.
+            out = i < 0 ? json(i) : json(static_cast<std::uint64_t>(i));
+            return true;
+        }
+        case simdjson::dom::element_type::UINT64: {
+            std::uint64_t u = 0;
+            if (e.get(u)) return false;
+            out = u;
+            return true;
+        }
+        case simdjson::dom::element_type::DOUBLE: {
+            double d = 0;
+            if (e.get(d)) return false;
+            out = d;
+            return true;
+        }
+        case simdjson::dom::element_type::STRING: {
+            std::string_view s;
+            if (e.get(s)) return false;
+            out = std::string(s);
+            return true;
+        }
+        case simdjson::dom::element_type::BOOL: {
+            bool b = false;
+            if (e.get(b)) return false;
+            out = b;
+            return true;
+        }
+        case simdjson::dom::element_type::NULL_VALUE:
+            out = nullptr;
+            return true;
+        case simdjson::dom::element_type::ARRAY:
+        case simdjson::dom::element_type::OBJECT:
+            // Rare (a json field, or a cast to string): nlohmann reads simdjson's compact text of the
+            // element. Its doubles print so that they read back the same, and nlohmann keeps the last
+            // of repeated members here as it would have in the whole event.
+            out = json::parse(simdjson::to_string(e), nullptr, /*allow_exceptions=*/false);
+            return !out.is_discarded();
+    }
+    return false;
+}
+
+std::optional<processed> parse_members(const raw_message& msg, const feature_set_config& set, const set_plan& plan,
+                                       std::int64_t now) {
+    member_scanner& sc = this_thread_scanner();
+    const std::size_t size = msg.payload.size();
+    if (sc.input.size() < size + simdjson::SIMDJSON_PADDING) sc.input.resize(size + simdjson::SIMDJSON_PADDING);
+    std::copy(msg.payload.begin(), msg.payload.end(), sc.input.begin());
+    simdjson::dom::element root;
+    simdjson::dom::object event;
+    if (sc.parser.parse(sc.input.data(), size, /*realloc_if_needed=*/false).get(root) || root.get(event))
+        return std::nullopt;
+
+    const std::size_t members = plan.members.size();
+    sc.found.assign(members, json());
+    sc.seen.assign(members, false);
+    std::size_t next = 0;  // events of a set mostly list their members in one order: look there first
+    for (const simdjson::dom::key_value_pair member : event) {
+        std::size_t slot = members;
+        for (std::size_t i = 0; i < members; ++i) {
+            const std::size_t s = next + i < members ? next + i : next + i - members;
+            if (plan.members[s] == member.key) {
+                slot = s;
+                break;
+            }
+        }
+        if (slot == members) continue;  // not read by the set
+        if (sc.seen[slot]) return std::nullopt;
+        sc.seen[slot] = true;
+        if (!to_json(member.value, sc.found[slot])) return std::nullopt;
+        next = slot + 1 == members ? 0 : slot + 1;
+    }
+
+    const auto at = [&](std::size_t read) -> const json* {
+        const std::size_t slot = plan.slot[read];
+        return sc.seen[slot] ? &sc.found[slot] : nullptr;
+    };
+    processed out = build(msg, set, plan, at, now);
+    if (std::holds_alternative<dead_letter>(out)) return std::nullopt;
+    return out;
 }
 
 }  // namespace
@@ -701,6 +950,11 @@ processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
     if (msg.payload.empty()) return make_dead_letter(msg, "empty message value", now);
     if (msg.set_index >= plans_->size()) return make_dead_letter(msg, "no feature set for this message", now);
 
+    const auto& set = cfg_.feature_sets[msg.set_index];
+    const auto& plan = (*plans_)[msg.set_index];
+    if (plan.fast && msg.payload.size() <= fast_path_max_bytes)
+        if (auto fast = parse_members(msg, set, plan, now)) return std::move(*fast);
+
     json doc = json::parse(msg.payload, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded()) {
         // Parse again with exceptions only to get the position for the dead letter.
@@ -715,9 +969,6 @@ processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
     }
     if (!doc.is_object()) return make_dead_letter(msg, "the event is not a JSON object", now);
 
-    const auto& set = cfg_.feature_sets[msg.set_index];
-    const auto& plan = (*plans_)[msg.set_index];
-
     // 1. Renames, on the raw event.
     for (const auto& [from, to] : plan.renames) {
         const auto it = doc.find(from);
@@ -726,80 +977,7 @@ processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
         doc.erase(it);
         doc[to] = std::move(moved);
     }
-
-    // 2. The filters decide first, on their fields' final values.
-    std::vector<std::optional<value>> values(set.fields.size());
-    for (const std::size_t fi : plan.filter_fields) {
-        auto v = read_field(set.fields[fi], plan.fields[fi], doc);
-        if (auto* e = std::get_if<std::string>(&v)) return make_dead_letter(msg, std::move(*e), now);
-        values[fi] = std::move(std::get<value>(v));
-    }
-    for (const auto& f : plan.filters) {
-        const value& v = *values[f.field];
-        if (satisfies(v, f.condition, f.operands)) continue;
-        std::string operand = f.condition == filter_op::in || f.condition == filter_op::not_in
-                                  ? "[" + list_text(f.operands) + "]"
-                                  : (f.operands.empty() ? "null" : value_text(f.operands.front()));
-        return skipped{msg.set_index, msg.source,
-                       sanitize_utf8("filtered out by transforms[" + std::to_string(f.transform_index) + "] (" +
-                                     set.fields[f.field].name + " " + condition_text(f.condition) + " " + operand +
-                                     "): got " + value_text(v))};
-    }
-
-    record r;
-    r.set_index = msg.set_index;
-    r.source = msg.source;
-    r.ingested_at_ms = now;
-
-    // 3. Key and event time.
-    const json* key = find_at(doc, plan.key);
-    if (key == nullptr || key->is_null())
-        return make_dead_letter(msg, "key field '" + set.key_field + "' is missing", now);
-    if (key->is_string()) {
-        r.key = key->get<std::string>();
-    } else if (key->is_number_integer()) {
-        r.key = key->dump();
-    } else {
-        return make_dead_letter(msg, "key field '" + set.key_field + "': expected a string, got " + describe(*key),
-                                now);
-    }
-    if (r.key.find('\0') != std::string::npos)
-        return make_dead_letter(msg, "key field '" + set.key_field + "' contains a NUL character", now);
-    if (r.key.empty()) return make_dead_letter(msg, "key field '" + set.key_field + "' is empty", now);
-    if (r.key.size() > max_key_bytes)
-        return make_dead_letter(msg, "key field '" + set.key_field + "' is longer than 1024 bytes", now);
-
-    const json* time = find_at(doc, plan.event_time);
-    if (time == nullptr || time->is_null()) {
-        if (set.event_time_fallback != time_fallback::kafka_timestamp)
-            return make_dead_letter(msg, "event time field '" + set.event_time_field + "' is missing", now);
-        if (msg.kafka_timestamp_ms < 0 || msg.kafka_timestamp_ms > max_event_time_ms)
-            return make_dead_letter(msg,
-                                    "event time field '" + set.event_time_field +
-                                        "' is missing and the message has no Kafka timestamp to fall back on",
-                                    now);
-        r.event_time_ms = msg.kafka_timestamp_ms;
-    } else {
-        auto t = to_timestamp(*time);
-        if (auto* e = std::get_if<coerce_error>(&t))
-            return make_dead_letter(msg, "event time field '" + set.event_time_field + "': " + e->reason, now);
-        r.event_time_ms = std::get<std::int64_t>(t);
-    }
-
-    // 4. The other fields, then the drops.
-    r.values.reserve(set.fields.size());
-    for (std::size_t i = 0; i < set.fields.size(); ++i) {
-        if (values[i]) {
-            r.values.push_back(std::move(*values[i]));
-            continue;
-        }
-        auto v = read_field(set.fields[i], plan.fields[i], doc);
-        if (auto* e = std::get_if<std::string>(&v)) return make_dead_letter(msg, std::move(*e), now);
-        r.values.push_back(std::move(std::get<value>(v)));
-    }
-    for (std::size_t i = 0; i < set.fields.size(); ++i)
-        if (plan.fields[i].drop) r.values[i] = std::monostate{};
-    return r;
+    return build(msg, set, plan, [&](std::size_t read) { return find_at(doc, path_of(plan, read)); }, now);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,10 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <random>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <variant>
+#include <vector>
 
 #include "sluice/config/loader.hpp"
 
@@ -16,6 +22,18 @@ namespace sluice {
 namespace {
 
 constexpr std::int64_t nov21_10h = 1795255200000;  // 2026-11-21T10:00:00Z
+
+// A message of set 0 from topic "t" at this place, with a Kafka timestamp.
+raw_message message_at(std::string payload, std::int32_t partition, std::int64_t offset) {
+    raw_message m;
+    m.set_index = 0;
+    m.source.topic = "t";
+    m.source.partition = partition;
+    m.source.offset = offset;
+    m.kafka_timestamp_ms = nov21_10h + 42;
+    m.payload = std::move(payload);
+    return m;
+}
 constexpr std::int64_t now = 1795255260000;
 constexpr std::int64_t max_message = 512;
 
@@ -624,16 +642,7 @@ protected:
         return ::testing::AssertionSuccess();
     }
 
-    raw_message message(std::string payload) const {
-        raw_message m;
-        m.set_index = 0;
-        m.source.topic = "t";
-        m.source.partition = 3;
-        m.source.offset = 77;
-        m.kafka_timestamp_ms = nov21_10h + 42;
-        m.payload = std::move(payload);
-        return m;
-    }
+    raw_message message(std::string payload) const { return message_at(std::move(payload), 3, 77); }
 
     processed parse(const raw_message& m) const { return parser_->parse(m, now); }
 
@@ -978,6 +987,29 @@ TEST_F(PreprocessSchema, DropStoresNullButFiltersSeeTheValue) {
     EXPECT_NE(expect_dead_letter(event(R"("clicks":11)")).find("above the maximum"), std::string::npos);
 }
 
+// The value is quoted as the event wrote it (its JSON text), also when a cast trimmed it first.
+TEST_F(PreprocessSchema, TimeAndRangeErrorsQuoteTheValue) {
+    ASSERT_TRUE(use(R"("fields": {"v": {"type": "int"}, "w": {"type": "timestamp"}},
+                       "transforms": [{"op": "cast", "field": "v", "to": "int"},
+                                      {"op": "cast", "field": "w", "to": "timestamp"}])"));
+    const std::pair<const char*, const char*> cases[] = {
+        {R"("ts":-5)", "event time field 'ts': -5 is outside years 1970..9999"},
+        {R"("ts":"soon")", R"(event time field 'ts': "soon" is neither RFC 3339 nor epoch seconds or milliseconds)"},
+        {R"("ts":1795255200000.5)", "event time field 'ts': 1795255200000.5 has a fraction of a millisecond "
+                                    "(only epoch seconds may have a fraction)"},
+        {R"("ts":1e300)", "event time field 'ts': 1e+300 is outside years 1970..9999"},
+        {R"("ts":"-1")", R"(event time field 'ts': "-1" is outside years 1970..9999)"},
+        {R"("ts":18446744073709551615)", "event time field 'ts': 18446744073709551615 is outside years 1970..9999"},
+        {R"("ts":1,"v":1e30)", "field 'v' (int): 1e+30 is out of the 64-bit integer range"},
+        {R"("ts":1,"v":" 1e30 ")", R"(field 'v' (int): " 1e30 " is out of the 64-bit integer range)"},
+        {R"("ts":1,"w":"  soon ")",
+         R"(field 'w' (timestamp): "  soon " is neither RFC 3339 nor epoch seconds or milliseconds)"},
+        {R"("ts":1,"w":-2.5)", "field 'w' (timestamp): -2.5 is outside years 1970..9999"},
+    };
+    for (const auto& [members, error] : cases)
+        EXPECT_EQ(expect_dead_letter(std::string(R"({"user_id":"u",)") + members + "}"), error) << members;
+}
+
 TEST_F(PreprocessSchema, TheParserCompilesHandBuiltConfigsToo) {
     // A config built in code (no loader): an empty source means "/<name>".
     config cfg;
@@ -1003,6 +1035,443 @@ TEST_F(PreprocessSchema, TheParserCompilesHandBuiltConfigsToo) {
 
     cfg.feature_sets[0].transforms[0].field = "nope";
     EXPECT_THROW(record_parser{cfg}, std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fast path: a set whose key, event time and fields are all top-level members is read with
+// simdjson, and must give exactly what the nlohmann path gives, for every input.
+
+// Every field type, with bounds, a default and a required field; each member read by one field.
+const char* const every_type_set =
+    R"("key": "user_id", "event_time": "ts",
+       "fields": {"c0": {"type": "int"}, "c1": {"type": "int", "min": 0, "max": 1000000},
+                  "d0": {"type": "double"}, "d1": {"type": "double", "default": 1.5}, "b0": {"type": "bool"},
+                  "s0": {"type": "string"}, "s1": {"type": "string", "required": true},
+                  "t0": {"type": "timestamp"}, "j0": {"type": "json"}, "j1": {"type": "json"}})";
+
+// Casts, value transforms, a drop and filters, with the Kafka timestamp as the event time fallback.
+const char* const transform_set =
+    R"("key": "user_id", "event_time": "ts", "event_time_fallback": "kafka_timestamp",
+       "fields": {"kind": {"type": "string"}, "n": {"type": "int"}, "x": {"type": "double", "max": 100},
+                  "flag": {"type": "bool"}, "name": {"type": "string"}, "cs": {"type": "string"},
+                  "ci": {"type": "int"}, "ct": {"type": "timestamp"}, "cb": {"type": "bool"},
+                  "cd": {"type": "double"}, "tier": {"type": "int", "allowed": [1, 2, 3]}})";
+const char* const transform_list =
+    R"({"op": "cast", "field": "cs", "to": "string"}, {"op": "cast", "field": "ci", "to": "int"},
+       {"op": "cast", "field": "ct", "to": "timestamp"}, {"op": "cast", "field": "cb", "to": "bool"},
+       {"op": "cast", "field": "cd", "to": "double"}, {"op": "trim", "field": "kind"},
+       {"op": "lower", "field": "kind"}, {"op": "clamp", "field": "n", "min": 0, "max": 100},
+       {"op": "hash", "field": "name", "salt": "s:"}, {"op": "default", "field": "x", "value": 0.5},
+       {"op": "default", "field": "tier", "value": 2}, {"op": "drop", "field": "flag"},
+       {"op": "filter", "field": "kind", "not_equals": "skip"}, {"op": "filter", "field": "n", "gte": 1})";
+
+// The key and the event time are fields too (one member, several reads); the key as a pointer.
+const char* const shared_member_set =
+    R"("key": "/user_id", "event_time": "ts",
+       "fields": {"user_id": {"type": "string"}, "ts": {"type": "timestamp"}, "x": {"type": "json"},
+                  "y": {"type": "string", "source": "/y"}})";
+
+// An event as its members: name and raw JSON text, in order.
+using members = std::vector<std::pair<std::string, std::string>>;
+
+std::string serialize(const members& m, const std::function<std::string()>& space = [] { return std::string(); }) {
+    std::string s = "{" + space();
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        if (i) s += "," + space();
+        s += "\"" + m[i].first + "\"" + space() + ":" + space() + m[i].second + space();
+    }
+    return s + "}";
+}
+
+// JSON texts where simdjson and nlohmann could differ: integer or float, signs of zero, range,
+// precision, escapes, surrogates, UTF-8, NULs, containers, depth, and malformed ones.
+std::vector<std::string> tricky_values() {
+    std::vector<std::string> v = {
+        "0", "-0", "-0.0", "0.0", "-0e5", "0e5", "1", "-1", "7", "42", "42.0", "42.9", "-42.9", "1.0", "1E2", "1e2",
+        "1e-2", "-1e-400", "1e-400", "1e400", "-1e400", "1.7976931348623159e308", "1.7976931348623157e308",
+        "4.9e-324", "2.4703282292062327e-324", "2.2250738585072014e-308", "0.1",
+        "3.14159265358979323846264338327950288419716939937510", "100000000000000000000000000000000000000000.5",
+        "0.000000000000000000000000000000000000000000000000000000000000000000000000000001234567890123456789012345",
+        "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+        "18446744073709551615", "18446744073709551616", "123456789012345678901234567890",
+        "-123456789012345678901234567890", "0e99999999999999999999", "1e-99999999999999999999", "1795255200000",
+        "1795255200", "1795255200.5", "1795255200000.6", "253402300799999", "253402300800000", "1e11", "99999999999",
+        "true", "false", "null", R"("")", R"("x")", R"("42")", R"(" 42 ")", R"("-7")", R"("+7")", R"("3.5")",
+        R"("1e400")", R"("nan")", R"("inf")", R"("yes")", R"("TRUE")", R"("Skip ")", R"("skip")",
+        R"("2026-11-21T10:00:00Z")", R"("2026-11-21T10:00:00+02:00")", R"("2026-11-21T10:00:00.123456Z")",
+        R"("1795255200000")", R"("1795255200.5")", R"("\u0000")", R"("a\u0000b")", R"("\ud83d\ude00")",
+        R"("\udc00")", R"("\ud800")", R"("\ud800\u0041")", R"("\udbff\udfff")", R"("\uDBFF\uDFFF")",
+        R"("caf\u00e9")", "\"café\"", R"("\"\\\/\b\f\n\r\t")", R"("\u001f\u007f")", "\"\x7f\"", "\"\x01\"",
+        "\"\xff\"", "\"\xed\xa0\x80\"", "\"\xc0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xf0\x9f\x98\x80\"",
+        "\"" + std::string(1100, 'k') + "\"", "\"" + std::string(1024, 'k') + "\"", "[]", "{}",
+        R"([1,2.5,"x",null,true])", R"({"b":1,"a":[1,2]})", R"({"a":1,"a":2})",
+        R"([-0,-0.0,1e2,1e18,1e15,123456789012345.0,0.1,5e-324,1e-400,-1e-400,1e308,4.35,0.3])",
+        R"({"k":"\u0000"})", R"({"\u0000":1})", R"([18446744073709551616])", R"([[[[[]]]]])", R"(["\udc00"])",
+        R"({"a":{"b":{"c":[1,{"d":"\u00e9"}]}}})", R"([9223372036854775808,-9223372036854775808])",
+        std::string(1100, '[') + std::string(1100, ']'), "nul", "tru", "fals", "01", "-01", "1.", "-", "+1", ".5",
+        "NaN", "Infinity", "-Infinity", "0x10", "1e", "1e+", "\"unterminated", "'single'", "[1,]", R"({"a":})",
+        R"({"a" 1})", "[1 2]"};
+    return v;
+}
+
+// The valid event each test set starts from.
+members base_event(const char* set) {
+    if (set == every_type_set)
+        return {{"user_id", R"("u-1")"},
+                {"ts", "1795255200000"},
+                {"c0", "17"},
+                {"c1", "250"},
+                {"d0", "0.5"},
+                {"d1", "-3.25e2"},
+                {"b0", "true"},
+                {"s0", R"("caf\u00e9")"},
+                {"s1", R"("abc")"},
+                {"t0", R"("2026-11-21T09:00:00Z")"},
+                {"j0", R"({"b":[1,2.5,null],"a":"x"})"},
+                {"j1", R"([true,{"k":-0.0}])"},
+                {"other", R"({"x":1})"}};
+    if (set == transform_set)
+        return {{"user_id", "42"},
+                {"ts", R"("2026-11-21T10:00:00.250Z")"},
+                {"kind", R"(" Click ")"},
+                {"n", R"("7")"},
+                {"x", "1.5"},
+                {"flag", "1"},
+                {"name", R"("Zoe")"},
+                {"cs", R"({"a":[1,2]})"},
+                {"ci", R"(" 42.9 ")"},
+                {"ct", "1795255200000.6"},
+                {"cb", R"("yes")"},
+                {"cd", "true"},
+                {"tier", "3"}};
+    return {{"ts", "1795255200"}, {"user_id", R"("k")"}, {"x", R"([1,{"a":null}])"}, {"y", R"("why")"},
+            {"z", R"("unused")"}};
+}
+
+// Every member with every tricky value, repeated with it before and after, and whole-event cases.
+std::vector<std::string> tricky_events(const members& base, const std::vector<std::string>& values) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < base.size(); ++i)
+        for (const auto& v : values) {
+            members m = base;
+            m[i].second = v;
+            out.push_back(serialize(m));
+            members before = base, after = base;
+            before.insert(before.begin(), {base[i].first, v});
+            after.push_back({base[i].first, v});
+            out.push_back(serialize(before));
+            out.push_back(serialize(after));
+        }
+    const std::string s = serialize(base);
+    for (std::size_t n = 0; n < s.size(); ++n) out.push_back(s.substr(0, n));
+    // A member name written with an escape names the same member, as the only one or a repeat.
+    std::string escaped = s;
+    escaped.replace(2, 1, "\\u00" + std::string(s[2] == 'u' ? "75" : "74"));  // "user_id" / "ts"
+    out.push_back(escaped);
+    out.push_back(escaped.substr(0, escaped.size() - 1) + "," + s.substr(1));
+    for (const std::string& event :
+         {"\xEF\xBB\xBF" + s, s + std::string("\0 junk", 6), s + std::string(1, '\0'), s + " \t\r\n", " \t\r\n" + s,
+          s + "x", s + "\f", s + "\v", s + "{}", s + ",", "[" + s + "]", std::string("[]"), std::string("1"),
+          std::string("\"x\""), std::string("null"), std::string("true"), std::string("{}"), std::string(" "),
+          std::string("\xEF\xBB\xBF"), std::string("\xEF\xBB"), std::string(1, '\0'), std::string(1, '{')})
+        out.push_back(event);
+    return out;
+}
+
+// A valid event changed at random: members swapped for tricky values, repeated, dropped,
+// reordered or added, written with random whitespace; then maybe a few bytes changed.
+std::string mutate(const members& base, const std::vector<std::string>& values, std::mt19937_64& rng) {
+    const auto pick = [&](std::size_t n) { return static_cast<std::size_t>(rng() % n); };
+    members m = base;
+    for (std::size_t k = pick(3); k > 0; --k) {
+        switch (pick(5)) {
+            case 0:
+                m[pick(m.size())].second = values[pick(values.size())];
+                break;
+            case 1: {
+                auto again = m[pick(m.size())];
+                if (pick(2)) again.second = values[pick(values.size())];
+                m.insert(m.begin() + static_cast<std::ptrdiff_t>(pick(m.size() + 1)), again);
+                break;
+            }
+            case 2:
+                if (m.size() > 1) m.erase(m.begin() + static_cast<std::ptrdiff_t>(pick(m.size())));
+                break;
+            case 3:
+                std::swap(m[pick(m.size())], m[pick(m.size())]);
+                break;
+            default:
+                m.insert(m.begin() + static_cast<std::ptrdiff_t>(pick(m.size() + 1)),
+                         {"zz" + std::to_string(pick(10)), values[pick(values.size())]});
+                break;
+        }
+    }
+    static const char* const spaces[] = {"", "", "", " ", "\n", "\t", "\r\n  "};
+    std::string s = serialize(m, [&] { return std::string(spaces[pick(7)]); });
+    static const char some_bytes[] = "{}[]:,\"\\u0123456789abcdefeE+-. \t\n\r\x7f\x80\xbf\xc3\xa9\xed\xef\xff\0";
+    static const std::string bytes(some_bytes, sizeof some_bytes - 1);  // with the NUL
+    if (pick(3) == 0)
+        for (std::size_t k = 1 + pick(3); k > 0 && !s.empty(); --k) {
+            const std::size_t at = pick(s.size());
+            switch (pick(5)) {
+                case 0:
+                    s[at] = bytes[pick(bytes.size())];
+                    break;
+                case 1:
+                    s.insert(at, 1, bytes[pick(bytes.size())]);
+                    break;
+                case 2:
+                    s.erase(at, 1);
+                    break;
+                case 3:
+                    s.resize(at);
+                    break;
+                default:
+                    s.insert(at, values[pick(values.size())]);
+                    break;
+            }
+        }
+    return s;
+}
+
+class PreprocessFastPath : public ::testing::Test {
+protected:
+    // Two parsers of one feature set (`members` holds its keys after name and topic): as written,
+    // and with a rename of a member no event has, which changes nothing but keeps the set off the
+    // fast path. The rename goes last, where the loader would refuse it but the parser takes it,
+    // so that the other transforms keep their index (a skip's reason names it).
+    [[nodiscard]] ::testing::AssertionResult use(const std::string& members, const std::string& transforms = "") {
+        auto r = load_config_text(R"({"feature_sets": [{"name": "s", "topic": "t", )" + members +
+                                  R"(, "transforms": [)" + transforms + "]}]}");
+        if (!r.ok()) return ::testing::AssertionFailure() << format_errors(r.errors);
+        fast_.reset();
+        slow_.reset();
+        fast_cfg_ = std::make_unique<config>(std::move(r.cfg));
+        slow_cfg_ = std::make_unique<config>(*fast_cfg_);
+        transform_config rename;
+        rename.op = transform_op::rename;
+        rename.from = "never_sent";
+        rename.to = "ts";
+        slow_cfg_->feature_sets[0].transforms.push_back(rename);
+        fast_ = std::make_unique<record_parser>(*fast_cfg_);
+        slow_ = std::make_unique<record_parser>(*slow_cfg_);
+        return ::testing::AssertionSuccess();
+    }
+
+    static raw_message message(std::string payload) { return message_at(std::move(payload), 1, 9); }
+
+    processed parse(const std::string& payload) const { return fast_->parse(message(payload), now); }
+
+    // An outcome as text, exact to the bit (a double by its hex form: -0.0 is not 0.0 here).
+    static std::string outcome(const processed& p) {
+        std::ostringstream out;
+        if (const auto* r = std::get_if<record>(&p)) {
+            out << "record key=" << printable(r->key) << " time=" << r->event_time_ms << " at=" << r->ingested_at_ms
+                << " from=" << r->source.topic << "/" << r->source.partition << "/" << r->source.offset << " values=";
+            for (const auto& v : r->values) {
+                out << "[" << v.index() << ":";
+                if (const auto* i = std::get_if<std::int64_t>(&v)) out << *i;
+                if (const auto* d = std::get_if<double>(&v)) out << std::hexfloat << *d << std::defaultfloat;
+                if (const auto* b = std::get_if<bool>(&v)) out << *b;
+                if (const auto* s = std::get_if<std::string>(&v)) out << printable(*s);
+                out << "]";
+            }
+        } else if (const auto* d = std::get_if<dead_letter>(&p)) {
+            out << "dead letter: " << printable(d->error) << " payload=" << printable(d->payload)
+                << " at=" << d->received_at_ms << " from=" << d->source.offset;
+        } else {
+            const auto& s = std::get<skipped>(p);
+            out << "skipped: " << printable(s.reason) << " from=" << s.source.offset;
+        }
+        return out.str();
+    }
+
+    static std::string printable(const std::string& s) {
+        std::string out;
+        for (const char c : s) {
+            const auto u = static_cast<unsigned char>(c);
+            if (u >= 0x20 && u < 0x7f && c != '\\') {
+                out += c;
+            } else {
+                static const char hex[] = "0123456789abcdef";
+                out += "\\x";
+                out += hex[u >> 4];
+                out += hex[u & 0xF];
+            }
+        }
+        return out;
+    }
+
+    // The same outcome on both paths; counts the kinds of outcome.
+    ::testing::AssertionResult same_on_both_paths(const std::string& payload) {
+        const auto fast = fast_->parse(message(payload), now);
+        const auto slow = slow_->parse(message(payload), now);
+        ++kinds_[fast.index()];
+        if (outcome(fast) == outcome(slow)) return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << "payload " << printable(payload) << "\n  fast path: " << outcome(fast)
+                                             << "\n  nlohmann:  " << outcome(slow);
+    }
+
+    std::unique_ptr<config> fast_cfg_, slow_cfg_;
+    std::unique_ptr<record_parser> fast_, slow_;
+    std::size_t kinds_[3] = {0, 0, 0};  // records, dead letters, skipped
+};
+
+TEST_F(PreprocessFastPath, ReadsEveryFieldType) {
+    ASSERT_TRUE(use(every_type_set));
+    // Members in another order than declared, each next to one with the same first letter.
+    const auto p = parse(R"({"c1":"250","s1":"abc","ts":1795255200000,"d1":-3.25e2,"c0":17,"user_id":"u-1",)"
+                         R"("b0":true,"s0":"caf\u00e9 \"q\"","d0":0.5,"t0":"2026-11-21T09:00:00Z",)"
+                         R"("j1":7,"j0":{"b":[1,2.5,null,-0.0,1e2],"a":"x","a":"last"},"other":{"x":[1]}})");
+    ASSERT_TRUE(std::holds_alternative<record>(p)) << outcome(p);
+    const auto& r = std::get<record>(p);
+    EXPECT_EQ(r.key, "u-1");
+    EXPECT_EQ(r.event_time_ms, nov21_10h);
+    EXPECT_EQ(r.ingested_at_ms, now);
+    EXPECT_EQ(r.source.offset, 9);
+    ASSERT_EQ(r.values.size(), 10u);
+    EXPECT_EQ(r.values[0], value{std::int64_t{17}});
+    EXPECT_EQ(r.values[1], value{std::int64_t{250}});
+    EXPECT_EQ(r.values[2], value{0.5});
+    EXPECT_EQ(r.values[3], value{-325.0});
+    EXPECT_EQ(r.values[4], value{true});
+    EXPECT_EQ(r.values[5], value{std::string("café \"q\"")});
+    EXPECT_EQ(r.values[6], value{std::string("abc")});
+    EXPECT_EQ(r.values[7], value{nov21_10h - 3600000});
+    // nlohmann's compact text: sorted members, the last of a repeated one, doubles as it prints them.
+    EXPECT_EQ(r.values[8], value{std::string(R"({"a":"last","b":[1,2.5,null,-0.0,100.0]})")});
+    EXPECT_EQ(r.values[9], value{std::string("7")});
+
+    // An integer key is its decimal text; absent optional fields are their default or null.
+    const auto q = parse(R"({"s1":"x","ts":"2026-11-21T10:00:00.250Z","user_id":-42})");
+    ASSERT_TRUE(std::holds_alternative<record>(q)) << outcome(q);
+    const auto& m = std::get<record>(q);
+    EXPECT_EQ(m.key, "-42");
+    EXPECT_EQ(m.event_time_ms, nov21_10h + 250);
+    EXPECT_EQ(m.values[0], value{});
+    EXPECT_EQ(m.values[3], value{1.5});
+    EXPECT_EQ(m.values[8], value{});
+    EXPECT_EQ(std::get<record>(parse(R"({"s1":"x","ts":1795255200,"user_id":18446744073709551615})")).key,
+              "18446744073709551615");
+}
+
+TEST_F(PreprocessFastPath, TransformsFiltersAndChecksStillApply) {
+    ASSERT_TRUE(use(transform_set, transform_list));
+    const auto p = parse(R"({"user_id":"u","kind":" CLICK ","n":500,"flag":true,"name":"abc","cs":{"b":1,"a":[1,2]},)"
+                         R"("ci":" 42.9 ","ct":1795255200000.6,"cb":"Yes","cd":true,"tier":3})");
+    ASSERT_TRUE(std::holds_alternative<record>(p)) << outcome(p);
+    const auto& r = std::get<record>(p);
+    EXPECT_EQ(r.event_time_ms, nov21_10h + 42);  // the Kafka timestamp: the event has no ts
+    ASSERT_EQ(r.values.size(), 11u);
+    EXPECT_EQ(r.values[0], value{std::string("click")});         // trim, lower
+    EXPECT_EQ(r.values[1], value{std::int64_t{100}});            // clamp
+    EXPECT_EQ(r.values[2], value{0.5});                          // default
+    EXPECT_EQ(r.values[3], value{});                             // drop
+    EXPECT_EQ(r.values[4], value{sha256_hex("s:abc")});          // hash
+    EXPECT_EQ(r.values[5], value{std::string(R"({"a":[1,2],"b":1})")});  // cast to string
+    EXPECT_EQ(r.values[6], value{std::int64_t{42}});
+    EXPECT_EQ(r.values[7], value{nov21_10h + 1});
+    EXPECT_EQ(r.values[8], value{true});
+    EXPECT_EQ(r.values[9], value{1.0});
+    EXPECT_EQ(r.values[10], value{std::int64_t{3}});
+
+    const auto skip = parse(R"({"user_id":"u","kind":"Skip","n":5})");
+    ASSERT_TRUE(std::holds_alternative<skipped>(skip)) << outcome(skip);
+    EXPECT_EQ(std::get<skipped>(skip).reason, R"(filtered out by transforms[12] (kind != "skip"): got "skip")");
+    const auto low = parse(R"({"user_id":"u","n":-5})");  // clamped to 0, then below the filter's 1
+    ASSERT_TRUE(std::holds_alternative<skipped>(low)) << outcome(low);
+    EXPECT_EQ(std::get<skipped>(low).reason, "filtered out by transforms[13] (n >= 1): got 0");
+    const auto refused = parse(R"({"user_id":"u","n":5,"x":100.5})");
+    ASSERT_TRUE(std::holds_alternative<dead_letter>(refused)) << outcome(refused);
+    EXPECT_EQ(std::get<dead_letter>(refused).error, "field 'x' (double): 100.5 is above the maximum 100.0");
+}
+
+TEST_F(PreprocessFastPath, WhatSimdjsonRefusesOrReadsDifferentlyIsReadAsBefore) {
+    ASSERT_TRUE(use(every_type_set));
+    const std::string rest = R"("ts":1795255200000,"s1":"x")";
+    // nlohmann keeps the last of a repeated member; simdjson would give both.
+    EXPECT_EQ(std::get<record>(parse(R"({"user_id":"a",)" + rest + R"(,"user_id":"b"})")).key, "b");
+    EXPECT_EQ(std::get<record>(parse(R"({"user_id":"a",)" + rest + R"(,"c0":1,"c0":null})")).values[0], value{});
+    // A byte-order mark, and bytes after a NUL that ends the text: nlohmann reads past both.
+    EXPECT_EQ(std::get<record>(parse("\xEF\xBB\xBF{\"user_id\":\"a\"," + rest + "}")).key, "a");
+    EXPECT_EQ(std::get<record>(parse("{\"user_id\":\"a\"," + rest + std::string("}\0 junk", 7))).key, "a");
+    // Integers past 64 bits are doubles to nlohmann: the int field says so, the double field takes it.
+    EXPECT_EQ(std::get<dead_letter>(parse(R"({"user_id":"a",)" + rest + R"(,"c0":18446744073709551616})")).error,
+              "field 'c0' (int): 1.8446744073709552e+19 is out of the 64-bit integer range");
+    EXPECT_EQ(std::get<record>(parse(R"({"user_id":"a",)" + rest + R"(,"d0":-123456789012345678901})")).values[2],
+              value{-123456789012345678901.0});
+    // Deeper than simdjson's 1024 levels, inside a json field.
+    const std::string deep = std::string(1100, '[') + std::string(1100, ']');
+    EXPECT_EQ(std::get<record>(parse(R"({"user_id":"a",)" + rest + R"(,"j0":)" + deep + "}")).values[8],
+              value{deep});
+    // The same text as before for a number out of range and a lone surrogate (both refuse these).
+    EXPECT_NE(std::get<dead_letter>(parse(R"({"user_id":"a",)" + rest + R"(,"d0":1e400})")).error.find(
+                  "malformed JSON: [json.exception.out_of_range.406] number overflow parsing '1e400'"),
+              std::string::npos);
+    EXPECT_NE(std::get<dead_letter>(parse(R"({"user_id":"a",)" + rest + R"(,"s0":"\udc00"})")).error.find(
+                  "surrogate U+DC00..U+DFFF must follow U+D800..U+DBFF"),
+              std::string::npos);
+}
+
+// Inputs written to hit each difference between the parsers that we know of, on three sets.
+TEST_F(PreprocessFastPath, TrickyInputsGiveTheSameOutcomeOnBothPaths) {
+    const std::vector<std::string> values = tricky_values();
+    for (const char* set : {every_type_set, transform_set, shared_member_set}) {
+        ASSERT_TRUE(set == transform_set ? use(set, transform_list) : use(set));
+        for (const auto& payload : tricky_events(base_event(set), values)) EXPECT_TRUE(same_on_both_paths(payload));
+    }
+    // Every kind of outcome, often (skips come from the filters of one set only).
+    EXPECT_GT(kinds_[0], 5000u);
+    EXPECT_GT(kinds_[1], 5000u);
+    EXPECT_GT(kinds_[2], 20u);
+}
+
+// Valid events mutated at random (fixed seed): member values swapped for tricky ones, members
+// repeated, dropped and reordered, then bytes flipped, inserted, removed or cut off.
+TEST_F(PreprocessFastPath, MutatedEventsGiveTheSameOutcomeOnBothPaths) {
+    const std::vector<std::string> values = tricky_values();
+    std::mt19937_64 rng(20261121);
+    std::size_t mismatches = 0;
+    for (const char* set : {every_type_set, transform_set, shared_member_set}) {
+        ASSERT_TRUE(set == transform_set ? use(set, transform_list) : use(set));
+        const auto base = base_event(set);
+        for (int i = 0; i < 3000 && mismatches < 10; ++i) {
+            auto payload = mutate(base, values, rng);
+            if (!same_on_both_paths(payload)) {
+                ++mismatches;
+                ADD_FAILURE() << same_on_both_paths(payload).message();
+            }
+        }
+    }
+    EXPECT_EQ(mismatches, 0u);
+    EXPECT_GT(kinds_[0], 3000u);
+    EXPECT_GT(kinds_[1], 3000u);
+    EXPECT_GT(kinds_[2], 20u);
+}
+
+TEST_F(PreprocessFastPath, ParsesOnSeveralThreadsAtOnce) {
+    ASSERT_TRUE(use(every_type_set));
+    // Events of different sizes, so that each thread's buffers grow and are reused.
+    std::vector<std::string> events;
+    std::vector<std::string> expected;
+    for (int i = 0; i < 400; ++i) {
+        events.push_back(R"({"user_id":"u)" + std::to_string(i) + R"(","ts":1795255200000,"s1":")" +
+                         std::string(static_cast<std::size_t>(i * 37 % 3000), 'x') + R"(","c0":)" + std::to_string(i) +
+                         (i % 7 ? "}" : R"(,"c0":"dup"})"));
+        expected.push_back(outcome(slow_->parse(message(events.back()), now)));
+    }
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            for (int round = 0; round < 5; ++round)
+                for (std::size_t i = 0; i < events.size(); ++i) {
+                    const std::size_t k = (i * 7 + static_cast<std::size_t>(t)) % events.size();
+                    if (outcome(fast_->parse(message(events[k]), now)) != expected[k]) ++wrong;
+                }
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(wrong.load(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
