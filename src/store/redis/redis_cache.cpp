@@ -14,9 +14,12 @@
 namespace sluice {
 
 void append_resp_bulk(std::string& out, std::string_view arg) {
-    out += '$';
-    out += std::to_string(arg.size());
-    out += "\r\n";
+    char length[24];
+    length[0] = '$';
+    char* end = std::to_chars(length + 1, length + sizeof length - 2, arg.size()).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    out.append(length, end);
     out.append(arg);
     out += "\r\n";
 }
@@ -66,6 +69,15 @@ result<std::optional<latest_entry>> decode_latest_hash(const std::vector<latest_
 }
 
 namespace {
+
+// An integer as decimal text, in a buffer of its own (no allocation per argument).
+struct decimal {
+    explicit decimal(std::int64_t v)
+        : size(static_cast<std::size_t>(std::to_chars(digits, digits + sizeof digits, v).ptr - digits)) {}
+    operator std::string_view() const { return {digits, size}; }
+    char digits[24];
+    std::size_t size;
+};
 
 // For each hash KEYS[k]: writes it only when the stored _event_time is older (a re-delivered
 // event changes nothing), then sets the TTL. ARGV holds, per key in turn: event_time, ttl_ms,
@@ -175,7 +187,10 @@ public:
     explicit redis_cache(const config& cfg) : cfg_(cfg), rc_(*cfg.redis), writer_(rc_), log_(spdlog::get("store.redis")) {
         if (!log_) log_ = spdlog::default_logger();
         for (int i = 0; i < rc_.pool_size; ++i) readers_.push_back(std::make_unique<redis_connection>(rc_));
-        for (const auto& set : cfg.feature_sets) columns_.push_back(latest_columns(set));
+        for (const auto& set : cfg.feature_sets) {
+            columns_.push_back(latest_columns(set));
+            key_prefixes_.push_back(redis_key(rc_.key_prefix, set.name, ""));
+        }
     }
 
     status apply(const std::vector<const record*>& records) override {
@@ -196,12 +211,14 @@ public:
                 const auto& set = cfg_.feature_sets[r->set_index];
                 const auto& columns = columns_[r->set_index];
                 const std::size_t fields = std::min(columns.size(), r->values.size());
-                append_resp_bulk(keys, redis_key(rc_.key_prefix, set.name, r->key));
-                append_resp_bulk(argv, std::to_string(r->event_time_ms));
-                append_resp_bulk(argv, std::to_string(set.ttl_ms));
-                append_resp_bulk(argv, std::to_string(fields + 1));
+                text.assign(key_prefixes_[r->set_index]);
+                text.append(r->key);
+                append_resp_bulk(keys, text);
+                append_resp_bulk(argv, decimal(r->event_time_ms));
+                append_resp_bulk(argv, decimal(set.ttl_ms));
+                append_resp_bulk(argv, decimal(static_cast<std::int64_t>(fields + 1)));
                 append_resp_bulk(argv, "_ingested_at");
-                append_resp_bulk(argv, std::to_string(r->ingested_at_ms));
+                append_resp_bulk(argv, decimal(r->ingested_at_ms));
                 for (std::size_t f = 0; f < fields; ++f) {
                     append_resp_bulk(argv, columns[f].name);
                     text.clear();
@@ -331,6 +348,7 @@ private:
     redis_connection writer_;
     std::string sha_;
     std::vector<std::vector<latest_column>> columns_;  // per set: fields, then aggregations
+    std::vector<std::string> key_prefixes_;             // per set: "<prefix>:<set>:"
     std::shared_ptr<spdlog::logger> log_;
     std::mutex mutex_;
     std::condition_variable cv_;
