@@ -735,7 +735,8 @@ std::variant<value, std::string> read_field(const field_config& f, const field_p
     return v;
 }
 
-// Steps 2 to 4 of parse(): filters, key, event time and fields, whichever parser read the event. at(read) is the raw value of a read (numbered as set_plan::slot), null when absent.
+// Steps 2 to 4 of parse(): filters, key, event time and fields, whichever parser read the event.
+// at(read) is the raw value of a read (numbered as set_plan::slot), null when absent.
 template <class Find>
 processed build(const raw_message& msg, const feature_set_config& set, const set_plan& plan, const Find& at,
                 std::int64_t now) {

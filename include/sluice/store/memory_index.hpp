@@ -77,7 +77,6 @@ private:
         std::vector<slot> slots;  // empty until the first entry
         std::size_t used = 0;
 
-        slot* find(std::uint64_t hash, const std::string& key);
         const slot* find(std::uint64_t hash, const std::string& key) const;
         /// The key's slot, claimed (hash and key set, value empty) when it was not there.
         std::pair<slot*, bool> find_or_claim(std::uint64_t hash, const std::string& key);

@@ -124,10 +124,6 @@ const memory_index::slot* memory_index::shard::find(std::uint64_t hash, const st
     }
 }
 
-memory_index::slot* memory_index::shard::find(std::uint64_t hash, const std::string& key) {
-    return const_cast<slot*>(std::as_const(*this).find(hash, key));
-}
-
 std::pair<memory_index::slot*, bool> memory_index::shard::find_or_claim(std::uint64_t hash, const std::string& key) {
     if ((used + 1) * 8 > slots.size() * 5) grow();
     const std::size_t mask = slots.size() - 1;
