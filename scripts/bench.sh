@@ -416,8 +416,33 @@ PSQL=(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d sluice -v ON_ERROR_STOP=1 -
 "${PSQL[@]}" -c "ALTER SYSTEM SET wal_init_zero = off" -c "SELECT pg_reload_conf()" >/dev/null
 ingest_port=$(free_port)
 fresh_state() { # drop what a previous run wrote
-  "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS sluice CASCADE" >/dev/null
+  "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS sluice CASCADE" -c "SELECT pg_stat_reset()" >/dev/null
   redis-cli -p "$redis_port" flushall >/dev/null
+  redis-cli -p "$redis_port" config resetstat >/dev/null
+}
+# CPU ticks (user + system) so far: of one process; of PostgreSQL (the postmaster, its exited
+# children, which it reaped, and its live ones).
+ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+  local pm c sum
+  pm=$(head -1 "$WORK/pg/data/postmaster.pid")
+  sum=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat")
+  for c in $(pgrep -P "$pm"); do sum=$((sum + $(ticks_of "$c"))); done
+  echo "$sum"
+}
+# run_stats NAME MESSAGES PG_TICKS REDIS_TICKS DAEMON_TICKS: what PostgreSQL and Redis did during
+# the run (kept with --keep): CPU per message of each process, Redis's calls and microseconds per
+# command, latest's updates and how many were HOT.
+run_stats() {
+  local us
+  us=$(awk -v t="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { print 1e6 / t / n }')
+  log "$1: CPU per message: PostgreSQL $(awk -v x="$3" -v u="$us" 'BEGIN { printf "%.1f", x * u }') µs," \
+    "Redis $(awk -v x="$4" -v u="$us" 'BEGIN { printf "%.1f", x * u }') µs," \
+    "the daemon $(awk -v x="$5" -v u="$us" 'BEGIN { printf "%.1f", x * u }') µs"
+  {
+    redis-cli -p "$redis_port" info commandstats | grep -E "evalsha|hset|pexpire|hget"
+    "${PSQL[@]}" -c "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = 'sluice'"
+  } >"$WORK/$1.stats" 2>&1 || true
 }
 # ingest_run NAME [driver args...]: the driver hosts the mock cluster; the daemon starts once it
 # wrote the bootstrap address (after producing, for the ingest mode). Its RESULT line is in NAME.out.
@@ -425,6 +450,9 @@ ingest_run() {
   local name=$1 bootstrap=$WORK/$1.bootstrap driver
   shift
   fresh_state
+  local pg0 redis0 daemon_ticks=0 messages
+  pg0=$(pg_ticks)
+  redis0=$(ticks_of "$(cat "$WORK/redis/redis.pid")")
   timeout 900 "$KAFKA" --bootstrap-file "$bootstrap" --url "http://127.0.0.1:$ingest_port" --partitions 64 \
     --keys "$INGEST_KEYS" --timeout 600 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   driver=$!
@@ -443,9 +471,15 @@ ingest_run() {
   local keep_pids=() p
   for p in "${pids[@]}"; do [[ $p == "$driver" ]] || keep_pids+=("$p"); done
   pids=("${keep_pids[@]}")
-  [[ -n $sluice_pid ]] && stop_sluice
+  if [[ -n $sluice_pid ]]; then
+    daemon_ticks=$(ticks_of "$sluice_pid")
+    stop_sluice
+  fi
   local r
   r=$(result_of "$WORK/$name.out")
+  messages=$(field written "$r")
+  ((${messages:-0} > 0)) && run_stats "$name" "$messages" "$(($(pg_ticks) - pg0))" \
+    "$(($(ticks_of "$(cat "$WORK/redis/redis.pid")") - redis0))" "$daemon_ticks"
   log "$name: ${r:-no result (see $WORK/$name.err)}"
 }
 

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <mutex>
+#include <unordered_set>
 
 #include "sluice/config/columns.hpp"
 #include "sluice/core/value_codec.hpp"
@@ -13,13 +14,22 @@
 
 namespace sluice {
 
-void append_resp_bulk(std::string& out, std::string_view arg) {
-    char length[24];
-    length[0] = '$';
-    char* end = std::to_chars(length + 1, length + sizeof length - 2, arg.size()).ptr;
+namespace {
+
+// RESP's "<kind><n>\r\n": the argument count of a command ('*') or the length of a bulk string ('$').
+void append_resp_header(std::string& out, char kind, std::size_t n) {
+    char text[24];
+    text[0] = kind;
+    char* end = std::to_chars(text + 1, text + sizeof text - 2, n).ptr;
     *end++ = '\r';
     *end++ = '\n';
-    out.append(length, end);
+    out.append(text, end);
+}
+
+}  // namespace
+
+void append_resp_bulk(std::string& out, std::string_view arg) {
+    append_resp_header(out, '$', arg.size());
     out.append(arg);
     out += "\r\n";
 }
@@ -79,29 +89,14 @@ struct decimal {
     std::size_t size;
 };
 
-// For each hash KEYS[k]: writes it only when the stored _event_time is older (a re-delivered
-// event changes nothing), then sets the TTL. ARGV holds, per key in turn: event_time, ttl_ms,
-// the number of field/value pairs, then the pairs. One call covers many keys: Redis runs one
-// command and one script call per chunk instead of per key.
-constexpr const char* upsert_script = R"lua(
-local a = 1
-for k = 1, #KEYS do
-  local t = ARGV[a]
-  local ttl = tonumber(ARGV[a + 1])
-  local last = a + 2 + 2 * tonumber(ARGV[a + 2])
-  local cur = redis.call('HGET', KEYS[k], '_event_time')
-  if not cur or tonumber(cur) < tonumber(t) then
-    redis.call('HSET', KEYS[k], '_event_time', t, unpack(ARGV, a + 3, last))
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
-  end
-  a = last + 1
-end
-return 0
-)lua";
-
-// Keys per script call: large enough to amortise the call, small enough to keep each reply quick
-// and the script's argument list far below Lua's stack limit.
-constexpr std::size_t keys_per_call = 64;
+// Keys per transaction: large enough to amortise its two round trips, small enough that its
+// EXEC (a few microseconds per key) keeps Redis's other clients waiting for well under a
+// millisecond.
+constexpr std::size_t keys_per_transaction = 128;
+// Transactions in a row that may lose to other writers of their keys (EXEC answers nil) before
+// apply() gives up and reports a failure (the store writer then brings Redis up to date later).
+// Each loss halves the chunk, so a busy key soon holds up only a transaction of its own.
+constexpr int max_lost_in_a_row = 32;
 
 struct reply_deleter {
     void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -163,16 +158,23 @@ public:
         redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), argv.data(), lens.data());
     }
 
+    // The next reply; an error reply is a failure.
     result<reply_ptr> read_reply() {
+        auto r = read_any();
+        if (r && r.value()->type == REDIS_REPLY_ERROR)
+            return result<reply_ptr>::failure("Redis: " + std::string(r.value()->str, r.value()->len));
+        return r;
+    }
+
+    // The next reply, error replies included; a failure only when the connection broke.
+    result<reply_ptr> read_any() {
         void* raw = nullptr;
         if (redisGetReply(ctx_, &raw) != REDIS_OK || !raw) {
             std::string msg = ctx_->errstr[0] ? ctx_->errstr : "no reply";
             reset();
             return result<reply_ptr>::failure("Redis: " + msg);
         }
-        reply_ptr r(static_cast<redisReply*>(raw));
-        if (r->type == REDIS_REPLY_ERROR) return result<reply_ptr>::failure("Redis: " + std::string(r->str, r->len));
-        return r;
+        return reply_ptr(static_cast<redisReply*>(raw));
     }
 
     bool usable() const { return ctx_ && ctx_->err == 0; }
@@ -193,62 +195,31 @@ public:
         }
     }
 
+    // Writes each record's hash unless Redis holds a newer _event_time, atomically per key by
+    // optimistic locking, in chunks of keys: WATCH them and read their _event_time (one round
+    // trip), then MULTI, HSET + PEXPIRE of those whose stored time is older or absent, EXEC
+    // (another). EXEC answers nil when another client changed a watched key in between; the
+    // chunk, halved, is then read and written again. (A Lua script doing the same cost Redis half
+    // as much again per key: each argument became a Lua string and then a Redis string again.)
     status apply(const std::vector<const record*>& records) override {
         if (records.empty()) return status::success();
-        if (auto s = load_script(); !s) return fail(s.message());
-        // Pipeline one script call per chunk of keys, then read every reply. Each call is written
-        // in RESP here: EVALSHA sha numkeys key... then per key its event time, TTL, field count and
-        // field/value pairs.
-        std::string keys, argv, command, text;
-        std::size_t calls = 0;
-        for (std::size_t from = 0; from < records.size(); from += keys_per_call) {
-            const std::size_t to = std::min(records.size(), from + keys_per_call);
-            keys.clear();
-            argv.clear();
-            std::size_t args = 0;
-            for (std::size_t i = from; i < to; ++i) {
-                const record* r = records[i];
-                const auto& set = cfg_.feature_sets[r->set_index];
-                const auto& columns = columns_[r->set_index];
-                const std::size_t fields = std::min(columns.size(), r->values.size());
-                text.assign(key_prefixes_[r->set_index]);
-                text.append(r->key);
-                append_resp_bulk(keys, text);
-                append_resp_bulk(argv, decimal(r->event_time_ms));
-                append_resp_bulk(argv, decimal(set.ttl_ms));
-                append_resp_bulk(argv, decimal(static_cast<std::int64_t>(fields + 1)));
-                append_resp_bulk(argv, "_ingested_at");
-                append_resp_bulk(argv, decimal(r->ingested_at_ms));
-                for (std::size_t f = 0; f < fields; ++f) {
-                    append_resp_bulk(argv, columns[f].name);
-                    text.clear();
-                    append_value_json_text(text, columns[f].type, r->values[f]);
-                    append_resp_bulk(argv, text);
-                }
-                args += 5 + 2 * fields;
+        if (auto s = writer_.ensure(); !s) return fail(s.message());
+        std::size_t limit = keys_per_transaction;
+        int lost = 0;
+        for (std::size_t from = 0; from < records.size();) {
+            const std::size_t to = take_chunk(records, from, limit);
+            auto committed = apply_chunk(records, from, to);
+            if (!committed) return fail(committed.message());
+            if (!committed.value()) {
+                if (++lost == max_lost_in_a_row)
+                    return fail("Redis: other clients kept changing the keys being written (" +
+                                std::to_string(lost) + " transactions in a row lost)");
+                limit = std::max<std::size_t>(1, (to - from) / 2);
+                continue;
             }
-            command.clear();
-            command += '*';
-            command += std::to_string(3 + (to - from) + args);
-            command += "\r\n";
-            append_resp_bulk(command, "EVALSHA");
-            append_resp_bulk(command, sha_);
-            append_resp_bulk(command, std::to_string(to - from));
-            command += keys;
-            command += argv;
-            writer_.append_formatted(command);
-            ++calls;
-        }
-        status first_error;
-        for (std::size_t i = 0; i < calls; ++i) {
-            auto r = writer_.read_reply();
-            if (!r && first_error.ok()) first_error = status::failure(r.message());
-            if (!writer_.usable()) break;
-        }
-        if (!first_error.ok()) {
-            // NOSCRIPT after a Redis restart: load the script again next time.
-            if (first_error.message().find("NOSCRIPT") != std::string::npos) sha_.clear();
-            return fail(first_error.message());
+            lost = 0;
+            limit = keys_per_transaction;
+            from = to;
         }
         healthy_.store(true);
         return status::success();
@@ -315,12 +286,129 @@ private:
         return decode_latest_hash(columns_[set_index], key, reply);
     }
 
-    status load_script() {
-        if (!sha_.empty() && writer_.usable()) return status::success();
-        auto r = writer_.command({"SCRIPT", "LOAD", upsert_script});
-        if (!r) return status::failure(r.message());
-        sha_.assign(r.value()->str, r.value()->len);
-        return status::success();
+    // Fills chunk_keys_ with the Redis keys of records [from, to) and returns `to`: at most
+    // `limit` of them, and none twice (a key's second record starts the next chunk,
+    // so each write is checked against what the one before it left).
+    std::size_t take_chunk(const std::vector<const record*>& records, std::size_t from, std::size_t limit) {
+        chunk_keys_.clear();
+        chunk_seen_.clear();
+        std::size_t to = from;
+        for (; to < records.size() && to - from < limit; ++to) {
+            const record* r = records[to];
+            std::string key = key_prefixes_[r->set_index] + r->key;
+            if (!chunk_seen_.insert(key).second) break;
+            chunk_keys_.push_back(std::move(key));
+        }
+        return to;
+    }
+
+    // One chunk (chunk_keys_ holds its keys): true when it is written (or nothing in it needed to
+    // be), false when another client changed one of its keys in between and nothing was written.
+    result<bool> apply_chunk(const std::vector<const record*>& records, std::size_t from, std::size_t to) {
+        using R = result<bool>;
+        const std::size_t n = to - from;
+        // Round trip 1: WATCH, then each key's _event_time.
+        out_.clear();
+        append_resp_header(out_, '*', 1 + n);
+        append_resp_bulk(out_, "WATCH");
+        for (const auto& key : chunk_keys_) append_resp_bulk(out_, key);
+        for (const auto& key : chunk_keys_) {
+            append_resp_header(out_, '*', 3);
+            append_resp_bulk(out_, "HGET");
+            append_resp_bulk(out_, key);
+            append_resp_bulk(out_, "_event_time");
+        }
+        writer_.append_formatted(out_);
+        status first_error = expect_replies(1);
+        write_.assign(n, 0);
+        std::size_t writes = 0;
+        for (std::size_t i = 0; i < n && writer_.usable(); ++i) {
+            auto r = writer_.read_reply();
+            if (!r) {
+                if (first_error.ok()) first_error = status::failure(r.message());
+            } else if (stored_is_older(r.value().get(), records[from + i]->event_time_ms)) {
+                write_[i] = 1;
+                ++writes;
+            }
+        }
+        if (!writer_.usable()) return R::failure(first_error.ok() ? "Redis: connection lost" : first_error.message());
+        if (!first_error.ok() || writes == 0) {
+            auto u = writer_.command({"UNWATCH"});
+            if (!first_error.ok()) return R::failure(first_error.message());
+            if (!u) return R::failure(u.message());
+            return true;
+        }
+        // Round trip 2: the writes in one transaction, which runs only if no watched key changed.
+        out_.clear();
+        append_resp_header(out_, '*', 1);
+        append_resp_bulk(out_, "MULTI");
+        std::size_t commands = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (write_[i]) commands += append_writes(*records[from + i], chunk_keys_[i]);
+        }
+        append_resp_header(out_, '*', 1);
+        append_resp_bulk(out_, "EXEC");
+        writer_.append_formatted(out_);
+        // MULTI's OK and a QUEUED per command; an error among them makes EXEC fail as well.
+        first_error = expect_replies(1 + commands);
+        if (!writer_.usable()) return R::failure(first_error.ok() ? "Redis: connection lost" : first_error.message());
+        auto reply = writer_.read_any();
+        if (!reply) return R::failure(first_error.ok() ? reply.message() : first_error.message());
+        const redisReply* exec = reply.value().get();
+        if (exec->type == REDIS_REPLY_NIL) return false;  // a watched key changed
+        if (exec->type == REDIS_REPLY_ERROR) return R::failure("Redis: " + std::string(exec->str, exec->len));
+        if (!first_error.ok()) return R::failure(first_error.message());
+        for (std::size_t i = 0; i < exec->elements; ++i) {
+            const redisReply* e = exec->element[i];
+            if (e->type == REDIS_REPLY_ERROR) return R::failure("Redis: " + std::string(e->str, e->len));
+        }
+        return true;
+    }
+
+    // Reads `count` replies; the first error among them, if any.
+    status expect_replies(std::size_t count) {
+        status first_error;
+        for (std::size_t i = 0; i < count && writer_.usable(); ++i) {
+            if (auto r = writer_.read_reply(); !r && first_error.ok()) first_error = status::failure(r.message());
+        }
+        return first_error;
+    }
+
+    // True when the stored _event_time (HGET's reply) is absent or older than event_time_ms. A
+    // value that is not a number (not written by Sluice) counts as older.
+    static bool stored_is_older(const redisReply* stored, std::int64_t event_time_ms) {
+        if (stored->type != REDIS_REPLY_STRING) return true;
+        std::int64_t t = 0;
+        const auto [end, ec] = std::from_chars(stored->str, stored->str + stored->len, t);
+        if (ec != std::errc() || end != stored->str + stored->len) return true;
+        return t < event_time_ms;
+    }
+
+    // HSET of a record's hash (and PEXPIRE with the set's TTL) appended to out_; the number of
+    // commands appended.
+    std::size_t append_writes(const record& r, const std::string& key) {
+        const auto& set = cfg_.feature_sets[r.set_index];
+        const auto& columns = columns_[r.set_index];
+        const std::size_t fields = std::min(columns.size(), r.values.size());
+        append_resp_header(out_, '*', 6 + 2 * fields);
+        append_resp_bulk(out_, "HSET");
+        append_resp_bulk(out_, key);
+        append_resp_bulk(out_, "_event_time");
+        append_resp_bulk(out_, decimal(r.event_time_ms));
+        append_resp_bulk(out_, "_ingested_at");
+        append_resp_bulk(out_, decimal(r.ingested_at_ms));
+        for (std::size_t f = 0; f < fields; ++f) {
+            append_resp_bulk(out_, columns[f].name);
+            text_.clear();
+            append_value_json_text(text_, columns[f].type, r.values[f]);
+            append_resp_bulk(out_, text_);
+        }
+        if (set.ttl_ms <= 0) return 1;
+        append_resp_header(out_, '*', 3);
+        append_resp_bulk(out_, "PEXPIRE");
+        append_resp_bulk(out_, key);
+        append_resp_bulk(out_, decimal(set.ttl_ms));
+        return 2;
     }
 
     status fail(const std::string& message) {
@@ -346,7 +434,12 @@ private:
     const config& cfg_;
     const redis_config& rc_;
     redis_connection writer_;
-    std::string sha_;
+    // The writer's buffers, reused from chunk to chunk: the chunk's keys, the commands in RESP, a
+    // value's JSON text, which keys to write.
+    std::vector<std::string> chunk_keys_;
+    std::unordered_set<std::string> chunk_seen_;
+    std::string out_, text_;
+    std::vector<char> write_;
     std::vector<std::vector<latest_column>> columns_;  // per set: fields, then aggregations
     std::vector<std::string> key_prefixes_;             // per set: "<prefix>:<set>:"
     std::shared_ptr<spdlog::logger> log_;
