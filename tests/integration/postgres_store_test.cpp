@@ -162,14 +162,24 @@ TEST_P(PostgresStore, EveryTypeIsStoredAsItWasRead) {
                            {expected[1].begin(), expected[1].begin() + 8},
                            {expected[2].begin(), expected[2].begin() + 8}}));
 
-    // Text where an integer belongs: the batch goes as text and PostgreSQL reads the number.
-    record odd = make_record("k4", 5, 0, 2);
-    odd.values = {value{std::string("42")}, value{}, value{}, value{}, value{}, value{}};
+    // Text where an integer belongs, at the end of a batch of thousands of rows: the whole batch
+    // goes as text (PostgreSQL reads the number), each row once.
     write_batch second;
-    second.records = {odd};
+    for (int i = 0; i < 3000; ++i) {
+        record bulk = make_record("bulk" + std::to_string(i), 10 + i, 0, 2 + i);
+        bulk.values = {value{std::int64_t{i}}, value{}, value{}, value{std::string(40, 'x')}, value{}, value{}};
+        second.records.push_back(bulk);
+    }
+    record odd = make_record("k4", 5, 0, 3002);
+    odd.values = {value{std::string("42")}, value{}, value{}, value{}, value{}, value{}};
+    second.records.push_back(odd);
+    second.offsets = {{"t", 0, 3003}};
     s = typed_store->write(second);
     ASSERT_TRUE(s.ok()) << s.message();
     EXPECT_EQ(it::pg_query(server.dsn(), "SELECT i FROM sluice.typed_history WHERE key = 'k4'"), (it::pg_rows{{"42"}}));
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.typed_history"), 3 + 3001);
+    EXPECT_EQ(count("SELECT count(DISTINCT src_offset) FROM sluice.typed_history WHERE key LIKE 'bulk%'"), 3000);
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.typed_latest"), 3 + 3001);
 }
 
 // A batch whose latest upsert fails leaves nothing behind: no history row, no offset. Written
