@@ -423,6 +423,9 @@ fresh_state() { # drop what a previous run wrote
 # CPU ticks (user + system) so far: of one process; of PostgreSQL (the postmaster, its exited
 # children, which it reaped, and its live ones).
 ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+redis_ticks() { ticks_of "$(cat "$WORK/redis/redis.pid")"; }
+# us_per TICKS COUNT: the ticks in microseconds per one of COUNT.
+us_per() { awk -v x="$1" -v t="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.1f", x * 1e6 / t / n }'; }
 pg_ticks() {
   local pm c sum
   pm=$(head -1 "$WORK/pg/data/postmaster.pid")
@@ -434,13 +437,10 @@ pg_ticks() {
 # the run (kept with --keep): CPU per message of each process, Redis's calls and microseconds per
 # command, latest's updates and how many were HOT.
 run_stats() {
-  local us
-  us=$(awk -v t="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { print 1e6 / t / n }')
-  log "$1: CPU per message: PostgreSQL $(awk -v x="$3" -v u="$us" 'BEGIN { printf "%.1f", x * u }') µs," \
-    "Redis $(awk -v x="$4" -v u="$us" 'BEGIN { printf "%.1f", x * u }') µs," \
-    "the daemon $(awk -v x="$5" -v u="$us" 'BEGIN { printf "%.1f", x * u }') µs"
+  log "$1: CPU per message: PostgreSQL $(us_per "$3" "$2") µs, Redis $(us_per "$4" "$2") µs," \
+    "the daemon $(us_per "$5" "$2") µs"
   {
-    redis-cli -p "$redis_port" info commandstats | grep -E "evalsha|hset|pexpire|hget"
+    redis-cli -p "$redis_port" info commandstats | grep -E "cmdstat_(watch|hget|multi|hset|pexpire|exec):"
     "${PSQL[@]}" -c "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = 'sluice'"
   } >"$WORK/$1.stats" 2>&1 || true
 }
@@ -452,7 +452,7 @@ ingest_run() {
   fresh_state
   local pg0 redis0 daemon_ticks=0 messages
   pg0=$(pg_ticks)
-  redis0=$(ticks_of "$(cat "$WORK/redis/redis.pid")")
+  redis0=$(redis_ticks)
   timeout 900 "$KAFKA" --bootstrap-file "$bootstrap" --url "http://127.0.0.1:$ingest_port" --partitions 64 \
     --keys "$INGEST_KEYS" --timeout 600 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   driver=$!
@@ -479,7 +479,7 @@ ingest_run() {
   r=$(result_of "$WORK/$name.out")
   messages=$(field written "$r")
   ((${messages:-0} > 0)) && run_stats "$name" "$messages" "$(($(pg_ticks) - pg0))" \
-    "$(($(ticks_of "$(cat "$WORK/redis/redis.pid")") - redis0))" "$daemon_ticks"
+    "$(($(redis_ticks) - redis0))" "$daemon_ticks"
   log "$name: ${r:-no result (see $WORK/$name.err)}"
 }
 

@@ -307,6 +307,10 @@ private:
     result<bool> apply_chunk(const std::vector<const record*>& records, std::size_t from, std::size_t to) {
         using R = result<bool>;
         const std::size_t n = to - from;
+        // The connection broke while replies were read: the first error read, if any, says why.
+        const auto broken = [](const status& first_error) {
+            return R::failure(first_error.ok() ? "Redis: connection lost" : first_error.message());
+        };
         // Round trip 1: WATCH, then each key's _event_time.
         out_.clear();
         append_resp_header(out_, '*', 1 + n);
@@ -331,7 +335,7 @@ private:
                 ++writes;
             }
         }
-        if (!writer_.usable()) return R::failure(first_error.ok() ? "Redis: connection lost" : first_error.message());
+        if (!writer_.usable()) return broken(first_error);
         if (!first_error.ok() || writes == 0) {
             auto u = writer_.command({"UNWATCH"});
             if (!first_error.ok()) return R::failure(first_error.message());
@@ -351,7 +355,7 @@ private:
         writer_.append_formatted(out_);
         // MULTI's OK and a QUEUED per command; an error among them makes EXEC fail as well.
         first_error = expect_replies(1 + commands);
-        if (!writer_.usable()) return R::failure(first_error.ok() ? "Redis: connection lost" : first_error.message());
+        if (!writer_.usable()) return broken(first_error);
         auto reply = writer_.read_any();
         if (!reply) return R::failure(first_error.ok() ? reply.message() : first_error.message());
         const redisReply* exec = reply.value().get();
