@@ -81,6 +81,13 @@ int main(int argc, char** argv) {
     sigwait(&signals, &sig);
     log->info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     const bool complete = d.stop();
+    if (d.left_threads_running()) {
+        // librdkafka threads may still log: flush without tearing the loggers down, and end
+        // without the destructors and exit handlers they could race with.
+        spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+        std::fflush(nullptr);
+        std::_Exit(1);
+    }
     spdlog::shutdown();
     return complete ? 0 : 1;
 }

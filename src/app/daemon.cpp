@@ -308,6 +308,7 @@ struct daemon::impl final : health_source {
     http_server_ptr http;
     std::unique_ptr<event_generator> generator;
     std::atomic<bool> stopping{false};
+    bool left_threads = false;  // stop() left a Kafka consumer handle running
 
     std::vector<std::string> not_ready_reasons() const override {
         std::vector<std::string> reasons;
@@ -478,19 +479,26 @@ bool daemon::stop() {
     }
     if (d.preprocess) d.preprocess->drain_and_join(abort);
     if (d.writer) d.writer->drain_and_join(abort);
-    const bool complete = !abort.load();
+    bool complete = !abort.load();
     finished.store(true);
     watchdog.join();
     // Serving ends before the consumers close: the API reads their positions for /metrics.
     if (d.http) d.http->stop();
     if (d.lookups) d.lookups->stop();
     d.pushes.reset();
-    if (d.ingest) d.ingest->close();  // commits the stored offsets and leaves the group
+    // Commits the stored offsets to Kafka and leaves the group, within what is left of the
+    // deadline but at least close_grace: a broker that is up answers in milliseconds.
+    constexpr auto close_grace = std::chrono::seconds(2);
+    bool left_group = true;
+    if (d.ingest) left_group = d.ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace));
+    d.left_threads = d.ingest && d.ingest->abandoned();
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (d.writer)
-        d.log->info("stopped in {} ms: {} records and {} dead letters written since start{}", ms.count(),
+        d.log->info("stopped in {} ms: {} records and {} dead letters written since start{}{}", ms.count(),
                     d.writer->records_written(), d.writer->dead_letters_written(),
-                    complete ? "" : "; shutdown timed out, unwritten records will be consumed again");
+                    complete ? "" : "; shutdown timed out, unwritten records will be consumed again",
+                    left_group ? "" : "; the Kafka group was not left (broker unreachable)");
+    complete = complete && left_group;
     d.http.reset();
     d.ingest.reset();
     d.writer.reset();
@@ -500,6 +508,8 @@ bool daemon::stop() {
     d.broker.reset();
     return complete;
 }
+
+bool daemon::left_threads_running() const { return impl_->left_threads; }
 
 std::uint16_t daemon::http_port() const { return impl_->http ? impl_->http->port() : 0; }
 

@@ -21,6 +21,7 @@
 
 #include "integration/support/audit.hpp"
 #include "integration/support/faults.hpp"
+#include "integration/support/stream.hpp"
 #include "integration/support/suite.hpp"
 
 namespace it = sluice::it;
@@ -52,7 +53,10 @@ std::string describe(const it::partition_offsets& o) {
 class BrokerFault : public it::stack_suite<BrokerFault> {
 public:
     static std::vector<it::topic_spec> topics() {
-        return {{"bf-down", k_partitions}, {"bf-errors", k_partitions}, {"bf-rtt", k_partitions}};
+        return {{"bf-down", k_partitions},
+                {"bf-errors", k_partitions},
+                {"bf-rtt", k_partitions},
+                {"bf-stop", k_partitions}};
     }
 
 protected:
@@ -174,4 +178,73 @@ TEST_F(BrokerFault, high_round_trip_time) {
         std::this_thread::sleep_for(std::chrono::seconds(fault_seconds()));
         ASSERT_EQ(rd_kafka_mock_broker_set_rtt(mock, k_broker, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
     });
+}
+
+// SIGTERM while the broker is down: the consumer cannot commit to Kafka or leave its group, and
+// librdkafka's close can wait for the coordinator for as long as it is gone. The daemon must still
+// exit within pipeline.shutdown_timeout_ms (plus the close's grace) and lose nothing: what it had
+// stored is in PostgreSQL with its offsets, and the next run consumes the rest. The broker goes
+// down at several moments around the signal, since whether the close blocks is a race.
+TEST_F(BrokerFault, sigterm_while_the_broker_is_down_exits_in_time_and_loses_nothing) {
+    const auto test_t0 = std::chrono::steady_clock::now();
+    it::test_stack& s = *stack_;
+    auto* mock = s.kafka.mock();
+    const std::string dsn = s.postgres.dsn();
+    const std::string topic = "bf-stop";
+    const std::string group = "it-stop-" + it::random_suffix();
+    const int http_port = it::free_port();
+    constexpr int shutdown_ms = 3000;
+    // daemon::stop gives the consumers' close at least 2 s beyond the drain (daemon.cpp).
+    constexpr auto exit_bound = std::chrono::milliseconds(shutdown_ms + 2000 + 3000);
+    auto cfg = it::user_activity_config(s, group, http_port, topic);
+    cfg["pipeline"]["shutdown_timeout_ms"] = shutdown_ms;
+    // A member that could not leave holds its partitions until its session expires; the next
+    // round's daemon waits for that (the mock accepts 3000 ms; the daemon's default is 6000).
+    cfg["kafka"]["properties"]["session.timeout.ms"] = "3000";
+    cfg["kafka"]["properties"]["heartbeat.interval.ms"] = "750";
+    it::daemon_process daemon(cfg);
+    it::event_stream stream(s.kafka, topic, k_keys, 0x5709, it::now_ms() - 3600 * 1000);
+
+    // How long after the broker goes down the SIGTERM comes: before the consumer notices, while
+    // it reconnects, and after it has given up on the coordinator.
+    const std::vector<std::chrono::milliseconds> delays = {0ms, 300ms, 1000ms, 2500ms};
+    for (std::size_t round = 0; round < delays.size(); ++round) {
+        ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port, "round " + std::to_string(round + 1)));
+        for (int i = 0; i < 200; ++i) stream.send_random();
+        ASSERT_NO_THROW(stream.flush(30s));
+        const long long stored = it::wait_history(dsn, it::default_schema, topic,
+                                                  static_cast<long long>(stream.size()), 30s, &daemon);
+        ASSERT_EQ(stored, static_cast<long long>(stream.size())) << "round " << round + 1 << ": not consumed";
+        // More events that may or may not be stored before the signal.
+        for (int i = 0; i < 100; ++i) stream.send_random();
+        ASSERT_NO_THROW(stream.flush(30s));
+
+        ASSERT_EQ(rd_kafka_mock_broker_set_down(mock, k_broker), RD_KAFKA_RESP_ERR_NO_ERROR);
+        std::this_thread::sleep_for(delays[round]);
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto st = daemon.terminate(exit_bound + 20s);
+        const double took = it::seconds_since(t0);
+        ASSERT_EQ(rd_kafka_mock_broker_set_up(mock, k_broker), RD_KAFKA_RESP_ERR_NO_ERROR);
+        std::printf("[stop] round %zu: broker down %lld ms before SIGTERM: %s in %.2f s\n", round + 1,
+                    static_cast<long long>(delays[round].count()), st ? st->describe().c_str() : "no exit", took);
+        std::fflush(stdout);
+        ASSERT_TRUE(st.has_value()) << "round " << round + 1 << ": no exit within "
+                                    << std::chrono::duration_cast<std::chrono::seconds>(exit_bound + 20s).count()
+                                    << " s of SIGTERM with the broker down";
+        EXPECT_TRUE(st->exited && (st->code == 0 || st->code == 1)) << st->describe();
+        EXPECT_LE(took, std::chrono::duration<double>(exit_bound).count())
+            << "round " << round + 1 << ": the exit took longer than the shutdown deadline allows";
+    }
+
+    // Nothing lost, nothing doubled: the next run with the broker up stores the rest.
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port, "after the rounds"));
+    const long long stored =
+        it::wait_history(dsn, it::default_schema, topic, static_cast<long long>(stream.size()), 60s, &daemon);
+    std::this_thread::sleep_for(1s);
+    const it::history_check h = it::check_history(dsn, it::default_schema, topic, stream.events());
+    ASSERT_EQ(h.error, "") << "history could not be checked";
+    it::print_history_check("stop", h);
+    EXPECT_EQ(stored, static_cast<long long>(stream.size()));
+    it::expect_each_event_once(h);
+    it::finish_test(daemon, "stop", test_t0);
 }

@@ -18,8 +18,12 @@ public:
     /// the HTTP server and the event generator, in that order.
     status start();
     /// Stops fetching, drains the queues, flushes the stores, commits offsets, stops serving.
-    /// True when everything queued was written within pipeline.shutdown_timeout_ms.
+    /// False when pipeline.shutdown_timeout_ms passed first or the Kafka consumers could not
+    /// leave their group in time.
     bool stop();
+    /// After stop(): a Kafka consumer's handle was left running (its broker did not answer), so
+    /// the process must end with std::_Exit once logs are flushed, not by returning from main.
+    bool left_threads_running() const;
     std::uint16_t http_port() const;
 
 private:

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <functional>
 #include <thread>
 #include <unordered_map>
 
@@ -32,6 +33,10 @@ struct kafka_ingest::consumer {
     std::atomic<bool> stop_fetch{false};
     std::atomic<bool> fetch_stopped{false};
     std::atomic<std::uint64_t> consumed{0};
+    // Set by close() before it clears `running`; read by this thread only after that.
+    std::chrono::steady_clock::time_point close_deadline{};
+    bool commit_done = false;  // this thread only
+    bool closed = false;       // written by this thread, read by close() after the join
     std::unordered_map<std::string, std::uint32_t> topic_to_set;
 
     struct partition_state {
@@ -270,10 +275,46 @@ struct kafka_ingest::consumer {
             // next run consumes it.
             rd_kafka_message_destroy(m);
         }
-        auto err = rd_kafka_commit(rk, nullptr, /*async=*/0);
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) log->warn("final offset commit: {}", rd_kafka_err2str(err));
-        err = rd_kafka_consumer_close(rk);
-        if (err) log->warn("consumer close: {}", rd_kafka_err2str(err));
+        finish();
+    }
+
+    // The final commit of the stored offsets and the group leave, each served on a queue of its
+    // own until it is done or close_deadline passes. Kafka's committed offsets are a copy for lag
+    // tools (consumption resumes from PostgreSQL's), and a member that does not leave is dropped
+    // by the coordinator after session.timeout.ms; but with the coordinator gone, librdkafka's
+    // blocking commit and close wait many seconds, and its close sometimes for good.
+    void finish() {
+        rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+        const auto serve_until = [&](const std::function<bool()>& done) {
+            while (!done()) {
+                if (std::chrono::steady_clock::now() >= close_deadline) return false;
+                rd_kafka_queue_poll_callback(q, 50);
+            }
+            return true;
+        };
+        commit_done = false;
+        const auto on_result = [](rd_kafka_t*, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t*, void* self) {
+            static_cast<consumer*>(self)->on_commit(e);
+        };
+        auto err = rd_kafka_commit_queue(rk, nullptr, q, on_result, this);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (!serve_until([&] { return commit_done; }))
+                log->warn("final offset commit to Kafka: no answer before the shutdown deadline");
+        } else if (err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            log->warn("final offset commit to Kafka: {}", rd_kafka_err2str(err));
+        }
+        if (auto* e = rd_kafka_consumer_close_queue(rk, q)) {
+            log->warn("consumer close: {}", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else {
+            closed = serve_until([&] { return rd_kafka_consumer_closed(rk) == 1; });
+        }
+        rd_kafka_queue_destroy(q);
+    }
+
+    void on_commit(rd_kafka_resp_err_t err) {
+        commit_done = true;
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) log->warn("final offset commit to Kafka: {}", rd_kafka_err2str(err));
     }
 };
 
@@ -287,7 +328,7 @@ kafka_ingest::kafka_ingest(const config& cfg, std::string bootstrap_servers, std
                            durable_store* offsets_source)
     : cfg_(cfg), bootstrap_(std::move(bootstrap_servers)), outputs_(std::move(outputs)), offsets_source_(offsets_source) {}
 
-kafka_ingest::~kafka_ingest() { close(); }
+kafka_ingest::~kafka_ingest() { close(std::chrono::steady_clock::now() + std::chrono::seconds(10)); }
 
 status kafka_ingest::start() {
     std::vector<std::string> topics;
@@ -351,16 +392,32 @@ void kafka_ingest::stop_fetching(std::chrono::milliseconds deadline) {
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
-void kafka_ingest::close() {
-    for (auto& c : consumers_) c->running.store(false);
+bool kafka_ingest::close(std::chrono::steady_clock::time_point deadline) {
+    for (auto& c : consumers_) {
+        c->close_deadline = deadline;
+        c->running.store(false);
+    }
+    bool all_closed = true;
     for (auto& c : consumers_) {
         if (c->thread.joinable()) c->thread.join();
-        if (c->rk) {
+        if (!c->rk) continue;
+        if (c->closed) {
             rd_kafka_destroy(c->rk);
             c->rk = nullptr;
+            continue;
         }
+        // rd_kafka_destroy would wait for the same group leave. The handle and its consumer are
+        // left as they are for the process to end with; the coordinator drops the member after
+        // session.timeout.ms, and the next run resumes from PostgreSQL's offsets.
+        c->log->warn("consumer {} had not left group {} by the shutdown deadline; leaving it to the "
+                     "coordinator's session timeout",
+                     c->index, cfg_.kafka.group_id);
+        all_closed = false;
+        abandoned_ = true;
+        (void)c.release();
     }
     consumers_.clear();
+    return all_closed;
 }
 
 void kafka_ingest::offsets_durable(const std::vector<partition_offset>& offsets) {
