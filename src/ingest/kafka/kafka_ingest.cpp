@@ -399,9 +399,10 @@ bool kafka_ingest::close(std::chrono::steady_clock::time_point deadline) {
     }
     bool all_closed = true;
     for (auto& c : consumers_) {
-        if (c->thread.joinable()) c->thread.join();
+        const bool ran = c->thread.joinable();  // false when start() failed before the threads began
+        if (ran) c->thread.join();
         if (!c->rk) continue;
-        if (c->closed) {
+        if (!ran || c->closed) {
             rd_kafka_destroy(c->rk);
             c->rk = nullptr;
             continue;
