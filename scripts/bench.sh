@@ -18,7 +18,9 @@
 # BENCH_HTTP_THREADS (default 2) is the daemon's http.threads and nginx's worker_processes;
 # BENCH_PIPELINE (a JSON object, e.g. '{"batch_max_records":20000}') replaces the daemon's pipeline
 # section; BENCH_POSTGRES (JSON members, e.g. '"parallel_latest":false') is added to the daemon's
-# postgres section; BENCH_FETCH_WAIT_MS (default 10) is fetch.wait.max.ms against the mock broker.
+# postgres section; BENCH_FETCH_WAIT_MS (default 10) is fetch.wait.max.ms against the mock broker;
+# BENCH_PG_CONF ("name=value ...", e.g. "shared_buffers=2GB max_wal_size=8GB") sets PostgreSQL
+# server settings for the ingest rows, the daemon's and the COPY reference's alike.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib/services.sh"
@@ -414,9 +416,17 @@ PSQL=(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d sluice -v ON_ERROR_STOP=1 -
 # 20,000 rows/s) a new segment is zero-filled and synced inside a commit, a ~50 ms stall a server
 # that has been running (recycling its segments) does not have. The same for the COPY reference.
 "${PSQL[@]}" -c "ALTER SYSTEM SET wal_init_zero = off" -c "SELECT pg_reload_conf()" >/dev/null
+# BENCH_PG_CONF="name=value ...": more server settings for both sides (applied with a restart).
+if [[ -n ${BENCH_PG_CONF:-} ]]; then
+  for kv in $BENCH_PG_CONF; do "${PSQL[@]}" -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null; done
+  stop_postgres "$WORK/pg"
+  start_postgres "$WORK/pg" "$pg_port" >&2
+  log "PostgreSQL settings: $BENCH_PG_CONF"
+fi
 ingest_port=$(free_port)
 fresh_state() { # drop what a previous run wrote
-  "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS sluice CASCADE" -c "SELECT pg_stat_reset()" >/dev/null
+  "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS sluice CASCADE" -c "SELECT pg_stat_reset()" \
+    -c "SELECT pg_stat_reset_shared('wal')" -c "SELECT pg_stat_reset_shared('bgwriter')" >/dev/null
   redis-cli -p "$redis_port" flushall >/dev/null
   redis-cli -p "$redis_port" config resetstat >/dev/null
 }
@@ -442,6 +452,8 @@ run_stats() {
   {
     redis-cli -p "$redis_port" info commandstats | grep -E "cmdstat_(watch|hget|multi|hset|pexpire|exec):"
     "${PSQL[@]}" -c "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = 'sluice'"
+    "${PSQL[@]}" -c "SELECT 'wal', wal_records, wal_fpi, wal_bytes FROM pg_stat_wal" \
+      -c "SELECT 'checkpoints', checkpoints_timed, checkpoints_req, buffers_checkpoint, buffers_backend FROM pg_stat_bgwriter"
   } >"$WORK/$1.stats" 2>&1 || true
 }
 # ingest_run NAME [driver args...]: the driver hosts the mock cluster; the daemon starts once it
