@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/printable.hpp"
 #include "sluice/config/loader.hpp"
 
 namespace sluice {
@@ -1286,21 +1287,7 @@ protected:
         return out.str();
     }
 
-    static std::string printable(const std::string& s) {
-        std::string out;
-        for (const char c : s) {
-            const auto u = static_cast<unsigned char>(c);
-            if (u >= 0x20 && u < 0x7f && c != '\\') {
-                out += c;
-            } else {
-                static const char hex[] = "0123456789abcdef";
-                out += "\\x";
-                out += hex[u >> 4];
-                out += hex[u & 0xF];
-            }
-        }
-        return out;
-    }
+    static std::string printable(const std::string& s) { return testing_support::printable(s); }
 
     // The same outcome on both paths; counts the kinds of outcome.
     ::testing::AssertionResult same_on_both_paths(const std::string& payload) {
