@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -71,23 +72,26 @@ int main(int argc, char** argv) {
     sluice::setup_logging(loaded.cfg.log);
     auto log = spdlog::get("main");
     sluice::daemon d(loaded.cfg);
+    // The exit code after d.stop().
+    const auto finish = [&d](int code) {
+        if (d.left_threads_running()) {
+            // librdkafka threads may still log: flush without tearing the loggers down, and end
+            // without the destructors and exit handlers they could race with.
+            spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+            std::fflush(nullptr);
+            std::_Exit(1);
+        }
+        spdlog::shutdown();
+        return code;
+    };
     if (auto s = d.start(); !s) {
         log->critical("start failed: {}", s.message());
         d.stop();
-        spdlog::shutdown();
-        return 1;
+        return finish(1);
     }
     int sig = 0;
     sigwait(&signals, &sig);
     log->info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     const bool complete = d.stop();
-    if (d.left_threads_running()) {
-        // librdkafka threads may still log: flush without tearing the loggers down, and end
-        // without the destructors and exit handlers they could race with.
-        spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
-        std::fflush(nullptr);
-        std::_Exit(1);
-    }
-    spdlog::shutdown();
-    return complete ? 0 : 1;
+    return finish(complete ? 0 : 1);
 }

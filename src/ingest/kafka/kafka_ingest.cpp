@@ -5,10 +5,10 @@
 
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
-#include <functional>
 #include <thread>
 #include <unordered_map>
 
