@@ -1631,6 +1631,8 @@ const std::vector<key_spec<http_config>>& http_keys() {
         integer_key<S>("read_timeout_ms", "longest a request may take to arrive", &S::read_timeout_ms, 100, 3600000),
         integer_key<S>("idle_timeout_ms", "how long an idle keep-alive connection stays open", &S::idle_timeout_ms,
                        100, 3600000),
+        integer_key<S>("write_timeout_ms", "how long a client may take no bytes of an answer before it is cut off",
+                       &S::write_timeout_ms, 100, 3600000),
         integer_key<S>("lookup_threads", "threads for Redis and PostgreSQL reads", &S::lookup_threads, 1, 64),
         integer_key<S>("max_connections", "open connections at most; more are closed at once", &S::max_connections,
                        1, 1000000),

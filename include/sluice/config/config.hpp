@@ -183,6 +183,7 @@ struct http_config {
     std::int64_t header_limit_bytes = 8192;
     std::int64_t read_timeout_ms = 10000;
     std::int64_t idle_timeout_ms = 60000;
+    std::int64_t write_timeout_ms = 10000;  // a client taking no bytes of an answer this long is cut off
     int lookup_threads = 2;           // pool for Redis/PostgreSQL reads (never on io threads)
     int max_connections = 10000;      // open connections at most; more are accepted and closed at once
     std::int64_t max_lookup_keys = 1000;  // keys per POST /v1/features/lookup (and Feast entity rows)

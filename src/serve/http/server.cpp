@@ -51,7 +51,7 @@ server_limits limits_from(const http_config& c) {
         static_cast<std::uint32_t>(std::clamp<std::int64_t>(c.header_limit_bytes, 64, std::int64_t{1} << 30));
     l.read_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1, c.read_timeout_ms));
     l.idle_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1, c.idle_timeout_ms));
-    l.write_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1000, c.read_timeout_ms));
+    l.write_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1, c.write_timeout_ms));
     l.linger_timeout = std::min(l.read_timeout, std::chrono::milliseconds(2000));
     l.max_connections = static_cast<std::size_t>(std::max(1, c.max_connections));
     return l;

@@ -72,7 +72,7 @@ const char* const full_config = R"({
   "redis": { "host": "redis.local", "port": 6380, "pool_size": 2, "key_prefix": "sl", "password": "pw", "db": 3,
              "timeout_ms": 250 },
   "http": { "listen": "127.0.0.1:0", "threads": 2, "body_limit_bytes": 4096, "header_limit_bytes": 1024,
-            "read_timeout_ms": 5000, "idle_timeout_ms": 30000, "lookup_threads": 4,
+            "read_timeout_ms": 5000, "idle_timeout_ms": 30000, "write_timeout_ms": 20000, "lookup_threads": 4,
             "auth": { "api_keys": [
               {"name": "ranker", "sha256": "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
                "scopes": ["read"]},
@@ -170,6 +170,7 @@ TEST(ConfigLoader, FullConfigFillsEverySection) {
     EXPECT_EQ(c.http.header_limit_bytes, 1024);
     EXPECT_EQ(c.http.read_timeout_ms, 5000);
     EXPECT_EQ(c.http.idle_timeout_ms, 30000);
+    EXPECT_EQ(c.http.write_timeout_ms, 20000);
     EXPECT_EQ(c.http.lookup_threads, 4);
     ASSERT_EQ(c.http.api_keys.size(), 2u);
     EXPECT_EQ(c.http.api_keys[0].name, "ranker");
@@ -306,7 +307,7 @@ TEST(ConfigLoader, DoublesAcceptIntegers) {
 TEST(ConfigLoader, OutOfRange) {
     const auto r = load_config_text(with_set("", R"("pipeline": {"queue_capacity": 3},
         "kafka": {"consumer_threads": 0, "max_message_bytes": 18446744073709551615, "embedded": {"partitions": 257}},
-        "redis": {"port": 70000, "db": 16}, "http": {"header_limit_bytes": 100},
+        "redis": {"port": 70000, "db": 16}, "http": {"header_limit_bytes": 100, "write_timeout_ms": 50},
         "generator": {"events_per_sec": 0.01})"));
     EXPECT_TRUE(has_error(r, "pipeline.queue_capacity", "must be between 16 and 16777216, got 3"));
     EXPECT_TRUE(has_error(r, "kafka.consumer_threads", "must be between 1 and 64, got 0"));
@@ -315,6 +316,7 @@ TEST(ConfigLoader, OutOfRange) {
     EXPECT_TRUE(has_error(r, "redis.port", "must be between 1 and 65535, got 70000"));
     EXPECT_TRUE(has_error(r, "redis.db", "must be between 0 and 15, got 16"));
     EXPECT_TRUE(has_error(r, "http.header_limit_bytes", "must be between 512 and 1048576, got 100"));
+    EXPECT_TRUE(has_error(r, "http.write_timeout_ms", "must be between 100 and 3600000, got 50"));
     EXPECT_TRUE(has_error(r, "generator.events_per_sec", "must be between 0.1 and 100000, got 0.01"));
 }
 

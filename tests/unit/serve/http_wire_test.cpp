@@ -67,11 +67,11 @@ protected:
     }
 };
 
-// The write deadline is max(1000 ms, http.read_timeout_ms) (it has no key of its own): a
-// longer read timeout gives a slow reader room to take a large answer.
+// http.write_timeout_ms (1000 in the fixture) bounds how long a client may take no bytes of an
+// answer; a longer one gives a slow reader room to take a large answer.
 class HttpWireSlowReaderTest : public HttpWireTest {
 protected:
-    void configure(config& c) override { c.http.read_timeout_ms = 5000; }
+    void configure(config& c) override { c.http.write_timeout_ms = 5000; }
 };
 
 // The large answer arrived whole and exactly as rendered.
@@ -232,7 +232,7 @@ TEST_F(HttpWireTest, AReaderThatKeepsReadingGetsALargeAnswerWholePastTheWriteTim
 }
 
 TEST_F(HttpWireTest, ClientThatNeverReadsALargeAnswerIsDisconnectedAfterTheWriteTimeout) {
-    // The write deadline here is max(1000 ms, read_timeout_ms = 300 ms) = 1000 ms.
+    // The write deadline here is 1000 ms (http.write_timeout_ms of the fixture).
     const std::string expected = put_large_entry(large_answer_bytes());
     wire_client stuck(server_->port(), small_receive_buffer);
     stuck.send(http::verb::get, large_target);
@@ -259,6 +259,24 @@ TEST_F(HttpWireTest, ClientThatNeverReadsALargeAnswerIsDisconnectedAfterTheWrite
     EXPECT_TRUE(closed.closed) << "the connection stayed open after " << closed.bytes << " bytes";
     EXPECT_GT(closed.bytes, 0u);
     EXPECT_LT(closed.bytes, std::size_t{1} << 20) << "the server's send queue was delivered after the timeout";
+}
+
+TEST_F(HttpWireSlowReaderTest, AClientThatNeverReadsIsCutOffAtItsOwnWriteTimeoutNotAtTheReadTimeout) {
+    // read_timeout_ms is 300 here and write_timeout_ms 5000: the client that never reads keeps its
+    // connection past the read timeout and past 1000 ms (where the write deadline used to be), and
+    // loses it once 5 s pass without progress. The TCP state is watched without reading.
+    const std::string expected = put_large_entry(large_answer_bytes());
+    wire_client stuck(server_->port(), small_receive_buffer);
+    stuck.send(http::verb::get, large_target);
+    const auto start = std::chrono::steady_clock::now();
+    const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    std::this_thread::sleep_for(2500ms);
+    EXPECT_FALSE(stuck.ended_by_server()) << "cut off within " << seconds() << " s, before http.write_timeout_ms";
+    while (!stuck.ended_by_server() && seconds() < 12) std::this_thread::sleep_for(50ms);
+    const double at = seconds();
+    EXPECT_TRUE(stuck.ended_by_server()) << "still open " << at << " s after the request";
+    EXPECT_GE(at, 4.5);
+    EXPECT_LT(stuck.wait_for_close(3000ms).bytes, expected.size()) << "the whole answer arrived though the client never read";
 }
 
 TEST_F(HttpWireTest, ConnectionCloseIsHonoured) {

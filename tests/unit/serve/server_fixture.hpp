@@ -57,6 +57,7 @@ inline config make_test_config() {
     cfg.http.header_limit_bytes = 2048;
     cfg.http.read_timeout_ms = 300;
     cfg.http.idle_timeout_ms = 600;
+    cfg.http.write_timeout_ms = 1000;
     return cfg;
 }
 

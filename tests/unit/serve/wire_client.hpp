@@ -3,6 +3,8 @@
 // for and reports exactly what came back. A watchdog shuts the socket down if a read takes too
 // long, so a broken server fails a test instead of hanging it.
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -135,6 +137,15 @@ public:
                                      std::string body = {}) {
         send(method, target, headers, std::move(body));
         return read();
+    }
+
+    /// Whether the server has ended the connection (reset or closed its side), seen from the
+    /// socket's TCP state without reading anything: reading would count as progress.
+    bool ended_by_server() {
+        tcp_info info{};
+        socklen_t len = sizeof info;
+        if (getsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return true;
+        return info.tcpi_state != TCP_ESTABLISHED;
     }
 
     struct close_report {
