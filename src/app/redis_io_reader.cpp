@@ -98,12 +98,16 @@ constexpr auto retry_after = std::chrono::seconds(1);
 constexpr std::size_t max_waiting = 10000;
 
 // RESP: *<n>\r\n then $<len>\r\n<arg>\r\n per argument.
-void append_command(std::string& out, std::initializer_list<std::string_view> args) {
+template <typename Args>
+void append_args(std::string& out, const Args& args) {
     out += '*';
     out += std::to_string(args.size());
     out += "\r\n";
-    for (const auto a : args) append_resp_bulk(out, a);
+    for (const auto& a : args) append_resp_bulk(out, a);
 }
+
+void append_command(std::string& out, std::initializer_list<std::string_view> args) { append_args(out, args); }
+void append_command(std::string& out, const std::vector<std::string>& args) { append_args(out, args); }
 
 // One Redis connection of one io thread. Everything runs on that thread.
 class connection : public std::enable_shared_from_this<connection> {
@@ -156,7 +160,7 @@ private:
             };
         };
         if (!rc_.password.empty()) {
-            append_command(out_, {"AUTH", rc_.password});
+            append_command(out_, auth_command(rc_));
             push(check("AUTH"));
         }
         if (rc_.db != 0) {

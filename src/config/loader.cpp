@@ -1546,6 +1546,7 @@ const std::vector<key_spec<redis_config>>& redis_keys() {
         integer_key<S>("port", "Redis port", &S::port, 1, 65535),
         integer_key<S>("pool_size", "connections in the pool", &S::pool_size, 1, 64),
         string_key<S>("key_prefix", "prefix of every key, <prefix>:<set>:<key>", &S::key_prefix, no_spaces()),
+        string_key<S>("username", "ACL user for AUTH (Redis 6+); \"\" = the default user", &S::username),
         string_key<S>("password", "AUTH password; \"\" = none", &S::password),
         integer_key<S>("db", "database number", &S::db, 0, 15),
         integer_key<S>("timeout_ms", "connect and command timeout", &S::timeout_ms, 1, 60000),
@@ -1748,6 +1749,8 @@ const std::vector<key_spec<config>>& root_keys() {
 
 // Checks across sections, once each section has been read.
 void check_across(const config& c, diagnostics& d) {
+    if (c.redis && !c.redis->username.empty() && c.redis->password.empty())
+        d.add("redis.username", "needs redis.password: Redis authenticates an ACL user by its password");
     const std::string& dlq = c.kafka.dead_letter_topic;
     if (dlq.empty()) return;
     for (const auto& fs : c.feature_sets)

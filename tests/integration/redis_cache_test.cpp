@@ -182,5 +182,43 @@ TEST_F(RedisCache, AKeyThatIsNotAHashFailsTheWriteWithRedissReason) {
     EXPECT_EQ(client.hgetall(hash_key("fine"))["_event_time"], "100");
 }
 
+TEST_F(RedisCache, AnAclUserAndTheDefaultUserAuthenticateAndAWrongPasswordIsRefusedWithRedissReason) {
+    // An ACL user allowed every command on the cache's keys only; the default user then needs a
+    // password too (the fixture's client connected before, so it stays signed in).
+    client.command({"ACL", "SETUSER", "feeds", "on", ">s3cret", "~sluice:*", "+@all"});
+    client.command({"CONFIG", "SET", "requirepass", "admin pw"});
+    const auto with = [&](const std::string& user, const std::string& password) {
+        config c = cfg;
+        c.redis->username = user;
+        c.redis->password = password;
+        return c;
+    };
+
+    const config as_user = with("feeds", "s3cret");
+    const auto user_cache = make_redis_cache(as_user);
+    const std::vector<record> first = {make_record("acl", 100, 1, "by feeds")};
+    const auto s1 = user_cache->apply(pointers(first));
+    ASSERT_TRUE(s1.ok()) << s1.message();
+    EXPECT_EQ(client.hgetall(hash_key("acl"))["_event_time"], "100");
+    EXPECT_TRUE(user_cache->healthy());
+
+    const config as_default = with("", "admin pw");
+    const auto default_cache = make_redis_cache(as_default);
+    const std::vector<record> second = {make_record("acl", 200, 2, "by default")};
+    const auto s2 = default_cache->apply(pointers(second));
+    ASSERT_TRUE(s2.ok()) << s2.message();
+    EXPECT_EQ(client.hgetall(hash_key("acl"))["_event_time"], "200");
+
+    // A wrong password fails the write with Redis's reason, and writes nothing.
+    const config wrong = with("feeds", "not it");
+    const auto wrong_cache = make_redis_cache(wrong);
+    const std::vector<record> third = {make_record("acl", 300, 3, "never")};
+    const auto s3 = wrong_cache->apply(pointers(third));
+    ASSERT_FALSE(s3.ok());
+    EXPECT_NE(s3.message().find("WRONGPASS"), std::string::npos) << s3.message();
+    EXPECT_FALSE(wrong_cache->healthy());
+    EXPECT_EQ(client.hgetall(hash_key("acl"))["_event_time"], "200");
+}
+
 }  // namespace
 }  // namespace sluice

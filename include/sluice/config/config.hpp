@@ -151,6 +151,7 @@ struct redis_config {
     int port = 6379;
     int pool_size = 4;
     std::string key_prefix = "sluice";
+    std::string username;  // ACL user (Redis 6+); "" = the default user
     std::string password;
     int db = 0;
     int timeout_ms = 1000;

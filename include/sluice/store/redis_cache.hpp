@@ -21,6 +21,10 @@ latest_cache_ptr make_redis_cache(const config& cfg);
 /// starts with *<argument count>\r\n).
 void append_resp_bulk(std::string& out, std::string_view arg);
 
+/// The AUTH command of the config (with a password): AUTH <username> <password> for an ACL user,
+/// AUTH <password> for the default user.
+std::vector<std::string> auth_command(const redis_config& rc);
+
 /// "<key_prefix>:<set>:<key>" (DESIGN §7).
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key);
 

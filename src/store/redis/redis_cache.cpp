@@ -34,6 +34,11 @@ void append_resp_bulk(std::string& out, std::string_view arg) {
     out += "\r\n";
 }
 
+std::vector<std::string> auth_command(const redis_config& rc) {
+    if (rc.username.empty()) return {"AUTH", rc.password};
+    return {"AUTH", rc.username, rc.password};
+}
+
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key) {
     return prefix + ":" + set + ":" + key;
 }
@@ -129,7 +134,7 @@ public:
         redisSetTimeout(ctx_, tv);
         redisEnableKeepAlive(ctx_);
         if (!cfg_.password.empty()) {
-            if (auto r = command({"AUTH", cfg_.password}); !r) return status::failure(r.message());
+            if (auto r = command(auth_command(cfg_)); !r) return status::failure(r.message());
         }
         if (cfg_.db != 0) {
             if (auto r = command({"SELECT", std::to_string(cfg_.db)}); !r) return status::failure(r.message());

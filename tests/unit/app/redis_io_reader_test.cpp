@@ -458,6 +458,16 @@ TEST_F(RedisIoReaderTest, AuthThenSelectAreTheFirstBytesOfANewConnection) {
                                        resp_command({"HGETALL", "fs:user_activity:k1"}));
 }
 
+TEST_F(RedisIoReaderTest, AnAclUserAuthenticatesWithItsNameThenItsPassword) {
+    start(answer_ok_and_empty, [](redis_config& rc) {
+        rc.username = "reader";
+        rc.password = "pw";
+    });
+    std::string sent;
+    ASSERT_NO_FATAL_FAILURE(read_k1_expecting_no_entry(sent));
+    EXPECT_EQ(sent, resp_command({"AUTH", "reader", "pw"}) + resp_command({"HGETALL", "fs:user_activity:k1"}));
+}
+
 TEST_F(RedisIoReaderTest, WithoutPasswordOrDbNeitherAuthNorSelectIsSent) {
     start(answer_ok_and_empty);
     std::string sent;

@@ -69,7 +69,7 @@ const char* const full_config = R"({
                 "pause_watermark": 0.8, "resume_watermark": 0.25, "shutdown_timeout_ms": 5000 },
   "postgres": { "dsn": "host=127.0.0.1 port=5432 dbname=sluice", "pool_size": 8, "schema": "features",
                 "parallel_latest": true },
-  "redis": { "host": "redis.local", "port": 6380, "pool_size": 2, "key_prefix": "sl", "password": "pw", "db": 3,
+  "redis": { "host": "redis.local", "port": 6380, "pool_size": 2, "key_prefix": "sl", "username": "feeds", "password": "pw", "db": 3,
              "timeout_ms": 250 },
   "http": { "listen": "127.0.0.1:0", "threads": 2, "body_limit_bytes": 4096, "header_limit_bytes": 1024,
             "read_timeout_ms": 5000, "idle_timeout_ms": 30000, "write_timeout_ms": 20000, "lookup_threads": 4,
@@ -160,6 +160,7 @@ TEST(ConfigLoader, FullConfigFillsEverySection) {
     EXPECT_EQ(c.redis->port, 6380);
     EXPECT_EQ(c.redis->pool_size, 2);
     EXPECT_EQ(c.redis->key_prefix, "sl");
+    EXPECT_EQ(c.redis->username, "feeds");
     EXPECT_EQ(c.redis->password, "pw");
     EXPECT_EQ(c.redis->db, 3);
     EXPECT_EQ(c.redis->timeout_ms, 250);
@@ -302,6 +303,14 @@ TEST(ConfigLoader, DoublesAcceptIntegers) {
     ASSERT_TRUE(r.ok()) << all_errors(r);
     EXPECT_DOUBLE_EQ(r.cfg.pipeline.pause_watermark, 1.0);
     EXPECT_DOUBLE_EQ(r.cfg.generator.events_per_sec, 100.0);
+}
+
+TEST(ConfigLoader, ARedisUserNeedsAPassword) {
+    const auto r = load_config_text(with_set("", R"("redis": {"host": "r", "username": "feeds"})"));
+    EXPECT_TRUE(has_error(r, "redis.username", "needs redis.password: Redis authenticates an ACL user by its password"))
+        << all_errors(r);
+    EXPECT_TRUE(load_config_text(with_set("", R"("redis": {"host": "r", "username": "feeds", "password": "pw"})")).ok());
+    EXPECT_TRUE(load_config_text(with_set("", R"("redis": {"host": "r", "password": "pw"})")).ok());
 }
 
 TEST(ConfigLoader, OutOfRange) {
