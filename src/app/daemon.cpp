@@ -434,8 +434,9 @@ status daemon::start() {
     };
     sources.queue_capacity = [&d] { return static_cast<std::size_t>(d.cfg.pipeline.queue_capacity) * d.raw_channels.size(); };
     sources.memory_keys = [&d](std::uint32_t set) { return d.memory.size(set); };
+    // The aggregation state of a partition is served once it is this instance's and caught up.
     d.reader->set_owner([&d](const std::string& topic, std::int32_t partition) {
-        return d.ingest && d.ingest->owns(topic, partition);
+        return d.ingest && d.ingest->owns(topic, partition) && !(d.writer && d.writer->catching_up(topic, partition));
     });
     d.metrics = std::make_unique<prometheus_telemetry>(cfg, d.stats, std::move(sources));
     d.pushes = std::make_unique<push_sink>(cfg, *d.writer, *d.lookups);

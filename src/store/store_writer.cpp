@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -159,8 +160,22 @@ void store_writer::leave_given_up_partitions(write_batch& batch) {
 
 void store_writer::partitions_changed(const std::vector<partition_offset>& partitions, bool revoked) {
     if (aggregators_.empty()) return;
+    {
+        std::lock_guard lock(changes_mutex_);
+        for (const auto& p : partitions) {
+            changes_.push_back({p, revoked});
+            if (revoked)
+                catching_up_.erase({p.topic, p.partition});
+            else
+                catching_up_.insert({p.topic, p.partition});
+        }
+    }
+    readable_.notify();  // an idle writer catches up at once
+}
+
+bool store_writer::catching_up(const std::string& topic, std::int32_t partition) const {
     std::lock_guard lock(changes_mutex_);
-    for (const auto& p : partitions) changes_.push_back({p, revoked});
+    return !catching_up_.empty() && catching_up_.count({topic, partition}) > 0;
 }
 
 void store_writer::apply_partition_changes() {
@@ -218,6 +233,13 @@ void store_writer::apply_partition_changes() {
             log->info("{}[{}]: aggregation state caught up from {} history rows (offsets {}..{})", c.where.topic,
                       c.where.partition, rows, scan.from_offset, to);
         }
+        if (c.revoked) continue;
+        // Served again, unless the partition came back meanwhile and waits for its next catch-up.
+        std::lock_guard lock(changes_mutex_);
+        const bool again = std::any_of(changes_.begin(), changes_.end(), [&](const partition_change& n) {
+            return n.where.topic == c.where.topic && n.where.partition == c.where.partition;
+        });
+        if (!again) catching_up_.erase({c.where.topic, c.where.partition});
     }
 }
 
@@ -365,7 +387,9 @@ void store_writer::run() {
             if (empty) break;
             continue;
         }
-        // Idle: keep an eye on store health so /readyz tells the truth between batches.
+        // Idle: a partition taken over is caught up now rather than with the next batch, and an eye
+        // is kept on store health so /readyz tells the truth between batches.
+        if (size == 0) apply_partition_changes();
         if (clock::now() - last_health_check >= health_check_interval) {
             last_health_check = clock::now();
             if (durable_ && !durable_->healthy()) (void)durable_->ping();

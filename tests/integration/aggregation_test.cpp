@@ -10,7 +10,9 @@
 //   3. aggregation state survives kill -9 and restart;
 //   4. events later than allowed_lateness are dead letters ("late event ...") that change nothing;
 //      events within it update the aggregations;
-//   5. windows move with time: a 1-minute sum falls to 0 without new events.
+//   5. windows move with time: a 1-minute sum falls to 0 without new events;
+//   6. an instance that takes over another's partition (SIGTERM of the other) rebuilds that
+//      partition's state from the history rows the other one wrote.
 //
 // Each test has its own topic, PostgreSQL schema and Redis key prefix on the suite's one stack.
 // SLUICE_IT_SEED fixes the seed of the random streams (it is printed either way).
@@ -18,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -49,6 +52,7 @@ constexpr const char* k_asof_topic = "agg-asof";
 constexpr const char* k_restart_topic = "agg-restart";
 constexpr const char* k_late_topic = "agg-late";
 constexpr const char* k_move_topic = "agg-move";
+constexpr const char* k_takeover_topic = "agg-takeover";
 
 std::uint64_t test_seed() {
     const long long fixed = it::env_int("SLUICE_IT_SEED", 0);
@@ -225,7 +229,8 @@ void record_tile_error(tile_error& t, const it::agg_spec& a, const std::vector<i
 class Aggregation : public it::stack_suite<Aggregation> {
 public:
     static std::vector<it::topic_spec> topics() {
-        return {{k_prop_topic, 4}, {k_asof_topic, 2}, {k_restart_topic, 2}, {k_late_topic, 1}, {k_move_topic, 1}};
+        return {{k_prop_topic, 4}, {k_asof_topic, 2}, {k_restart_topic, 2}, {k_late_topic, 1}, {k_move_topic, 1},
+                {k_takeover_topic, 2}};
     }
 };
 
@@ -587,6 +592,79 @@ TEST_F(Aggregation, as_of_equals_online_answers_captured_during_a_stream) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tests 3 and 6: event times in the last 40 min (well inside every window for the minutes a test
+// takes), 8-14 per key, in two rounds: each key's newest event and about half of the others
+// first, the rest (all older than the newest) in the second. So the aggregations stored at the
+// newest event's write miss the second round, and only state rebuilt from history serves them.
+std::array<std::vector<it::stream_event>, 2> two_rounds(std::mt19937_64& rng, const std::string& key_prefix, int keys,
+                                                        std::int64_t now0) {
+    std::array<std::vector<it::stream_event>, 2> rounds;
+    for (int k = 0; k < keys; ++k) {
+        std::set<std::int64_t> times;
+        const std::size_t n = 8 + rng() % 7;
+        while (times.size() < n) times.insert(now0 - 40 * k_min + static_cast<std::int64_t>(rng() % (38 * k_min)));
+        std::vector<it::stream_event> of_key;
+        for (const std::int64_t ts : times) of_key.push_back(random_event(rng, key_prefix + std::to_string(k), ts));
+        rounds[0].push_back(of_key.back());  // the newest
+        of_key.pop_back();
+        std::shuffle(of_key.begin(), of_key.end(), rng);
+        for (std::size_t i = 0; i < of_key.size(); ++i) rounds[i % 2 == 0 ? 0 : 1].push_back(of_key[i]);
+    }
+    for (auto& round : rounds) std::shuffle(round.begin(), round.end(), rng);
+    return rounds;
+}
+
+// Produces `events` to `topic` (appended to `produced`) and waits until history holds all of
+// `produced`.
+void produce_and_store(it::test_stack& s, const std::string& schema, const std::string& topic,
+                       std::vector<it::stream_event>& events, std::vector<it::stream_event>& produced,
+                       it::daemon_process& daemon) {
+    for (auto& e : events) {
+        produced.push_back(e);
+        it::produce_event(s.kafka, topic, produced.back());
+    }
+    ASSERT_NO_THROW({
+        s.kafka.flush();
+        it::record_deliveries(s.kafka, produced);
+    });
+    it::wait_history(s.postgres.dsn(), schema, topic, static_cast<long long>(produced.size()), 60s, &daemon);
+}
+
+// For keys <prefix>0..9, one new event at now and one 20 min back; once history holds them, the
+// aggregations `http_port` serves for those keys are checked against the brute force (into `bad`).
+void new_events_add_up(it::test_stack& s, const std::string& schema, const std::string& topic,
+                       const std::string& key_prefix, std::mt19937_64& rng, std::vector<it::stream_event>& produced,
+                       it::daemon_process& daemon, int http_port, const std::vector<it::agg_spec>& aggs,
+                       std::vector<std::string>& bad) {
+    for (int k = 0; k < 10; ++k) {
+        const std::string key = key_prefix + std::to_string(k);
+        produced.push_back(random_event(rng, key, it::now_ms() - 1000 - k));
+        it::produce_event(s.kafka, topic, produced.back());
+        produced.push_back(random_event(rng, key, it::now_ms() - 20 * k_min - k));
+        it::produce_event(s.kafka, topic, produced.back());
+    }
+    ASSERT_NO_THROW({
+        s.kafka.flush();
+        it::record_deliveries(s.kafka, produced);
+    });
+    const long long stored =
+        it::wait_history(s.postgres.dsn(), schema, topic, static_cast<long long>(produced.size()), 60s, &daemon);
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(stored, static_cast<long long>(produced.size())) << "history with the new events";
+    const model m = build_model(produced, 60 * k_min);
+    for (int k = 0; k < 10; ++k) {
+        const std::string key = key_prefix + std::to_string(k);
+        const auto a = it::get_features(http_port, key);
+        if (a.status != 200) {
+            bad.push_back("new events " + key + ": status " + std::to_string(a.status));
+            continue;
+        }
+        append(bad, it::compare_aggs(aggs, values_of(a.body), m.accepted.at(key), a.sent_ms, a.received_ms,
+                                     "new events " + key));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // 3. Aggregation state survives kill -9.
 TEST_F(Aggregation, state_survives_kill9_and_restart) {
     const auto test_t0 = std::chrono::steady_clock::now();
@@ -613,39 +691,13 @@ TEST_F(Aggregation, state_survives_kill9_and_restart) {
     it::daemon_process daemon(it::aggregation_config(s, group, http_port, k_restart_topic, schema, aggs, "1h"));
     ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port, "[agg-restart] "));
 
-    // Event times in the last 40 min (well inside every window for the minutes this test takes),
-    // each key's events produced in random order (within the 1 h lateness), in two rounds: the
-    // newest event and about half of the others first, the rest (all older than the newest) once
-    // the first round is stored. So the aggregations stored in the latest table and Redis at the
-    // newest event's write miss the second round: only rebuilt state gives the right values.
+    // The two rounds of two_rounds(), the second once the first is stored.
     std::mt19937_64 rng(seed);
     std::vector<it::stream_event> produced;
     produced.reserve(1024);
     const std::int64_t now0 = it::now_ms();
-    std::vector<it::stream_event> rounds[2];
-    for (int k = 0; k < k_keys; ++k) {
-        std::set<std::int64_t> times;
-        const std::size_t n = 8 + rng() % 7;
-        while (times.size() < n) times.insert(now0 - 40 * k_min + static_cast<std::int64_t>(rng() % (38 * k_min)));
-        std::vector<it::stream_event> of_key;
-        for (const std::int64_t ts : times) of_key.push_back(random_event(rng, "restart-" + std::to_string(k), ts));
-        rounds[0].push_back(of_key.back());  // the newest
-        of_key.pop_back();
-        std::shuffle(of_key.begin(), of_key.end(), rng);
-        for (std::size_t i = 0; i < of_key.size(); ++i) rounds[i % 2 == 0 ? 0 : 1].push_back(of_key[i]);
-    }
-    for (auto& round : rounds) {
-        std::shuffle(round.begin(), round.end(), rng);
-        for (auto& e : round) {
-            produced.push_back(e);
-            it::produce_event(s.kafka, k_restart_topic, produced.back());
-        }
-        ASSERT_NO_THROW({
-            s.kafka.flush();
-            it::record_deliveries(s.kafka, produced);
-        });
-        it::wait_history(dsn, schema, k_restart_topic, static_cast<long long>(produced.size()), 60s, &daemon);
-    }
+    auto rounds = two_rounds(rng, "restart-", k_keys, now0);
+    for (auto& round : rounds) ASSERT_NO_FATAL_FAILURE(produce_and_store(s, schema, k_restart_topic, round, produced, daemon));
     model m = build_model(produced, 60 * k_min);
     ASSERT_TRUE(m.late.empty());
     std::printf("[agg-restart] %zu events for %d keys in two rounds of %zu and %zu (%zu out of order, up to %.1f "
@@ -759,33 +811,9 @@ TEST_F(Aggregation, state_survives_kill9_and_restart) {
 
     // ---- and new events add to the rebuilt state: for 10 keys one at now and one 20 min back --
     bad.clear();
-    for (int k = 0; k < 10; ++k) {
-        const std::string key = "restart-" + std::to_string(k);
-        produced.push_back(random_event(rng, key, it::now_ms() - 1000 - k));
-        it::produce_event(s.kafka, k_restart_topic, produced.back());
-        produced.push_back(random_event(rng, key, it::now_ms() - 20 * k_min - k));
-        it::produce_event(s.kafka, k_restart_topic, produced.back());
-    }
-    ASSERT_NO_THROW({
-        s.kafka.flush();
-        it::record_deliveries(s.kafka, produced);
-    });
-    const long long stored =
-        it::wait_history(dsn, schema, k_restart_topic, static_cast<long long>(produced.size()), 60s, &daemon);
-    std::this_thread::sleep_for(300ms);
-    m = build_model(produced, 60 * k_min);
-    EXPECT_EQ(stored, static_cast<long long>(produced.size())) << "history after the restart";
+    ASSERT_NO_FATAL_FAILURE(
+        new_events_add_up(s, schema, k_restart_topic, "restart-", rng, produced, daemon, http_port, aggs, bad));
     EXPECT_EQ(it::dead_letter_rows(dsn, schema, k_restart_topic), 0);
-    for (int k = 0; k < 10; ++k) {
-        const std::string key = "restart-" + std::to_string(k);
-        const auto& evs = m.accepted.at(key);
-        const auto a = it::get_features(http_port, key);
-        if (a.status != 200) {
-            bad.push_back("new events " + key + ": status " + std::to_string(a.status));
-            continue;
-        }
-        append(bad, it::compare_aggs(aggs, values_of(a.body), evs, a.sent_ms, a.received_ms, "new events " + key));
-    }
     std::printf("[agg-restart] 20 new events after the restart: %zu mismatches with the brute force\n", bad.size());
     it::report_mismatches("aggregations of new events added to the rebuilt state", bad);
 
@@ -981,4 +1009,97 @@ TEST_F(Aggregation, one_minute_window_falls_to_zero_without_new_events) {
     it::report_mismatches("a 1-minute window moving with time", bad);
 
     it::finish_test(daemon, "agg-move", test_t0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Two instances in one group, one partition each; one stops (SIGTERM) and the other takes its
+// partition over. The taking instance never saw that partition's events: what it serves for
+// those keys must come from state rebuilt from the history rows the stopped one wrote.
+TEST_F(Aggregation, an_instance_taking_over_a_partition_rebuilds_its_state_from_history) {
+    const auto test_t0 = std::chrono::steady_clock::now();
+    it::test_stack& s = *stack_;
+    const std::string dsn = s.postgres.dsn();
+    const std::string schema = "agg_takeover";
+    const std::string group = "agg-takeover-" + it::random_suffix();
+    const int port_a = it::free_port();
+    const int port_b = it::free_port();
+    const std::uint64_t seed = test_seed() + 6;
+    constexpr int k_keys = 30;
+    std::printf("[agg-takeover] seed=%llu group=%s http=%d,%d\n", static_cast<unsigned long long>(seed), group.c_str(),
+                port_a, port_b);
+    const std::vector<it::agg_spec> aggs = {
+        it::make_agg("spend_sum_1h", agg_source::spend, agg_kind::sum, "1h"),
+        it::make_agg("spend_avg_1h", agg_source::spend, agg_kind::avg, "1h"),
+        it::make_agg("spend_max_1h", agg_source::spend, agg_kind::max, "1h"),
+        it::make_agg("clicks_count_7d", agg_source::clicks, agg_kind::count, "7d"),
+        it::make_agg("country_last_7d", agg_source::country, agg_kind::last, "7d"),
+    };
+    // One consumer each, so that each instance owns one of the two partitions.
+    const auto config_of = [&](int port) {
+        auto cfg = it::aggregation_config(s, group, port, k_takeover_topic, schema, aggs, "1h");
+        cfg["kafka"]["consumer_threads"] = 1;
+        return cfg;
+    };
+    it::daemon_process a(config_of(port_a));
+    it::daemon_process b(config_of(port_b));
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(a, port_a, "[agg-takeover] a: "));
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(b, port_b, "[agg-takeover] b: "));
+    ASSERT_TRUE(it::wait_assignment_settled(a.log_path(), 0, 1, 3s, 60s)) << "a did not settle on one partition";
+    ASSERT_TRUE(it::wait_assignment_settled(b.log_path(), 0, 1, 3s, 60s)) << "b did not settle on one partition";
+
+    // As in test 3: the two rounds of two_rounds(), the second once the first is stored.
+    std::mt19937_64 rng(seed);
+    std::vector<it::stream_event> produced;
+    produced.reserve(1024);
+    const std::int64_t now0 = it::now_ms();
+    auto rounds = two_rounds(rng, "takeover-", k_keys, now0);
+    for (auto& round : rounds) ASSERT_NO_FATAL_FAILURE(produce_and_store(s, schema, k_takeover_topic, round, produced, b));
+    model m = build_model(produced, 60 * k_min);
+    ASSERT_TRUE(m.late.empty());
+
+    // Before: b answers its own partition's keys from its state and a's from the stored values.
+    std::size_t keys_off_before = 0;
+    for (const auto& [key, evs] : m.accepted) {
+        const auto r = it::get_features(port_b, key);
+        if (r.status != 200 || !it::compare_aggs(aggs, values_of(r.body), evs, r.sent_ms, r.received_ms, key).empty())
+            ++keys_off_before;
+    }
+
+    // a stops; b takes both partitions (counted over b's whole log: an eager rebalance revokes
+    // what b had before it assigns both).
+    const auto st = a.terminate(30s);
+    ASSERT_TRUE(st.has_value() && st->ok()) << (st ? st->describe() : std::string("no exit within 30 s"));
+    ASSERT_TRUE(it::wait_assignment_settled(b.log_path(), 0, 2, 3s, 60s)) << "b did not take a's partition";
+    {
+        const std::string log = it::read_file(b.log_path());
+        std::size_t at = 0;
+        while ((at = log.find("aggregation state caught up", at)) != std::string::npos) {
+            const auto start = log.rfind('\n', at);
+            std::printf("[agg-takeover] b: %s\n",
+                        log.substr(start + 1, log.find('\n', at) - start - 1).c_str());
+            ++at;
+        }
+    }
+
+    std::vector<std::string> bad;
+    for (const auto& [key, evs] : m.accepted) {
+        const auto r = it::get_features(port_b, key);
+        if (r.status != 200) {
+            bad.push_back("after the takeover " + key + ": status " + std::to_string(r.status) + " " + r.raw);
+            continue;
+        }
+        append(bad, it::compare_aggs(aggs, values_of(r.body), evs, r.sent_ms, r.received_ms, "after the takeover " + key));
+    }
+    std::printf("[agg-takeover] %zu events for %d keys; b read %zu keys off the brute force before the takeover "
+                "(a's partition, stored at write time), %zu mismatches after it\n",
+                produced.size(), k_keys, keys_off_before, bad.size());
+    it::report_mismatches("aggregations served by b after taking a's partition over", bad);
+
+    // New events, the second 20 min back, add to the rebuilt state.
+    bad.clear();
+    ASSERT_NO_FATAL_FAILURE(
+        new_events_add_up(s, schema, k_takeover_topic, "takeover-", rng, produced, b, port_b, aggs, bad));
+    it::report_mismatches("aggregations of new events added to the taken-over state", bad);
+
+    it::finish_test(b, "agg-takeover", test_t0);
 }

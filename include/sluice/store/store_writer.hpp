@@ -10,6 +10,7 @@
 #include <optional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,8 +62,11 @@ public:
     /// seeded from PostgreSQL; -1 unknown) or gave up (revoked = true). Before the next batch is
     /// aggregated, the writer brings the aggregation state of a taken-over partition up to date
     /// from the history rows other instances wrote for it, and drops the state of given-up ones.
-    /// Called on a consumer thread.
+    /// Called on a consumer thread; the writer does it at once when idle.
     void partitions_changed(const std::vector<partition_offset>& partitions, bool revoked);
+    /// True while a taken-over partition's aggregation state is not caught up yet: the state
+    /// this instance holds for its keys is not to be served until then. Any thread.
+    bool catching_up(const std::string& topic, std::int32_t partition) const;
 
     /// The outcome of a push: durable (false: the writer stopped first and nothing of it may be
     /// assumed written), and the items that became dead letters in the writer (late events), by
@@ -151,8 +155,9 @@ private:
     std::size_t pushed_items_ = 0;  // waiting in pushes_
     std::int64_t push_seq_ = 0;
     bool push_closed_ = false;  // the writer has stopped: pushes are refused
-    std::mutex changes_mutex_;
+    mutable std::mutex changes_mutex_;
     std::vector<partition_change> changes_;
+    std::set<std::pair<std::string, std::int32_t>> catching_up_;  // assigned, not caught up yet
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
     std::optional<std::int64_t> cache_stale_since_ms_;  // cache thread only (once started)
     std::chrono::steady_clock::time_point last_cache_probe_{};  // cache thread only
