@@ -445,7 +445,7 @@ pg_ticks() {
 }
 # run_stats NAME MESSAGES PG_TICKS REDIS_TICKS DAEMON_TICKS: what PostgreSQL and Redis did during
 # the run (kept with --keep): CPU per message of each process, Redis's calls and microseconds per
-# command, latest's updates and how many were HOT.
+# command, latest's updates and how many were HOT, the WAL written and the checkpoints.
 run_stats() {
   log "$1: CPU per message: PostgreSQL $(us_per "$3" "$2") µs, Redis $(us_per "$4" "$2") µs," \
     "the daemon $(us_per "$5" "$2") µs"

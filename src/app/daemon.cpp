@@ -492,7 +492,7 @@ bool daemon::stop() {
     constexpr auto close_grace = std::chrono::seconds(2);
     bool left_group = true;
     if (d.ingest) left_group = d.ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace));
-    d.left_threads = d.ingest && d.ingest->abandoned();
+    d.left_threads = !left_group;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (d.writer)
         d.log->info("stopped in {} ms: {} records and {} dead letters written since start{}{}", ms.count(),

@@ -100,9 +100,7 @@ constexpr std::size_t max_waiting = 10000;
 // RESP: *<n>\r\n then $<len>\r\n<arg>\r\n per argument.
 template <typename Args>
 void append_args(std::string& out, const Args& args) {
-    out += '*';
-    out += std::to_string(args.size());
-    out += "\r\n";
+    append_resp_header(out, '*', args.size());
     for (const auto& a : args) append_resp_bulk(out, a);
 }
 

@@ -169,13 +169,15 @@ void store_writer::partitions_changed(const std::vector<partition_offset>& parti
             else
                 catching_up_.insert({p.topic, p.partition});
         }
+        any_catching_up_.store(!catching_up_.empty());
     }
     readable_.notify();  // an idle writer catches up at once
 }
 
 bool store_writer::catching_up(const std::string& topic, std::int32_t partition) const {
+    if (!any_catching_up_.load()) return false;  // the common case, on the read path: no lock
     std::lock_guard lock(changes_mutex_);
-    return !catching_up_.empty() && catching_up_.count({topic, partition}) > 0;
+    return catching_up_.count({topic, partition}) > 0;
 }
 
 void store_writer::apply_partition_changes() {
@@ -240,6 +242,7 @@ void store_writer::apply_partition_changes() {
             return n.where.topic == c.where.topic && n.where.partition == c.where.partition;
         });
         if (!again) catching_up_.erase({c.where.topic, c.where.partition});
+        any_catching_up_.store(!catching_up_.empty());
     }
 }
 

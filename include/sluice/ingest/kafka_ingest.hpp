@@ -35,10 +35,9 @@ public:
     void stop_fetching(std::chrono::milliseconds deadline);
     /// Commits the stored offsets to Kafka, leaves the group and joins the threads, waiting for
     /// the broker no longer than `deadline`. False when a consumer had not left its group by then:
-    /// its librdkafka handle is then left running (abandoned() is true), and the process should
-    /// end without running destructors (std::_Exit) once its logs are flushed.
+    /// its librdkafka handle is then left running, and the process should end without running
+    /// destructors (std::_Exit) once its logs are flushed.
     bool close(std::chrono::steady_clock::time_point deadline);
-    bool abandoned() const { return abandoned_; }
 
     void offsets_durable(const std::vector<partition_offset>& offsets) override;
     bool owns(const std::string& topic, std::int32_t partition) const override;
@@ -75,7 +74,6 @@ private:
     std::function<void(const std::vector<partition_offset>&)> on_assign_;
     std::mutex assignment_mutex_;  // revocation vs. the writer's check-and-cache
     std::vector<std::unique_ptr<consumer>> consumers_;
-    bool abandoned_ = false;
 };
 
 /// Produces dead letters to kafka.dead_letter_topic with an idempotent producer: the original

@@ -158,6 +158,7 @@ private:
     mutable std::mutex changes_mutex_;
     std::vector<partition_change> changes_;
     std::set<std::pair<std::string, std::int32_t>> catching_up_;  // assigned, not caught up yet
+    std::atomic<bool> any_catching_up_{false};  // !catching_up_.empty(), read without the lock by every read
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
     std::optional<std::int64_t> cache_stale_since_ms_;  // cache thread only (once started)
     std::chrono::steady_clock::time_point last_cache_probe_{};  // cache thread only

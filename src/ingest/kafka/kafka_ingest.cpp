@@ -414,7 +414,6 @@ bool kafka_ingest::close(std::chrono::steady_clock::time_point deadline) {
                      "coordinator's session timeout",
                      c->index, cfg_.kafka.group_id);
         all_closed = false;
-        abandoned_ = true;
         (void)c.release();
     }
     consumers_.clear();

@@ -14,9 +14,6 @@
 
 namespace sluice {
 
-namespace {
-
-// RESP's "<kind><n>\r\n": the argument count of a command ('*') or the length of a bulk string ('$').
 void append_resp_header(std::string& out, char kind, std::size_t n) {
     char text[24];
     text[0] = kind;
@@ -25,8 +22,6 @@ void append_resp_header(std::string& out, char kind, std::size_t n) {
     *end++ = '\n';
     out.append(text, end);
 }
-
-}  // namespace
 
 void append_resp_bulk(std::string& out, std::string_view arg) {
     append_resp_header(out, '$', arg.size());
