@@ -15,8 +15,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/parser_sets.hpp"
 #include "common/printable.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/preprocess/record_parser.hpp"
@@ -27,30 +29,11 @@ using namespace sluice;
 
 constexpr std::int64_t now = 1795258800000;  // 2026-11-21T11:00:00Z
 
-const char* const sets[] = {
-    R"("key": "user_id", "event_time": "ts",
-       "fields": {"c0": {"type": "int"}, "c1": {"type": "int", "min": 0, "max": 1000000},
-                  "d0": {"type": "double"}, "d1": {"type": "double", "default": 1.5}, "b0": {"type": "bool"},
-                  "s0": {"type": "string"}, "s1": {"type": "string", "required": true},
-                  "t0": {"type": "timestamp"}, "j0": {"type": "json"}, "j1": {"type": "json"}},
-       "transforms": [)",
-    R"("key": "user_id", "event_time": "ts", "event_time_fallback": "kafka_timestamp",
-       "fields": {"kind": {"type": "string"}, "n": {"type": "int"}, "x": {"type": "double", "max": 100},
-                  "flag": {"type": "bool"}, "name": {"type": "string"}, "cs": {"type": "string"},
-                  "ci": {"type": "int"}, "ct": {"type": "timestamp"}, "cb": {"type": "bool"},
-                  "cd": {"type": "double"}, "tier": {"type": "int", "allowed": [1, 2, 3]}},
-       "transforms": [
-         {"op": "cast", "field": "cs", "to": "string"}, {"op": "cast", "field": "ci", "to": "int"},
-         {"op": "cast", "field": "ct", "to": "timestamp"}, {"op": "cast", "field": "cb", "to": "bool"},
-         {"op": "cast", "field": "cd", "to": "double"}, {"op": "trim", "field": "kind"},
-         {"op": "lower", "field": "kind"}, {"op": "clamp", "field": "n", "min": 0, "max": 100},
-         {"op": "hash", "field": "name", "salt": "s:"}, {"op": "default", "field": "x", "value": 0.5},
-         {"op": "default", "field": "tier", "value": 2}, {"op": "drop", "field": "flag"},
-         {"op": "filter", "field": "kind", "not_equals": "skip"}, {"op": "filter", "field": "n", "gte": 1})",
-    R"("key": "/user_id", "event_time": "ts",
-       "fields": {"user_id": {"type": "string"}, "ts": {"type": "timestamp"}, "x": {"type": "json"},
-                  "y": {"type": "string", "source": "/y"}},
-       "transforms": [)",
+// The sets of the parser's fast-path unit tests, each as members and its transforms.
+const std::pair<const char*, const char*> sets[] = {
+    {testing_support::every_type_set, ""},
+    {testing_support::transform_set, testing_support::transform_list},
+    {testing_support::shared_member_set, ""},
 };
 constexpr std::size_t set_count = sizeof sets / sizeof sets[0];
 
@@ -60,22 +43,14 @@ struct parsers {
 };
 
 parsers make(std::size_t i) {
-    const std::string text = std::string(R"({"feature_sets": [{"name": "s", "topic": "t", )") + sets[i] + "]}]}";
-    auto loaded = load_config_text(text);
+    auto loaded = load_config_text(testing_support::one_set_config(sets[i].first, sets[i].second));
     if (!loaded.ok()) {
         std::fprintf(stderr, "fuzz config %zu: %s\n", i, format_errors(loaded.errors).c_str());
         std::abort();
     }
     parsers p;
     p.fast_cfg = std::make_unique<config>(std::move(loaded.cfg));
-    p.slow_cfg = std::make_unique<config>(*p.fast_cfg);
-    // Last in the list, where the loader would refuse it but the parser takes it, so that the other
-    // transforms keep their index (a skip's reason names it).
-    transform_config rename;
-    rename.op = transform_op::rename;
-    rename.from = "never_sent";
-    rename.to = "ts";
-    p.slow_cfg->feature_sets[0].transforms.push_back(rename);
+    p.slow_cfg = std::make_unique<config>(testing_support::on_the_nlohmann_path(*p.fast_cfg));
     p.fast = std::make_unique<record_parser>(*p.fast_cfg);
     p.slow = std::make_unique<record_parser>(*p.slow_cfg);
     return p;

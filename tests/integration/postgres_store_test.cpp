@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/small_set.hpp"
 #include "integration/support/postgres.hpp"
 #include "sluice/store/postgres_store.hpp"
 
@@ -18,14 +19,7 @@ namespace {
 
 config store_config(const std::string& dsn, bool parallel_latest) {
     config cfg;
-    feature_set_config set;
-    set.name = "s";
-    set.topic = "t";
-    set.key_field = "k";
-    set.event_time_field = "ts";
-    set.fields.push_back({"v", field_type::int64, false, {}, {}, {}});
-    set.fields.push_back({"note", field_type::string, false, {}, {}, {}});
-    cfg.feature_sets.push_back(set);
+    cfg.feature_sets.push_back(testing_support::small_set({{"v", field_type::int64}, {"note", field_type::string}}));
     postgres_config pg;
     pg.dsn = dsn;
     pg.parallel_latest = parallel_latest;
@@ -120,13 +114,10 @@ TEST_P(PostgresStore, KeysAreByteOrderedAndLatestLeavesRoomForHotUpdates) {
 // integer column) sends the batch as text, which PostgreSQL converts as it always did.
 TEST_P(PostgresStore, EveryTypeIsStoredAsItWasRead) {
     config typed = cfg;
-    feature_set_config set = typed.feature_sets[0];
+    feature_set_config set = testing_support::small_set(
+        {{"i", field_type::int64}, {"f", field_type::float64}, {"b", field_type::boolean},
+         {"s", field_type::string}, {"t", field_type::timestamp}, {"j", field_type::json}});
     set.name = "typed";
-    set.fields.clear();
-    for (auto [name, type] : std::vector<std::pair<const char*, field_type>>{
-             {"i", field_type::int64}, {"f", field_type::float64}, {"b", field_type::boolean},
-             {"s", field_type::string}, {"t", field_type::timestamp}, {"j", field_type::json}})
-        set.fields.push_back({name, type, false, {}, {}, {}});
     typed.feature_sets = {set};
     auto typed_store = make_postgres_store(typed);
     ASSERT_TRUE(typed_store->prepare().ok());

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/small_set.hpp"
 #include "integration/support/redis.hpp"
 #include "sluice/store/redis_cache.hpp"
 
@@ -21,14 +22,8 @@ constexpr std::int64_t k_ttl_ms = 3600 * 1000;
 
 config cache_config(int port) {
     config cfg;
-    feature_set_config set;
-    set.name = "s";
-    set.topic = "t";
-    set.key_field = "k";
-    set.event_time_field = "ts";
+    feature_set_config set = testing_support::small_set({{"n", field_type::int64}, {"note", field_type::string}});
     set.ttl_ms = k_ttl_ms;
-    set.fields.push_back({"n", field_type::int64, false, {}, {}, {}});
-    set.fields.push_back({"note", field_type::string, false, {}, {}, {}});
     cfg.feature_sets.push_back(set);
     redis_config rc;
     rc.port = port;

@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/parser_sets.hpp"
 #include "common/printable.hpp"
 #include "sluice/config/loader.hpp"
 
@@ -1042,35 +1043,10 @@ TEST_F(PreprocessSchema, TheParserCompilesHandBuiltConfigsToo) {
 // The fast path: a set whose key, event time and fields are all top-level members is read with
 // simdjson, and must give exactly what the nlohmann path gives, for every input.
 
-// Every field type, with bounds, a default and a required field; each member read by one field.
-const char* const every_type_set =
-    R"("key": "user_id", "event_time": "ts",
-       "fields": {"c0": {"type": "int"}, "c1": {"type": "int", "min": 0, "max": 1000000},
-                  "d0": {"type": "double"}, "d1": {"type": "double", "default": 1.5}, "b0": {"type": "bool"},
-                  "s0": {"type": "string"}, "s1": {"type": "string", "required": true},
-                  "t0": {"type": "timestamp"}, "j0": {"type": "json"}, "j1": {"type": "json"}})";
-
-// Casts, value transforms, a drop and filters, with the Kafka timestamp as the event time fallback.
-const char* const transform_set =
-    R"("key": "user_id", "event_time": "ts", "event_time_fallback": "kafka_timestamp",
-       "fields": {"kind": {"type": "string"}, "n": {"type": "int"}, "x": {"type": "double", "max": 100},
-                  "flag": {"type": "bool"}, "name": {"type": "string"}, "cs": {"type": "string"},
-                  "ci": {"type": "int"}, "ct": {"type": "timestamp"}, "cb": {"type": "bool"},
-                  "cd": {"type": "double"}, "tier": {"type": "int", "allowed": [1, 2, 3]}})";
-const char* const transform_list =
-    R"({"op": "cast", "field": "cs", "to": "string"}, {"op": "cast", "field": "ci", "to": "int"},
-       {"op": "cast", "field": "ct", "to": "timestamp"}, {"op": "cast", "field": "cb", "to": "bool"},
-       {"op": "cast", "field": "cd", "to": "double"}, {"op": "trim", "field": "kind"},
-       {"op": "lower", "field": "kind"}, {"op": "clamp", "field": "n", "min": 0, "max": 100},
-       {"op": "hash", "field": "name", "salt": "s:"}, {"op": "default", "field": "x", "value": 0.5},
-       {"op": "default", "field": "tier", "value": 2}, {"op": "drop", "field": "flag"},
-       {"op": "filter", "field": "kind", "not_equals": "skip"}, {"op": "filter", "field": "n", "gte": 1})";
-
-// The key and the event time are fields too (one member, several reads); the key as a pointer.
-const char* const shared_member_set =
-    R"("key": "/user_id", "event_time": "ts",
-       "fields": {"user_id": {"type": "string"}, "ts": {"type": "timestamp"}, "x": {"type": "json"},
-                  "y": {"type": "string", "source": "/y"}})";
+using testing_support::every_type_set;
+using testing_support::shared_member_set;
+using testing_support::transform_list;
+using testing_support::transform_set;
 
 // An event as its members: name and raw JSON text, in order.
 using members = std::vector<std::pair<std::string, std::string>>;
@@ -1238,22 +1214,14 @@ std::string mutate(const members& base, const std::vector<std::string>& values, 
 class PreprocessFastPath : public ::testing::Test {
 protected:
     // Two parsers of one feature set (`members` holds its keys after name and topic): as written,
-    // and with a rename of a member no event has, which changes nothing but keeps the set off the
-    // fast path. The rename goes last, where the loader would refuse it but the parser takes it,
-    // so that the other transforms keep their index (a skip's reason names it).
+    // and on the nlohmann path (on_the_nlohmann_path()).
     [[nodiscard]] ::testing::AssertionResult use(const std::string& members, const std::string& transforms = "") {
-        auto r = load_config_text(R"({"feature_sets": [{"name": "s", "topic": "t", )" + members +
-                                  R"(, "transforms": [)" + transforms + "]}]}");
+        auto r = load_config_text(testing_support::one_set_config(members, transforms));
         if (!r.ok()) return ::testing::AssertionFailure() << format_errors(r.errors);
         fast_.reset();
         slow_.reset();
         fast_cfg_ = std::make_unique<config>(std::move(r.cfg));
-        slow_cfg_ = std::make_unique<config>(*fast_cfg_);
-        transform_config rename;
-        rename.op = transform_op::rename;
-        rename.from = "never_sent";
-        rename.to = "ts";
-        slow_cfg_->feature_sets[0].transforms.push_back(rename);
+        slow_cfg_ = std::make_unique<config>(testing_support::on_the_nlohmann_path(*fast_cfg_));
         fast_ = std::make_unique<record_parser>(*fast_cfg_);
         slow_ = std::make_unique<record_parser>(*slow_cfg_);
         return ::testing::AssertionSuccess();

@@ -11,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include "common/small_set.hpp"
 #include "mocks/mock_stores.hpp"
 
 namespace sluice {
@@ -18,13 +19,7 @@ namespace {
 
 config one_set_config() {
     config cfg;
-    feature_set_config set;
-    set.name = "s";
-    set.topic = "t";
-    set.key_field = "k";
-    set.event_time_field = "ts";
-    set.fields.push_back({"v", field_type::int64, false, {}, {}, {}});
-    cfg.feature_sets.push_back(set);
+    cfg.feature_sets.push_back(testing_support::small_set({{"v", field_type::int64}}));
     cfg.pipeline.batch_max_records = 100;
     cfg.pipeline.batch_linger_ms = 1;
     return cfg;
