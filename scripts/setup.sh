@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   librdkafka-dev libpq-dev libhiredis-dev libboost-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
-  libssl-dev libconcurrentqueue-dev prometheus-cpp-dev libsimdjson-dev
+  libssl-dev libconcurrentqueue-dev prometheus-cpp-dev libsimdjson-dev libjemalloc-dev
   clang libfuzzer-14-dev  # scripts/fuzz.sh
   postgresql-15 postgresql-client-15 redis-server redis-tools
   curl python3 python3-yaml procps  # python3-yaml: tests/deploy/check_manifests.py
