@@ -510,7 +510,7 @@ for i in $(seq "$ingest_runs"); do
   r=$(result_of "$WORK/ingest-$i.out")
   i_rate+=("$(field rows_per_sec "$r")"); i_steady+=("$(field steady_rows_per_sec "$r")")
 done
-ingest_rate=$( ((${#i_rate[@]})) && median "${i_rate[@]}" || echo 0)
+ingest_rate=$(median "${i_rate[@]}")
 if [[ $mode == smoke ]]; then
   need "ingest" "$ingest_rate"
   add_row "ingest $(fmt "$INGEST_MSGS") messages, Kafka → PostgreSQL + Redis: rows/s" "$(fmt "$ingest_rate")" - - - -
@@ -535,17 +535,18 @@ else
     "$(met ge "$(ratio "$ingest_rate" "$copy_rate")" 0.6)"
   fi
 
-  # Freshness at half of the measured maximum ingest rate (or at BENCH_FRESHNESS_RATE).
-  half=$(awk -v r="$ingest_rate" 'BEGIN { printf "%.0f", (r > 0 ? r : 2000) / 2 }')
-  half=${BENCH_FRESHNESS_RATE:-$half}
-  rate_label="half the max"
-  [[ -n ${BENCH_FRESHNESS_RATE:-} ]] && rate_label="BENCH_FRESHNESS_RATE"
+  # Freshness at half of the measured maximum ingest rate, or at BENCH_FRESHNESS_RATE.
+  if [[ -n ${BENCH_FRESHNESS_RATE:-} ]]; then
+    fresh_rate=$BENCH_FRESHNESS_RATE rate_label=BENCH_FRESHNESS_RATE
+  else
+    fresh_rate=$(awk -v r="$ingest_rate" 'BEGIN { printf "%.0f", (r > 0 ? r : 2000) / 2 }') rate_label="half the max"
+  fi
   f99=(); f50=(); frate=()
   for i in $(seq "$RUNS"); do
     # 16 partitions, not 64: the mock finds a fetch's offset by walking the partition's list of
     # message sets, so many partitions of tiny sets cost the mock more CPU than the daemon's
     # reads; 16 still keep a run's events under the mock's ~5 MiB per partition.
-    ingest_run "freshness-$i" --mode freshness --rate "$half" --seconds "$SECS" --partitions 16
+    ingest_run "freshness-$i" --mode freshness --rate "$fresh_rate" --seconds "$SECS" --partitions 16
     r=$(result_of "$WORK/freshness-$i.out")
     f99+=("$(field p99_ms "$r")"); f50+=("$(field p50_ms "$r")"); frate+=("$(field rate "$r")")
   done
