@@ -10,6 +10,7 @@
 
 #include "sluice/app/daemon.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/core/log.hpp"
 
 namespace {
 
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
 
     sluice::setup_logging(loaded.cfg.log);
-    auto log = spdlog::get("main");
+    const auto& log = sluice::module_logger(sluice::log_module::main);
     sluice::daemon d(loaded.cfg);
     // The exit code after d.stop().
     const auto finish = [&d](int code) {

@@ -5,6 +5,7 @@
 
 #include "sluice/app/daemon.hpp"
 #include "sluice/core/clock.hpp"
+#include "sluice/core/log.hpp"
 
 namespace sluice {
 
@@ -36,14 +37,8 @@ void setup_logging(const log_config& cfg) {
     else
         sink->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
     const auto level = spdlog::level::from_str(cfg.level);
-    spdlog::drop_all();
-    for (const char* name : {"main", "config", "ingest.kafka", "kafka", "preprocess", "store", "store.postgres",
-                             "store.redis", "http", "generator"}) {
-        auto logger = std::make_shared<spdlog::logger>(name, sink);
-        logger->set_level(level);
-        spdlog::register_logger(logger);
-    }
-    spdlog::set_default_logger(spdlog::get("main"));
+    set_module_log_sink(sink, level);
+    spdlog::set_default_logger(module_logger(log_module::main));
     spdlog::flush_every(std::chrono::seconds(1));
 }
 

@@ -27,7 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/core/clock.hpp"
-#include "sluice/preprocess/record_parser.hpp"  // the timestamp rule, shared with events
+#include "sluice/core/timestamp.hpp"  // the timestamp rule, shared with events
 
 namespace sluice {
 namespace {

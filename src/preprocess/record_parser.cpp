@@ -13,7 +13,6 @@
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 #include <queue>
 #include <simdjson.h>
 #include <stdexcept>
@@ -21,6 +20,8 @@
 #include <utility>
 
 #include "sluice/core/clock.hpp"
+#include "sluice/core/sha256.hpp"
+#include "sluice/core/timestamp.hpp"
 
 namespace sluice {
 
@@ -30,7 +31,6 @@ namespace {
 
 constexpr std::size_t max_key_bytes = 1024;
 constexpr std::int64_t max_event_time_ms = 253402300799999;  // 9999-12-31T23:59:59.999Z
-constexpr std::int64_t seconds_below = 100000000000;         // 10^11: smaller numbers are epoch seconds
 constexpr std::size_t max_listed_values = 10;                // allowed values quoted in one error
 
 // A coercion failure: the reason only; the caller adds the field name.
@@ -70,21 +70,6 @@ std::string value_text(const value& v) {
     return describe(json(std::get<std::string>(v)));
 }
 
-bool parse_int_text(std::string_view s, std::int64_t& out) {
-    if (s.empty()) return false;
-    const char* first = s.data();
-    if (*first == '+') ++first;
-    if (first == s.data() + s.size() || (*first == '-' && first != s.data())) return false;
-    auto [ptr, ec] = std::from_chars(first, s.data() + s.size(), out);
-    return ec == std::errc{} && ptr == s.data() + s.size();
-}
-
-bool parse_double_text(std::string_view s, double& out) {
-    if (s.empty()) return false;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return ec == std::errc{} && ptr == s.data() + s.size();
-}
-
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 std::string_view trim_view(std::string_view s) {
@@ -99,43 +84,22 @@ char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - '
 // ---------------------------------------------------------------------------------------------
 // Timestamps
 
+template <class T>
+std::variant<T, coerce_error> with_quote(std::variant<T, timestamp_error> r, const quoted& shown) {
+    if (auto* e = std::get_if<timestamp_error>(&r)) return coerce_error{shown.text() + describe(*e)};
+    return std::get<T>(r);
+}
+
 std::variant<std::int64_t, coerce_error> ms_from_int(std::int64_t x, const quoted& shown) {
-    if (x < 0) return coerce_error{shown.text() + " is outside years 1970..9999"};
-    const std::int64_t ms = x < seconds_below ? x * 1000 : x;
-    if (ms > max_event_time_ms) return coerce_error{shown.text() + " is outside years 1970..9999"};
-    return ms;
+    return with_quote(epoch_ms_from_int(x), shown);
 }
 
 std::variant<std::int64_t, coerce_error> ms_from_double(double x, bool round_ms, const quoted& shown) {
-    if (!std::isfinite(x)) return coerce_error{shown.text() + " is not a finite number"};
-    if (x < 0) return coerce_error{shown.text() + " is outside years 1970..9999"};
-    double ms;
-    if (x < static_cast<double>(seconds_below)) {
-        ms = std::round(x * 1000);
-    } else {
-        if (!round_ms && std::trunc(x) != x)
-            return coerce_error{shown.text() +
-                                " has a fraction of a millisecond (only epoch seconds may have a fraction)"};
-        ms = std::round(x);
-    }
-    if (ms > static_cast<double>(max_event_time_ms)) return coerce_error{shown.text() + " is outside years 1970..9999"};
-    return static_cast<std::int64_t>(ms);
+    return with_quote(epoch_ms_from_double(x, round_ms), shown);
 }
 
 std::variant<std::int64_t, coerce_error> ms_from_text(std::string_view s, bool round_ms, const quoted& shown) {
-    if (auto t = parse_rfc3339(s)) {
-        if (*t < 0 || *t > max_event_time_ms) return coerce_error{shown.text() + " is outside years 1970..9999"};
-        return *t;
-    }
-    std::int64_t i;
-    if (parse_int_text(s, i)) return ms_from_int(i, shown);
-    double d;
-    // A decimal number only: from_chars would also take "inf" and "nan", which are no times.
-    const bool decimal = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= '0' && c <= '9') || c == '.' || c == '-' || c == 'e' || c == 'E' || c == '+';
-    });
-    if (decimal && parse_double_text(s, d)) return ms_from_double(d, round_ms, shown);
-    return coerce_error{shown.text() + " is neither RFC 3339 nor epoch seconds or milliseconds"};
+    return with_quote(epoch_ms_from_text(s, round_ms), shown);
 }
 
 std::variant<std::int64_t, coerce_error> to_timestamp(const json& v, bool round_ms = false) {
@@ -555,41 +519,6 @@ dead_letter make_dead_letter(const raw_message& msg, std::string error, std::int
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// Public helpers
-
-std::optional<std::int64_t> epoch_number_to_ms(double x, bool round_ms) {
-    auto r = ms_from_double(x, round_ms, quoted());
-    if (auto* ms = std::get_if<std::int64_t>(&r)) return *ms;
-    return std::nullopt;
-}
-
-std::optional<std::int64_t> epoch_number_to_ms(std::int64_t x) {
-    auto r = ms_from_int(x, quoted());
-    if (auto* ms = std::get_if<std::int64_t>(&r)) return *ms;
-    return std::nullopt;
-}
-
-std::optional<std::int64_t> parse_timestamp_text(std::string_view text, bool round_ms) {
-    auto r = ms_from_text(text, round_ms, quoted());
-    if (auto* ms = std::get_if<std::int64_t>(&r)) return *ms;
-    return std::nullopt;
-}
-
-std::string sha256_hex(std::string_view bytes) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1) length = 0;
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * length);
-    for (unsigned int i = 0; i < length; ++i) {
-        out += hex[digest[i] >> 4];
-        out += hex[digest[i] & 0xF];
-    }
-    return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The compiled plan

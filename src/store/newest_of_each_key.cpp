@@ -1,7 +1,7 @@
+#include "sluice/store/newest_of_each_key.hpp"
+
 #include <string_view>
 #include <unordered_map>
-
-#include "sluice/store/durable_store.hpp"
 
 namespace sluice {
 

@@ -10,7 +10,9 @@
 #include <unordered_map>
 
 #include "sluice/core/clock.hpp"
+#include "sluice/core/log.hpp"
 #include "sluice/core/value_codec.hpp"
+#include "sluice/store/newest_of_each_key.hpp"
 
 namespace sluice {
 
@@ -46,7 +48,7 @@ void store_writer::aggregate(write_batch& batch) {
     std::vector<record> kept;
     kept.reserve(batch.records.size());
     for (auto& r : batch.records) {
-        aggregator* agg = r.set_index < aggregators_.size() ? aggregators_[r.set_index] : nullptr;
+        aggregation_state* agg = r.set_index < aggregators_.size() ? aggregators_[r.set_index] : nullptr;
         if (!agg) {
             kept.push_back(std::move(r));
             continue;
@@ -89,7 +91,7 @@ void store_writer::aggregate(write_batch& batch) {
     // Every record of a key carries the key's aggregation values now (latest keeps the newest).
     std::unordered_map<std::string, std::vector<value>> values_now;
     for (auto& r : batch.records) {
-        aggregator* agg = r.set_index < aggregators_.size() ? aggregators_[r.set_index] : nullptr;
+        aggregation_state* agg = r.set_index < aggregators_.size() ? aggregators_[r.set_index] : nullptr;
         if (!agg) continue;
         const std::string id = std::to_string(r.set_index) + '\x1f' + r.key;
         auto it = values_now.find(id);
@@ -152,8 +154,7 @@ void store_writer::leave_given_up_partitions(write_batch& batch) {
     std::erase_if(batch.dead_letters, [&](const dead_letter& d) { return !owns(d.source); });
     std::erase_if(batch.offsets, [&](const partition_offset& o) { return !owns({o.topic, o.partition, 0}); });
     if (const std::size_t left = before - batch.records.size() - batch.dead_letters.size()) {
-        auto log = spdlog::get("store");
-        if (!log) log = spdlog::default_logger();
+        const auto& log = module_logger(log_module::store);
         log->info("{} records of partitions given up in a rebalance are left to their new owner", left);
     }
 }
@@ -187,12 +188,11 @@ void store_writer::apply_partition_changes() {
         if (changes_.empty()) return;
         changes.swap(changes_);
     }
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::store);
     for (const auto& c : changes) {
         for (std::uint32_t set = 0; set < cfg_.feature_sets.size() && set < aggregators_.size(); ++set) {
             const auto& fs = cfg_.feature_sets[set];
-            aggregator* agg = aggregators_[set];
+            aggregation_state* agg = aggregators_[set];
             if (!agg || fs.topic != c.where.topic) continue;
             const std::pair<std::string, std::int32_t> tp{c.where.topic, c.where.partition};
             if (c.revoked) {
@@ -325,8 +325,7 @@ std::string store_writer::last_error() const {
 }
 
 void store_writer::run() {
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::store);
     const auto max_records = static_cast<std::size_t>(cfg_.pipeline.batch_max_records);
     const auto linger = std::chrono::milliseconds(cfg_.pipeline.batch_linger_ms);
     using clock = std::chrono::steady_clock;
@@ -423,8 +422,7 @@ void store_writer::run() {
 }
 
 bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op) {
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::store);
     auto backoff = first_backoff;
     bool failing = false;
     while (true) {
@@ -452,8 +450,7 @@ bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, c
 }
 
 bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting) {
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::store);
     apply_partition_changes();
     if (offsets_) leave_given_up_partitions(batch);
     if (!aggregators_.empty()) aggregate(batch);
@@ -563,8 +560,7 @@ std::vector<const record*> store_writer::update_memory(write_batch& batch) {
 }
 
 void store_writer::publish(durable_batch& done) {
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::store);
     write_batch& batch = done.batch;
     const auto& order = done.newest;
     if (cache_ && !cache_stale_since_ms_) {
@@ -585,8 +581,7 @@ void store_writer::resync_cache() {
     if (now - last_cache_probe_ < std::chrono::seconds(1)) return;
     last_cache_probe_ = now;
     if (!cache_->ping().ok()) return;
-    auto log = spdlog::get("store");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::store);
     const auto started = std::chrono::steady_clock::now();
     std::size_t keys = 0;
     // Turns latest rows into records the cache writes with its event-time guard.

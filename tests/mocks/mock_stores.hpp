@@ -7,9 +7,9 @@
 #include <set>
 #include <vector>
 
-#include "sluice/ingest/offset_sink.hpp"
-#include "sluice/store/durable_store.hpp"
-#include "sluice/store/latest_cache.hpp"
+#include "sluice/core/ports/offsets.hpp"
+#include "sluice/core/ports/durable_store.hpp"
+#include "sluice/core/ports/latest_cache.hpp"
 
 namespace sluice::mocks {
 

@@ -8,14 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "sluice/core/field_type.hpp"
 #include "sluice/core/record.hpp"
 
 namespace sluice {
-
-enum class field_type { int64, float64, boolean, string, timestamp, json };
-
-/// "int", "double", "bool", "string", "timestamp", "json".
-const char* to_string(field_type t);
 
 struct field_config {
     std::string name;

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "sluice/config/config.hpp"
+#include "sluice/core/field_type.hpp"
 #include "sluice/core/record.hpp"
 
 namespace sluice {

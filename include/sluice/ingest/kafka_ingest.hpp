@@ -11,8 +11,7 @@
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/core/record.hpp"
 #include "sluice/core/result.hpp"
-#include "sluice/ingest/offset_sink.hpp"
-#include "sluice/store/durable_store.hpp"
+#include "sluice/core/ports/offsets.hpp"
 
 namespace sluice {
 
@@ -26,7 +25,7 @@ namespace sluice {
 class kafka_ingest final : public offset_sink {
 public:
     kafka_ingest(const config& cfg, std::string bootstrap_servers, std::vector<channel<raw_message>*> outputs,
-                 durable_store* offsets_source);
+                 offset_source* offsets_source);
     ~kafka_ingest() override;
 
     status start();
@@ -69,7 +68,7 @@ private:
     const config& cfg_;
     std::string bootstrap_;
     std::vector<channel<raw_message>*> outputs_;
-    durable_store* offsets_source_;
+    offset_source* offsets_source_;
     std::function<void(const std::vector<partition_offset>&)> on_revoke_;
     std::function<void(const std::vector<partition_offset>&)> on_assign_;
     std::mutex assignment_mutex_;  // revocation vs. the writer's check-and-cache

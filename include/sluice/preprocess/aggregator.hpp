@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sluice/config/config.hpp"
+#include "sluice/core/ports/aggregation_state.hpp"
 #include "sluice/core/record.hpp"
 
 namespace sluice {
@@ -29,15 +30,18 @@ namespace sluice {
 /// plus a 32-byte header per key. Keys leave only with their partition (evict_partitions).
 ///
 /// Thread-safety: add() from one writer thread; values_at() from any thread (sharded locks).
-class aggregator {
+class aggregator final : public aggregation_state {
 public:
     explicit aggregator(const feature_set_config& set, std::size_t shards = 64);
-    ~aggregator();
+    ~aggregator() override;
 
     /// Adds an event (values in the set's field order). Null values do not count (count counts
     /// events whose field is not null). partition: the Kafka partition it came from (-1: pushed).
     void add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values,
-             std::int32_t partition = -1);
+             std::int32_t partition) override;
+    void add(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values) {
+        add(key, event_time_ms, values, -1);
+    }
 
     /// True when the aggregator holds state for the key.
     bool contains(const std::string& key) const;
@@ -47,15 +51,15 @@ public:
     std::optional<std::int32_t> partition_of(const std::string& key) const;
 
     /// Drops the keys of these partitions (revoked: another instance now keeps them).
-    std::size_t evict_partitions(const std::vector<std::int32_t>& partitions);
+    std::size_t evict_partitions(const std::vector<std::int32_t>& partitions) override;
 
     /// True when the event is older than the key's newest event by more than allowed lateness.
-    bool too_late(const std::string& key, std::int64_t event_time_ms) const;
+    bool too_late(const std::string& key, std::int64_t event_time_ms) const override;
 
     /// Every aggregation's value at time at_ms, in config order: count → int64; sum → the field's
     /// type (int64 or double); avg → double; min/max → the field's type; last → the field's
     /// value. An empty window gives 0 for count and sum, null for the others.
-    std::vector<value> values_at(const std::string& key, std::int64_t at_ms) const;
+    std::vector<value> values_at(const std::string& key, std::int64_t at_ms) const override;
 
     /// Bytes of aggregation state held (for the memory figures).
     std::size_t memory_bytes() const;

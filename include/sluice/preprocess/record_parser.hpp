@@ -124,17 +124,4 @@ private:
     std::uint64_t too_old_ = 0;
 };
 
-/// The timestamp rule for numbers (shared with the config loader): epoch milliseconds, or epoch
-/// seconds when below 10^11; seconds may have a fraction (rounded to the millisecond) and
-/// milliseconds may not, unless round_ms is set (a lenient cast). Nothing when the result is
-/// outside years 1970..9999 or the number is not finite.
-std::optional<std::int64_t> epoch_number_to_ms(double x, bool round_ms = false);
-std::optional<std::int64_t> epoch_number_to_ms(std::int64_t x);
-
-/// An RFC 3339 time, or a decimal number following the rule above; nothing otherwise.
-std::optional<std::int64_t> parse_timestamp_text(std::string_view text, bool round_ms = false);
-
-/// Lowercase hex SHA-256 of the bytes.
-std::string sha256_hex(std::string_view bytes);
-
 }  // namespace sluice

@@ -7,10 +7,6 @@
 #include "sluice/core/result.hpp"
 #include "sluice/serve/services.hpp"
 
-namespace boost::asio {
-class io_context;
-}
-
 namespace sluice {
 
 /// Owns the listener and http.threads io threads. start() binds (port 0 picks a free port).
@@ -26,10 +22,5 @@ public:
 using http_server_ptr = std::unique_ptr<http_server>;
 
 http_server_ptr make_http_server(const serve_context& ctx);
-
-/// The io_context the calling thread runs when it is one of an HTTP server's io threads (each
-/// runs one io_context alone), else nullptr. Readers use it to do asynchronous I/O on the thread
-/// that asked, without a hand-off.
-boost::asio::io_context* current_io_context();
 
 }  // namespace sluice

@@ -2,7 +2,7 @@
 // Factory for the PostgreSQL durable store (libpq).
 
 #include "sluice/config/config.hpp"
-#include "sluice/store/durable_store.hpp"
+#include "sluice/core/ports/durable_store.hpp"
 
 namespace sluice {
 

@@ -7,7 +7,7 @@
 
 #include "sluice/config/columns.hpp"
 #include "sluice/config/config.hpp"
-#include "sluice/store/latest_cache.hpp"
+#include "sluice/core/ports/latest_cache.hpp"
 
 struct redisReply;
 
@@ -16,13 +16,6 @@ namespace sluice {
 /// One writer connection (store writer thread) and redis.pool_size reader connections.
 /// Every call has redis.timeout_ms; a connection that errs is replaced on the next call.
 latest_cache_ptr make_redis_cache(const config& cfg);
-
-/// RESP's "<kind><n>\r\n": the argument count of a command ('*') or the length of a bulk string ('$').
-void append_resp_header(std::string& out, char kind, std::size_t n);
-
-/// One RESP bulk string, $<len>\r\n<bytes>\r\n, the form of each argument of a command (which
-/// starts with *<argument count>\r\n).
-void append_resp_bulk(std::string& out, std::string_view arg);
 
 /// The AUTH command of the config (with a password): AUTH <username> <password> for an ACL user,
 /// AUTH <password> for the default user.

@@ -18,10 +18,11 @@
 #include "sluice/config/config.hpp"
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/core/pipeline_stats.hpp"
-#include "sluice/ingest/offset_sink.hpp"
-#include "sluice/preprocess/aggregator.hpp"
-#include "sluice/store/durable_store.hpp"
-#include "sluice/store/latest_cache.hpp"
+#include "sluice/core/ports/aggregation_state.hpp"
+#include "sluice/core/ports/durable_store.hpp"
+#include "sluice/core/ports/latest_cache.hpp"
+#include "sluice/core/ports/offsets.hpp"
+#include "sluice/core/ports/push.hpp"
 #include "sluice/store/memory_index.hpp"
 
 namespace sluice {
@@ -41,19 +42,19 @@ namespace sluice {
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
 /// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.
 /// Owned by the app; the stores it writes to outlive it.
-class store_writer {
+class store_writer final : public push_writer {
 public:
     store_writer(const config& cfg, std::vector<channel<processed>*> inputs, wakeup& readable,
                  durable_store* durable, latest_cache* cache, memory_index& memory, offset_sink* offsets,
                  dead_letter_publisher* dead_letter_topic = nullptr);
-    ~store_writer();
+    ~store_writer() override;
 
     /// The aggregation state per feature set (nullptr for a set without aggregations). Before a
     /// batch is written, each new record (not a re-delivery: its offset is past what this writer
     /// has committed) is added to its set's aggregator, or becomes a dead letter when it is later
     /// than allowed_lateness; every record then carries its key's aggregation values at write time
     /// after its fields, for latest, Redis and memory. Set before start().
-    void set_aggregators(std::vector<aggregator*> aggregators) { aggregators_ = std::move(aggregators); }
+    void set_aggregators(std::vector<aggregation_state*> aggregators) { aggregators_ = std::move(aggregators); }
     /// Where commits are counted (per set: records, dead letters, skipped; store errors). Set
     /// before start(); may stay null.
     void set_stats(pipeline_stats* stats) { stats_ = stats; }
@@ -68,15 +69,11 @@ public:
     /// this instance holds for its keys is not to be served until then. Any thread.
     bool catching_up(const std::string& topic, std::int32_t partition) const;
 
-    /// The outcome of a push: durable (false: the writer stopped first and nothing of it may be
-    /// assumed written), and the items that became dead letters in the writer (late events), by
-    /// their index in the push.
-    using push_done = std::function<void(bool durable, std::vector<std::pair<std::size_t, std::string>> late)>;
     /// Records and dead letters pushed through the API (not from Kafka): written with the next
     /// batch, then done is called on the cache thread once they are durable and readable from
     /// memory (or on the writer thread when they could not be written). False (done not called) when more than
     /// pipeline.queue_capacity pushed items are waiting already.
-    bool push(std::vector<processed> items, push_done done);
+    bool push(std::vector<processed> items, push_done done) override;
 
     void start();
     /// Writes everything queued, then joins. abort (set by the app on timeout) ends sooner.
@@ -148,7 +145,7 @@ private:
     memory_index& memory_;
     offset_sink* offsets_;
     dead_letter_publisher* dead_letter_topic_;
-    std::vector<aggregator*> aggregators_;
+    std::vector<aggregation_state*> aggregators_;
     pipeline_stats* stats_ = nullptr;
     std::mutex push_mutex_;
     std::deque<pending_push> pushes_;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "kafka_util.hpp"
+#include "sluice/core/log.hpp"
 #include "sluice/ingest/kafka_ingest.hpp"
 
 namespace sluice {
@@ -20,8 +21,7 @@ embedded_kafka::embedded_kafka() : impl_(std::make_unique<impl>()) {}
 embedded_kafka::~embedded_kafka() = default;
 
 status embedded_kafka::start(const config& cfg) {
-    auto log = spdlog::get("ingest.kafka");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::ingest);
     std::string error;
     rd_kafka_conf_t* conf = kafka::make_conf({{"client.id", "sluice-embedded-broker"}}, error);
     if (!conf) return status::failure(error);

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "kafka_util.hpp"
+#include "sluice/core/log.hpp"
 
 namespace sluice {
 
@@ -54,8 +55,7 @@ struct kafka_ingest::consumer {
     bool backpressure_dirty = false;
 
     consumer(kafka_ingest& o, std::size_t i) : owner(o), index(i) {
-        log = spdlog::get("ingest.kafka");
-        if (!log) log = spdlog::default_logger();
+        log = module_logger(log_module::ingest);
         throttled.assign(o.outputs_.size(), false);
         pending.resize(o.outputs_.size());
         for (std::size_t s = 0; s < o.cfg_.feature_sets.size(); ++s)
@@ -325,7 +325,7 @@ void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_p
 }  // namespace
 
 kafka_ingest::kafka_ingest(const config& cfg, std::string bootstrap_servers, std::vector<channel<raw_message>*> outputs,
-                           durable_store* offsets_source)
+                           offset_source* offsets_source)
     : cfg_(cfg), bootstrap_(std::move(bootstrap_servers)), outputs_(std::move(outputs)), offsets_source_(offsets_source) {}
 
 kafka_ingest::~kafka_ingest() { close(std::chrono::steady_clock::now() + std::chrono::seconds(10)); }

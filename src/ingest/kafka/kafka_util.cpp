@@ -1,13 +1,14 @@
 #include "kafka_util.hpp"
 
+#include "sluice/core/log.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace sluice::kafka {
 
 namespace {
 void log_cb(const rd_kafka_t*, int level, const char* fac, const char* buf) {
-    auto log = spdlog::get("kafka");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::kafka);
     // syslog levels: 0..3 error, 4 warning, 5..6 info, 7 debug
     const auto lvl = level <= 3 ? spdlog::level::err
                      : level == 4 ? spdlog::level::warn

@@ -1,5 +1,7 @@
 #include "response.hpp"
 
+#include "sluice/core/log.hpp"
+
 #include <spdlog/spdlog.h>
 
 namespace sluice::serve {
@@ -29,8 +31,7 @@ std::string_view trim_ows(std::string_view s) {
 }
 
 std::shared_ptr<spdlog::logger> http_logger() {
-    auto log = spdlog::get("http");
-    if (!log) log = spdlog::default_logger();
+    const auto& log = module_logger(log_module::http);
     return log;
 }
 

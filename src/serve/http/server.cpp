@@ -17,6 +17,7 @@
 #include "listener.hpp"
 #include "routes.hpp"
 #include "session.hpp"
+#include "sluice/core/io_thread.hpp"
 #include "sluice/serve/http_server.hpp"
 
 namespace sluice {
@@ -28,10 +29,8 @@ using namespace sluice::serve;
 // Runs the io_context until it is stopped. An exception that escapes a handler (Beast 1.74's
 // parser can throw on some hostile chunked input) ends only the connection it came from: the
 // handler's session is released during unwinding, and the thread goes back to run().
-thread_local net::io_context* this_thread_ioc = nullptr;
-
 void run_io_thread(const std::shared_ptr<net::io_context>& ioc) {
-    this_thread_ioc = ioc.get();
+    set_current_io_context(ioc.get());
     for (;;) {
         try {
             ioc->run();
@@ -204,7 +203,5 @@ private:
 }  // namespace
 
 http_server_ptr make_http_server(const serve_context& ctx) { return std::make_unique<beast_http_server>(ctx); }
-
-net::io_context* current_io_context() { return this_thread_ioc; }
 
 }  // namespace sluice

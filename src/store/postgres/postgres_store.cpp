@@ -14,7 +14,9 @@
 #include "pg_connection.hpp"
 #include "sluice/config/columns.hpp"
 #include "sluice/core/clock.hpp"
+#include "sluice/core/log.hpp"
 #include "sluice/core/value_codec.hpp"
+#include "sluice/store/newest_of_each_key.hpp"
 #include "sluice/store/postgres_store.hpp"
 
 namespace sluice {
@@ -199,8 +201,7 @@ private:
 /// Writes batches on the store writer thread (one connection) and serves reads from a pool.
 class postgres_store final : public durable_store {
 public:
-    explicit postgres_store(const config& cfg) : cfg_(cfg), pg_(*cfg.postgres), log_(spdlog::get("store.postgres")) {
-        if (!log_) log_ = spdlog::default_logger();
+    explicit postgres_store(const config& cfg) : cfg_(cfg), pg_(*cfg.postgres), log_(module_logger(log_module::postgres)) {
         const std::string schema = pg::quote_ident(pg_.schema);
         std::vector<std::string> writer_setup;
         std::vector<std::string> reader_setup;

@@ -8,26 +8,13 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "resp.hpp"
 #include "sluice/config/columns.hpp"
+#include "sluice/core/log.hpp"
 #include "sluice/core/value_codec.hpp"
 #include "sluice/store/redis_cache.hpp"
 
 namespace sluice {
-
-void append_resp_header(std::string& out, char kind, std::size_t n) {
-    char text[24];
-    text[0] = kind;
-    char* end = std::to_chars(text + 1, text + sizeof text - 2, n).ptr;
-    *end++ = '\r';
-    *end++ = '\n';
-    out.append(text, end);
-}
-
-void append_resp_bulk(std::string& out, std::string_view arg) {
-    append_resp_header(out, '$', arg.size());
-    out.append(arg);
-    out += "\r\n";
-}
 
 std::vector<std::string> auth_command(const redis_config& rc) {
     if (rc.username.empty()) return {"AUTH", rc.password};
@@ -186,8 +173,7 @@ private:
 
 class redis_cache final : public latest_cache {
 public:
-    explicit redis_cache(const config& cfg) : cfg_(cfg), rc_(*cfg.redis), writer_(rc_), log_(spdlog::get("store.redis")) {
-        if (!log_) log_ = spdlog::default_logger();
+    explicit redis_cache(const config& cfg) : cfg_(cfg), rc_(*cfg.redis), writer_(rc_), log_(module_logger(log_module::redis)) {
         for (int i = 0; i < rc_.pool_size; ++i) readers_.push_back(std::make_unique<redis_connection>(rc_));
         for (const auto& set : cfg.feature_sets) {
             columns_.push_back(latest_columns(set));

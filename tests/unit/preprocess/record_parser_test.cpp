@@ -3,6 +3,9 @@
 
 #include "sluice/preprocess/record_parser.hpp"
 
+#include "sluice/core/sha256.hpp"
+#include "sluice/core/timestamp.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "sluice/store/durable_store.hpp"
+#include "sluice/store/newest_of_each_key.hpp"
 
 namespace sluice {
 namespace {

@@ -8,7 +8,6 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "sluice/config/columns.hpp"
@@ -17,18 +16,6 @@
 #include "sluice/core/result.hpp"
 
 namespace sluice {
-
-/// One Redis (RESP) reply, pointing into the input it was parsed from. Only the shapes the
-/// reads get: status, error, integer, bulk string, nil, and arrays of those.
-struct resp_reply {
-    enum class kind { status, error, integer, bulk, nil, array } type = kind::nil;
-    std::string_view text;                  // status, error, integer or bulk
-    std::vector<std::string_view> elements;  // array (nil elements as empty strings)
-};
-
-/// Parses one reply at the start of `in`: the bytes it took, 0 when it is not complete yet, or
-/// -1 when the input is not RESP the reads can get. No allocation once `out.elements` has grown.
-long parse_resp_reply(std::string_view in, resp_reply& out);
 
 class redis_io_reader {
 public:

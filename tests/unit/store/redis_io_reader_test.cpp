@@ -29,8 +29,9 @@
 
 #include <boost/asio/post.hpp>
 
-#include "../../../src/app/redis_io_reader.hpp"
+#include "sluice/store/redis_io_reader.hpp"
 #include "mocks/mock_services.hpp"
+#include "sluice/core/io_thread.hpp"
 #include "sluice/serve/http_server.hpp"
 #include "unit/serve/server_fixture.hpp"
 

@@ -1,5 +1,6 @@
 #pragma once
-// How the store writer tells the ingest stage which offsets are durable.
+// Ports between the ingest stage and the store writer: where positions are seeded from, which
+// offsets are durable, and the dead-letter topic.
 
 #include <mutex>
 #include <string>
@@ -9,6 +10,14 @@
 #include "sluice/core/result.hpp"
 
 namespace sluice {
+
+/// Offsets stored for a consumer group, to seed partition positions on assignment. Implemented
+/// by the durable store; called on a consumer thread.
+class offset_source {
+public:
+    virtual ~offset_source() = default;
+    virtual result<std::vector<partition_offset>> read_offsets(const std::string& group_id) = 0;
+};
 
 /// Implemented by the Kafka ingest stage; called by the store writer thread after each commit.
 class offset_sink {

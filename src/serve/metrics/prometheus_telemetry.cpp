@@ -1,4 +1,4 @@
-#include "telemetry.hpp"
+#include "sluice/serve/prometheus_telemetry.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>

@@ -1,9 +1,10 @@
 // The default batch read: one get_latest (or get_as_of) per key, answered when the last is in.
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 
-#include "sluice/serve/services.hpp"
+#include "sluice/query/reader.hpp"
 
 namespace sluice {
 

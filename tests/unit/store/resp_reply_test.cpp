@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "../../../src/app/redis_io_reader.hpp"
+#include "../../../src/store/redis/resp.hpp"
 
 namespace sluice {
 namespace {

@@ -1,4 +1,4 @@
-#include "push_sink.hpp"
+#include "sluice/ingest/push_source.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -8,7 +8,7 @@
 namespace sluice {
 
 // One push in flight: answered exactly once, by the writer or by the deadline.
-struct push_sink::pending {
+struct push_source::pending {
     std::atomic<bool> answered{false};
     push_callback done;
     std::chrono::steady_clock::time_point deadline;
@@ -19,12 +19,12 @@ struct push_sink::pending {
     }
 };
 
-push_sink::push_sink(const config& cfg, store_writer& writer, lookup_pool& pool)
-    : cfg_(cfg), writer_(writer), pool_(pool), parser_(cfg), dedup_(cfg) {
+push_source::push_source(const config& cfg, push_validator& validator, push_writer& writer, lookup_pool& pool)
+    : cfg_(cfg), validator_(validator), writer_(writer), pool_(pool) {
     watcher_ = std::thread([this] { watch(); });
 }
 
-push_sink::~push_sink() {
+push_source::~push_source() {
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
@@ -33,7 +33,7 @@ push_sink::~push_sink() {
     watcher_.join();
 }
 
-void push_sink::watch() {
+void push_source::watch() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {
         cv_.wait_for(lock, std::chrono::milliseconds(100));
@@ -55,7 +55,7 @@ void push_sink::watch() {
     }
 }
 
-void push_sink::push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) {
+void push_source::push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) {
     auto p = std::make_shared<pending>();
     p->done = std::move(done);
     p->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.http.ingest_timeout_ms);
@@ -75,11 +75,7 @@ void push_sink::push(std::uint32_t set_index, std::vector<std::string> payloads,
             msg.source.offset = static_cast<std::int64_t>(i);
             msg.kafka_timestamp_ms = now;  // the time of arrival stands in for a Kafka timestamp
             msg.payload = std::move(payloads[i]);
-            processed item = parser_.parse(msg, now);
-            {
-                std::lock_guard lock(dedup_mutex_);
-                dedup_.apply(item);
-            }
+            processed item = validator_.validate(std::move(msg), now);
             if (auto* d = std::get_if<dead_letter>(&item))
                 outcome->errors.emplace_back(i, d->error);
             else if (std::holds_alternative<skipped>(item))

@@ -1,4 +1,4 @@
-#include "lookup_pool.hpp"
+#include "sluice/core/lookup_pool.hpp"
 
 namespace sluice {
 

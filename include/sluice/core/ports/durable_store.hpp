@@ -1,5 +1,6 @@
 #pragma once
-// The durable store (PostgreSQL): history, latest, dead letters and consumer offsets.
+// Port: the durable store (PostgreSQL) as the store writer, the readers and the aggregation
+// rebuild see it: history, latest, dead letters and consumer offsets. Implemented in store/postgres.
 
 #include <functional>
 #include <memory>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "sluice/core/record.hpp"
+#include "sluice/core/ports/offsets.hpp"
 #include "sluice/core/result.hpp"
 
 namespace sluice {
@@ -20,12 +22,6 @@ struct write_batch {
     std::size_t skipped = 0;                // inputs left out on purpose (their offsets still count)
     bool empty() const { return records.empty() && dead_letters.empty(); }
 };
-
-/// The record of each key (per feature set) that latest keeps, in PostgreSQL, Redis and memory
-/// alike: the newest event; among equal event times the first delivered (the lower offset, a
-/// Kafka record before a pushed one, else the earlier in the batch). In the order the keys first
-/// appear; the pointers are into `records`.
-std::vector<const record*> newest_of_each_key(const std::vector<record>& records);
 
 /// A key's history around one moment, for as-of lookups.
 struct history_slice {
@@ -52,9 +48,9 @@ using history_visitor =
 
 /// The store that makes records durable. write() is called by the store writer thread only;
 /// read_latest() and read_offsets() may be called from any thread (they use their own connections).
-class durable_store {
+class durable_store : public offset_source {
 public:
-    virtual ~durable_store() = default;
+    ~durable_store() override = default;
     /// Creates or migrates the schema and tables. Called once at start.
     virtual status prepare() = 0;
     /// Commits the whole batch (history, latest, dead letters, offsets) in one transaction.
@@ -83,8 +79,6 @@ public:
     virtual status for_each_history(std::uint32_t set_index, const history_scan& scan, const history_visitor& fn) = 0;
     /// The newest updated_at of any latest row (epoch ms), 0 when there is none.
     virtual result<std::int64_t> last_update_ms() = 0;
-    /// Offsets stored for a consumer group (to seed partition positions on assignment).
-    virtual result<std::vector<partition_offset>> read_offsets(const std::string& group_id) = 0;
     /// True when the last operation reached the server.
     virtual bool healthy() const = 0;
     /// Checks the connection (a round trip); used by the writer while idle.
