@@ -65,18 +65,8 @@ if [[ $mode != smoke ]]; then
   bash "$ROOT/scripts/setup.sh" >&2
   bench_packages=(wrk nginx-light webdis redis-tools)
   [[ -n $profile_dir ]] && bench_packages+=(linux-perf)
-  missing=()
-  for p in "${bench_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    sudo_cmd=()
-    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo_cmd[@]}" apt-get update -q >&2
-    "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-  fi
+  source "$ROOT/scripts/lib/packages.sh"
+  install_packages "${bench_packages[@]}"
 fi
 bench_targets=(sluice sluice_bench_load sluice_bench_openloop sluice_bench_kafka)
 if [[ $mode != smoke ]] && ((!no_build)); then

@@ -27,16 +27,8 @@ sudo_cmd=()
 
 # --- 1. packages and dockerd -----------------------------------------------------------------
 packages=(docker.io docker-compose debootstrap curl python3)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -q
-  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+source "$ROOT/scripts/lib/packages.sh"
+install_packages "${packages[@]}"
 
 # The client that comes with the daemon (another docker CLI earlier in PATH may expect plugins).
 DOCKER=/usr/bin/docker
@@ -91,7 +83,7 @@ if docker image inspect debian:bookworm >/dev/null 2>&1; then
   log "base image debian:bookworm exists"
 else
   mirror=$(apt_source bookworm)
-  mirror=${mirror:-http://deb.debian.org/debian}
+  [[ -n $mirror ]] || fail "no bookworm source in apt's sources (/etc/apt/sources.list*): debootstrap needs the mirror apt uses"
   security=$(apt_source bookworm-security)
   log "making debian:bookworm with debootstrap from $mirror"
   t=$SECONDS

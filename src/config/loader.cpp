@@ -564,7 +564,7 @@ const std::vector<key_spec<kafka_config>>& kafka_keys() {
 
 constexpr std::size_t max_name_len = 48;
 
-// Column names every feature set table already has (DESIGN §6); a field may not shadow them.
+// Column names every feature set table already has (README, "Stores"); a field may not shadow them.
 const std::vector<std::string>& reserved_columns() {
     static const std::vector<std::string> names = {"key",        "event_time", "ingested_at", "updated_at",
                                                    "src_topic", "src_partition", "src_offset"};
@@ -1698,7 +1698,7 @@ template <class T>
 apply_fn<config> optional_section(std::optional<T> config::*member, const std::vector<key_spec<T>>& (*table)()) {
     return [member, table](config& c, const json& v, const std::string& p, diagnostics& d) {
         if (v.is_null()) {
-            (c.*member).reset();
+           (c.*member).reset();
             return;
         }
         if (!v.is_object()) {

@@ -1,4 +1,4 @@
-// Windowed aggregations per key (DESIGN §2; issue 4, items 4, 5 and 8).
+// Windowed aggregations per key (README, "Config").
 //
 // Definition (the header's contract): an aggregation with window W has tiles of W/60 aligned to
 // the Unix epoch. Its value at T covers the events whose tile is one of the 60 tiles ending with

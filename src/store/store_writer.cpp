@@ -70,6 +70,7 @@ void store_writer::aggregate(write_batch& batch) {
                 d.set_index = r.set_index;
                 d.source = r.source;
                 d.received_at_ms = r.ingested_at_ms;
+                d.reason = dead_letter_reason::late_event;
                 d.error = "late event: event time " + format_rfc3339_ms(r.event_time_ms) +
                           " is more than allowed_lateness (" + std::to_string(set.allowed_lateness_ms / 1000) +
                           " s) older than the newest event of key '" + r.key + "'";
@@ -128,11 +129,10 @@ bool store_writer::push(std::vector<processed> items, push_done done) {
         push_seq_ += static_cast<std::int64_t>(items.size());
         for (std::size_t i = 0; i < items.size(); ++i) {
             record_source& src = std::visit([](auto& item) -> record_source& { return item.source; }, items[i]);
-            src.topic = "http";
-            src.partition = -1;
-            src.offset = p.first_seq + static_cast<std::int64_t>(i);
+            src = record_source::pushed(p.first_seq + static_cast<std::int64_t>(i));
         }
         pushed_items_ += items.size();
+        p.count = items.size();
         p.items = std::move(items);
         p.done = std::move(done);
         pushes_.push_back(std::move(p));
@@ -228,8 +228,10 @@ void store_writer::apply_partition_changes() {
                         ++rows;
                     });
             };
-            const bool ok =
-                durable_ && retry("aggregation catch-up from history", stats_ ? &stats_->postgres_errors : nullptr, catch_up);
+            // The state must not be served half caught up: a refused read is held like a write.
+            const bool ok = durable_ && retry("aggregation catch-up from history",
+                                              stats_ ? &stats_->postgres_errors : nullptr, catch_up, on_permanent::hold)
+                                            .ok();
             if (!ok) continue;
             committed_next_[tp] = std::max(from, to);
             log->info("{}[{}]: aggregation state caught up from {} history rows (offsets {}..{})", c.where.topic,
@@ -281,15 +283,17 @@ void store_writer::answer_pushes(std::vector<pending_push>& waiting, const write
         if (durable) {
             for (const auto& d : batch.dead_letters) {
                 // Late events among this push's records (its own invalid items were answered already).
-                if (d.source.topic != "http" || d.source.partition >= 0 || d.source.offset < p.first_seq) continue;
+                if (d.source.origin() != record_origin::push || d.source.offset < p.first_seq ||
+                    d.source.offset >= p.first_seq + static_cast<std::int64_t>(p.count))
+                    continue;
                 const auto index = static_cast<std::size_t>(d.source.offset - p.first_seq);
-                if (d.error.rfind("late event", 0) == 0) late.emplace_back(index, d.error);
+                if (d.reason == dead_letter_reason::late_event) late.emplace_back(index, d.error);
             }
         }
         try {
             p.done(durable, std::move(late));
         } catch (const std::exception& e) {
-            spdlog::default_logger()->error("push answer failed: {}", e.what());
+            module_logger(log_module::store)->error("push answer failed: {}", e.what());
         }
     }
     waiting.clear();
@@ -421,7 +425,8 @@ void store_writer::run() {
     handoff_cv_.notify_all();
 }
 
-bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op) {
+status store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op,
+                          on_permanent policy) {
     const auto& log = module_logger(log_module::store);
     auto backoff = first_backoff;
     bool failing = false;
@@ -431,16 +436,27 @@ bool store_writer::retry(const char* what, std::atomic<std::uint64_t>* errors, c
             if (failing) log->info("{} recovered", what);
             std::lock_guard lock(error_mutex_);
             last_error_.clear();
-            return true;
+            return s;
         }
         if (errors) errors->fetch_add(1, std::memory_order_relaxed);
-        if (!failing) log->error("{} failed, retrying with backoff: {}", what, s.message());
+        const bool permanent = !s.retryable();
+        if (permanent && policy == on_permanent::give_up) {
+            log->error("{} failed ({}), not retried: {}", what, to_string(s.kind()), s.message());
+            return s;
+        }
+        if (!failing && permanent)
+            log->error("{} failed ({}); it cannot succeed until an operator fixes the cause, tried again every {} s "
+                       "meanwhile: {}",
+                       what, to_string(s.kind()), max_backoff.count() / 1000, s.message());
+        else if (!failing)
+            log->error("{} failed, retrying with backoff: {}", what, s.message());
         failing = true;
         {
             std::lock_guard lock(error_mutex_);
             last_error_ = s.message();
         }
-        if (aborted()) return false;
+        if (aborted()) return status::failure(std::string(what) + ": the shutdown deadline passed while it failed");
+        if (permanent) backoff = max_backoff;
         // Sleep in small steps so an abort is noticed quickly.
         const auto until = std::chrono::steady_clock::now() + backoff;
         while (std::chrono::steady_clock::now() < until && !aborted())
@@ -466,7 +482,9 @@ bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting)
             write_started_ms_.store(0);
             return s;
         };
-        if (!retry("PostgreSQL write", stats_ ? &stats_->postgres_errors : nullptr, write)) {
+        // A batch cannot be dropped without losing records: a permanent failure (a table changed
+        // under the daemon, a revoked grant) holds ingestion until an operator fixes it.
+        if (!retry("PostgreSQL write", stats_ ? &stats_->postgres_errors : nullptr, write, on_permanent::hold).ok()) {
             log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
                       "consumed again on restart",
                       unwritten);
@@ -478,8 +496,11 @@ bool store_writer::flush(write_batch& batch, std::vector<pending_push>& waiting)
                       d.source.offset, d.error);
     }
     if (dead_letter_topic_ && !batch.dead_letters.empty()) {
-        if (!retry("dead-letter topic publish", stats_ ? &stats_->dead_letter_topic_errors : nullptr,
-                   [&] { return dead_letter_topic_->publish(batch.dead_letters); })) {
+        // The letters are durable in PostgreSQL already: a permanent refusal of the topic (it does
+        // not exist, a message is too large for it) leaves them there instead of stopping ingestion.
+        auto published = retry("dead-letter topic publish", stats_ ? &stats_->dead_letter_topic_errors : nullptr,
+                               [&] { return dead_letter_topic_->publish(batch.dead_letters); }, on_permanent::give_up);
+        if (!published && published.retryable()) {
             log->warn("shutdown timed out while the dead-letter topic is failing: the batch's offsets are not stored");
             return false;
         }

@@ -1,4 +1,4 @@
-// Windowed aggregations end to end (issue 4, items 4–7; DESIGN §4, §5 `as_of`), against the real
+// Windowed aggregations end to end (README, "Config"), against the real
 // `sluice` binary with PostgreSQL 15, Redis 7 and the librdkafka mock cluster:
 //
 //   1. a seeded random stream (out of order within the lateness, gaps, identical re-sends, a few
@@ -269,7 +269,7 @@ TEST_F(Aggregation, random_stream_matches_tiled_brute_force_online_and_as_of) {
     ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, http_port, "[agg-prop] "));
 
     // ---- the stream: per key, event times over the last 2 h with a gap, produced out of order
-    //      (arrival = event time + up to 40 min; 1 in 50 up to 120 min: some of those are late),
+    //     (arrival = event time + up to 40 min; 1 in 50 up to 120 min: some of those are late),
     //      1 in 20 re-sent as an identical message (a new offset: a new event) ------------------
     std::mt19937_64 rng(seed);
     const std::int64_t now0 = it::now_ms();

@@ -1,4 +1,4 @@
-// The HTTP API of DESIGN §5 on the wire, against the real daemon with PostgreSQL, Redis and the
+// The HTTP API of the README's API on the wire, against the real daemon with PostgreSQL, Redis and the
 // Kafka protocol: push ingestion (answered after durability), single and batch reads with their
 // statuses, as-of lookups, the Feast-compatible route, history paging, the catalog's live figures
 // and /metrics as Prometheus' own checker reads it.

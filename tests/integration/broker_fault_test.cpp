@@ -1,4 +1,4 @@
-// Broker faults (issue 3 item 6): with a paced stream running, the mock cluster's broker goes
+// Broker faults : with a paced stream running, the mock cluster's broker goes
 // down and comes back, its Fetch/OffsetCommit/Heartbeat requests fail with retriable errors,
 // and its round-trip time jumps to 500 ms. The daemon's consumer must recover by itself with
 // nothing lost and nothing doubled in history, and its Kafka committed offsets must catch up.

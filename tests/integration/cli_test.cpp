@@ -1,4 +1,4 @@
-// The command line of DESIGN §3 against the real binary: --version, and --check accepting a
+// The command line of the README's CLI against the real binary: --version, and --check accepting a
 // good config and naming the JSON path of every mistake in a bad one.
 
 #include <gtest/gtest.h>
@@ -17,7 +17,7 @@ namespace {
 // A complete config whose services do not need to exist: --check validates, it does not connect.
 std::string valid_config(const std::string& extra_kafka = "", const std::string& http_threads = "1") {
     return R"({
-  // comments are allowed (DESIGN §4)
+  // comments are allowed (README, "Config")
   "kafka": {"brokers": "127.0.0.1:9", "group_id": "it-check", "consumer_threads": 2,)" +
            extra_kafka + R"(
             "properties": {"session.timeout.ms": "6000", "auto.offset.reset": "earliest"}},

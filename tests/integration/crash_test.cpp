@@ -1,4 +1,4 @@
-// "Crash at any moment" (DESIGN §8, issue 3): while a paced stream of JSON events flows into an
+// "Crash at any moment" (README, "Guarantees and faults"): while a paced stream of JSON events flows into an
 // 8-partition topic, the real `sluice` daemon is killed with SIGKILL at random moments and
 // restarted each time with the same config and group. When the stream is over, every produced
 // message must be in PostgreSQL history exactly once, and latest (PostgreSQL), the Redis hashes
@@ -7,11 +7,11 @@
 //
 // The moments are random but seeded: the seed is printed, and SLUICE_IT_SEED=<seed> replays the
 // same schedule (the daemon's timing still varies). Sizes have CI defaults and can be raised:
-//   SLUICE_IT_CRASH_MESSAGES  (100000)  messages in the stream
+//   SLUICE_IT_CRASH_MESSAGES (100000)  messages in the stream
 //   SLUICE_IT_CRASH_STREAM_MS (50000)   how long producing them takes
-//   SLUICE_IT_CRASH_KILLS     (5)       kill -9 / restart cycles
-//   SLUICE_IT_CRASH_KEYS      (1000)    distinct keys (user ids)
-//   SLUICE_IT_CRASH_DRAIN_S   (180)     how long history may take to catch up at the end
+//   SLUICE_IT_CRASH_KILLS    (5)       kill -9 / restart cycles
+//   SLUICE_IT_CRASH_KEYS     (1000)    distinct keys (user ids)
+//   SLUICE_IT_CRASH_DRAIN_S  (180)     how long history may take to catch up at the end
 //   SLUICE_IT_SESSION_TIMEOUT_MS (3000) kafka session.timeout.ms (heartbeat: a quarter of it)
 // The mock broker keeps only ~5 MiB per partition: the daemon's lag while it is down must stay
 // below that (at the defaults it is well under 1 MiB per partition).

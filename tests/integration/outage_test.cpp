@@ -1,4 +1,4 @@
-// Stores that go away (issue 3 items 4 and 5, DESIGN §8): with a paced producer running
+// Stores that go away (README, "Guarantees and faults"): with a paced producer running
 // throughout, PostgreSQL is stopped for a while, Redis is stopped for a while (and comes back
 // empty), and PostgreSQL's history table is locked. Each test prints its figures (produced,
 // stored, missing, duplicates, recovery seconds) and asserts nothing is lost or doubled.

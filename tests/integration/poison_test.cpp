@@ -1,4 +1,4 @@
-// Poison input, late and duplicate events (issue 3 items 7 and 8, DESIGN §8): bad messages
+// Poison input, late and duplicate events (README, "Guarantees and faults"): bad messages
 // mixed into a valid stream each become exactly one dead letter with a reason a person can act
 // on (and, with kafka.dead_letter_topic set, one message on that topic that names the error and
 // the source); the valid stream arrives complete; an event older than the stored latest never

@@ -1,4 +1,4 @@
-// Scale-out (DESIGN §8, issue 3 item 9): two `sluice` daemons in one consumer group, sharing
+// Scale-out (README, "Guarantees and faults"): two `sluice` daemons in one consumer group, sharing
 // PostgreSQL and Redis, split the partitions of an 8-partition topic; stopping one of them
 // (kill -9, or SIGTERM) moves its partitions to the other with nothing lost and nothing doubled,
 // and the survivor answers for the keys of every partition with their newest values.

@@ -1,5 +1,5 @@
 #pragma once
-// The typed configuration: one struct per section of the JSON file (DESIGN §4).
+// The typed configuration: one struct per section of the JSON file (README, "Config").
 // Defaults here are the documented defaults; bounds live with the loader's key table.
 
 #include <cstdint>

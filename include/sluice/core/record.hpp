@@ -13,13 +13,25 @@ namespace sluice {
 /// string → std::string, json → std::string holding compact JSON text. monostate is null.
 using value = std::variant<std::monostate, std::int64_t, double, bool, std::string>;
 
+/// Where a record came from.
+enum class record_origin : unsigned char {
+    kafka,  // a topic-partition-offset
+    push,   // POST /v1/ingest: no partition; offset is the item's sequence number in the writer
+};
+
+/// What history's and dead_letters' src_topic hold for a pushed record.
+inline constexpr const char* push_topic = "http";
+
 /// Where a record came from: a Kafka topic-partition-offset, or an HTTP push (partition < 0).
 struct record_source {
     std::string topic;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
 
-    bool from_kafka() const { return partition >= 0; }
+    record_origin origin() const { return partition >= 0 ? record_origin::kafka : record_origin::push; }
+    bool from_kafka() const { return origin() == record_origin::kafka; }
+    /// A pushed item's source: the push topic, no partition, its sequence number.
+    static record_source pushed(std::int64_t sequence) { return record_source{push_topic, -1, sequence}; }
 };
 
 /// One Kafka message as the ingest stage hands it to preprocessing.
@@ -42,13 +54,25 @@ struct record {
     record_source source;
 };
 
+/// Why an input became a dead letter.
+enum class dead_letter_reason : unsigned char {
+    invalid,     // not a valid event of its feature set (JSON, schema, types, checks)
+    too_large,   // larger than kafka.max_message_bytes
+    tombstone,   // a Kafka message with a null value
+    late_event,  // older than its key's newest event by more than allowed_lateness
+};
+
+/// "invalid", "too_large", "tombstone", "late_event".
+const char* to_string(dead_letter_reason r);
+
 /// An input that failed validation, kept with the reason so nothing is silently dropped.
 struct dead_letter {
     std::uint32_t set_index = 0;
     record_source source;
     std::string payload;
-    std::string error;
+    std::string error;  // the reason in words, for a person: what was wrong and where
     std::int64_t received_at_ms = 0;
+    dead_letter_reason reason = dead_letter_reason::invalid;
 };
 
 /// An input deliberately left out (a filter, or a duplicate event id): it writes nothing, but its

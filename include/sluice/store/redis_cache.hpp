@@ -21,10 +21,10 @@ latest_cache_ptr make_redis_cache(const config& cfg);
 /// AUTH <password> for the default user.
 std::vector<std::string> auth_command(const redis_config& rc);
 
-/// "<key_prefix>:<set>:<key>" (DESIGN §7).
+/// "<key_prefix>:<set>:<key>" (README, "Stores").
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key);
 
-/// A key's hash as HGETALL returns it (DESIGN §7), read as the set's columns; no hash, or one
+/// A key's hash as HGETALL returns it (README, "Stores"), read as the set's columns; no hash, or one
 /// without _event_time, is an unknown key. `flat`: field, value, field, value, ...
 result<std::optional<latest_entry>> decode_latest_fields(const std::vector<latest_column>& columns, const std::string& key,
                                                          const std::vector<std::string_view>& flat);

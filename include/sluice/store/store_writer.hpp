@@ -94,12 +94,21 @@ private:
     /// batch and its pushes go to the cache thread.
     bool flush(write_batch& batch, std::vector<pending_push>& waiting);
     bool aborted() const;
-    /// Retries op with backoff until it succeeds or the shutdown deadline passes.
-    bool retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op);
+    /// What retry() does with a failure that is not retryable.
+    enum class on_permanent {
+        give_up,  // return it: the caller has a way around it
+        hold,     // try again every max backoff while it is reported: dropping the work would lose data
+    };
+    /// Runs op until it succeeds: a retryable failure again with backoff (0.1 s doubling to 5 s),
+    /// a permanent one per `policy`. Fails with a retryable status when the shutdown deadline
+    /// passed first, or with the permanent failure given up.
+    status retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op,
+                 on_permanent policy);
     struct pending_push {
         std::vector<processed> items;
         push_done done;
         std::int64_t first_seq = 0;  // items carry source.offset = first_seq + index
+        std::size_t count = 0;       // items in the push (items is emptied into the batch)
     };
     /// A batch that is durable in PostgreSQL, on its way to Redis, memory and the offset sink.
     struct durable_batch {

@@ -16,13 +16,31 @@ struct publish_state {
     std::atomic<int> outstanding{0};
     std::mutex mutex;
     std::string first_error;
+    bool first_permanent = false;  // first_error is one retrying cannot cure
 };
+
+// Errors that trying again cannot cure: the topic refuses these messages.
+bool permanent(rd_kafka_resp_err_t err) {
+    switch (err) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        case RD_KAFKA_RESP_ERR__INVALID_ARG:
+            return true;
+        default:
+            return false;
+    }
+}
 
 void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
     auto* st = static_cast<publish_state*>(m->_private);
     if (m->err) {
         std::lock_guard lock(st->mutex);
-        if (st->first_error.empty()) st->first_error = rd_kafka_err2str(m->err);
+        if (st->first_error.empty()) {
+            st->first_error = rd_kafka_err2str(m->err);
+            st->first_permanent = permanent(m->err);
+        }
     }
     st->outstanding.fetch_sub(1);
 }
@@ -93,12 +111,15 @@ status kafka_dead_letter_publisher::publish(const std::vector<dead_letter>& lett
             rd_kafka_headers_destroy(headers);
             st.outstanding.fetch_sub(1);
             rd_kafka_flush(impl_->rk, delivery_timeout_ms);  // let earlier reports land before st goes away
-            return status::failure(std::string("dead-letter topic ") + topic + ": " + rd_kafka_err2str(err));
+            return status::failure(std::string("dead-letter topic ") + topic + ": " + rd_kafka_err2str(err),
+                                   permanent(err) ? error_kind::permanent : error_kind::retryable);
         }
     }
     // Wait for every report of this call (they reference st).
     while (st.outstanding.load() > 0) rd_kafka_poll(impl_->rk, 100);
-    if (!st.first_error.empty()) return status::failure("dead-letter topic " + topic + ": " + st.first_error);
+    if (!st.first_error.empty())
+        return status::failure("dead-letter topic " + topic + ": " + st.first_error,
+                               st.first_permanent ? error_kind::permanent : error_kind::retryable);
     return status::success();
 }
 

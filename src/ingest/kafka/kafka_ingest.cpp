@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "kafka_util.hpp"
+#include "partition_flow.hpp"
 #include "sluice/core/log.hpp"
 
 namespace sluice {
@@ -23,7 +24,7 @@ constexpr std::chrono::milliseconds full_wait{10};
 
 /// One consumer thread and its librdkafka handle. The rebalance callback and the poll loop run on
 /// this thread; offsets_durable() may come from the store writer thread (librdkafka is thread-safe,
-/// and owned_ is guarded).
+/// and partition_flow locks).
 struct kafka_ingest::consumer {
     kafka_ingest& owner;
     std::size_t index;
@@ -40,30 +41,20 @@ struct kafka_ingest::consumer {
     bool closed = false;       // written by this thread, read by close() after the join
     std::unordered_map<std::string, std::uint32_t> topic_to_set;
 
-    struct partition_state {
-        bool delivered = false;  // a message was polled since the assignment
-        bool paused = false;
-    };
-    mutable std::mutex owned_mutex;
-    std::map<std::pair<std::string, std::int32_t>, partition_state> owned;  // assigned partitions
-
-    // Per preprocess queue: throttled (its partitions should be paused), and messages held back
-    // while it was full.
-    std::vector<bool> throttled;
+    // The assigned partitions, their queues and their pause state (no librdkafka in it).
+    kafka::partition_flow flow;
+    // Per preprocess queue: messages held back while it was full.
     std::vector<std::deque<raw_message>> pending;
     std::chrono::steady_clock::time_point last_backpressure{};
     bool backpressure_dirty = false;
 
-    consumer(kafka_ingest& o, std::size_t i) : owner(o), index(i) {
+    consumer(kafka_ingest& o, std::size_t i)
+        : owner(o), index(i),
+          flow(o.outputs_.size(), o.cfg_.pipeline.pause_watermark, o.cfg_.pipeline.resume_watermark) {
         log = module_logger(log_module::ingest);
-        throttled.assign(o.outputs_.size(), false);
         pending.resize(o.outputs_.size());
         for (std::size_t s = 0; s < o.cfg_.feature_sets.size(); ++s)
             topic_to_set[o.cfg_.feature_sets[s].topic] = static_cast<std::uint32_t>(s);
-    }
-
-    std::size_t route(const std::string& topic, std::int32_t partition) const {
-        return (std::hash<std::string>{}(topic) + static_cast<std::size_t>(partition)) % owner.outputs_.size();
     }
 
     // Moves held-back messages into their queues while there is room.
@@ -82,40 +73,25 @@ struct kafka_ingest::consumer {
         }
     }
 
-    // Throttles queues above the pause watermark (or with held-back messages) until they fall
-    // below the resume watermark, and pauses/resumes the partitions feeding them to match.
-    // A partition is paused only once it has delivered a message since its assignment: pausing
-    // right after assign() makes librdkafka 2.0.2 drop the assigned offset (upstream issue
-    // #2190), which stalls the partition. Until then a full queue holds its messages in pending.
+    // Pauses and resumes the partitions feeding each queue as partition_flow decides from the
+    // queues' fill (a partition that has not delivered since its assignment is never paused:
+    // until then a full queue holds its messages in pending).
     void apply_backpressure(bool force) {
         const auto now = std::chrono::steady_clock::now();
         if (!force && !backpressure_dirty && now - last_backpressure < std::chrono::milliseconds(5)) return;
         last_backpressure = now;
         backpressure_dirty = false;
-        const bool stopping = stop_fetch.load();
+        std::vector<kafka::queue_fill> fills(owner.outputs_.size());
         for (std::size_t w = 0; w < owner.outputs_.size(); ++w) {
             const auto& q = owner.outputs_[w]->queue;
-            const double fill = static_cast<double>(q.size()) / static_cast<double>(q.capacity());
-            if (stopping || !pending[w].empty() || fill >= owner.cfg_.pipeline.pause_watermark)
-                throttled[w] = true;
-            else if (fill <= owner.cfg_.pipeline.resume_watermark)
-                throttled[w] = false;
+            fills[w] = {q.size(), q.capacity(), !pending[w].empty()};
         }
-        auto* to_pause = rd_kafka_topic_partition_list_new(4);
-        auto* to_resume = rd_kafka_topic_partition_list_new(4);
-        {
-            std::lock_guard lock(owned_mutex);
-            for (auto& [tp, st] : owned) {
-                const bool want = throttled[route(tp.first, tp.second)];
-                if (want && st.delivered && !st.paused) {
-                    rd_kafka_topic_partition_list_add(to_pause, tp.first.c_str(), tp.second);
-                    st.paused = true;
-                } else if (!want && st.paused) {
-                    rd_kafka_topic_partition_list_add(to_resume, tp.first.c_str(), tp.second);
-                    st.paused = false;
-                }
-            }
-        }
+        const auto changes = flow.update(fills, stop_fetch.load());
+        auto* to_pause = rd_kafka_topic_partition_list_new(static_cast<int>(changes.pause.size()) + 1);
+        auto* to_resume = rd_kafka_topic_partition_list_new(static_cast<int>(changes.resume.size()) + 1);
+        for (const auto& [topic, partition] : changes.pause) rd_kafka_topic_partition_list_add(to_pause, topic.c_str(), partition);
+        for (const auto& [topic, partition] : changes.resume)
+            rd_kafka_topic_partition_list_add(to_resume, topic.c_str(), partition);
         if (to_pause->cnt > 0) {
             if (auto err = rd_kafka_pause_partitions(rk, to_pause)) log->warn("pausing partitions: {}", rd_kafka_err2str(err));
             log->debug("paused {} partitions", to_pause->cnt);
@@ -150,15 +126,8 @@ struct kafka_ingest::consumer {
         if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
         consumed.fetch_add(1, std::memory_order_relaxed);
 
-        {
-            std::lock_guard lock(owned_mutex);
-            auto it_p = owned.find({msg.source.topic, msg.source.partition});
-            if (it_p != owned.end() && !it_p->second.delivered) {
-                it_p->second.delivered = true;
-                backpressure_dirty = true;
-            }
-        }
-        const std::size_t w = route(msg.source.topic, msg.source.partition);
+        if (flow.first_delivery(msg.source.topic, msg.source.partition)) backpressure_dirty = true;
+        const std::size_t w = flow.route(msg.source.topic, msg.source.partition);
         auto& out = *owner.outputs_[w];
         // Keep partition order: once something is held back for this queue, everything after waits too.
         if (pending[w].empty() && out.queue.try_push(msg)) {
@@ -193,10 +162,9 @@ struct kafka_ingest::consumer {
                 log->error("assign failed: {}", rd_kafka_err2str(rerr));
             }
             {
-                std::lock_guard lock(owned_mutex);
-                if (!cooperative) owned.clear();
-                for (int i = 0; i < parts->cnt; ++i)
-                    owned[{parts->elems[i].topic, parts->elems[i].partition}] = partition_state{};
+                std::vector<kafka::topic_partition> assigned;
+                for (int i = 0; i < parts->cnt; ++i) assigned.emplace_back(parts->elems[i].topic, parts->elems[i].partition);
+                flow.assign(assigned, cooperative);
             }
             log->info("assigned {} partitions ({})", parts->cnt, cooperative ? "cooperative" : "eager");
             // Store the seeded positions too: Kafka's committed offsets then catch up with
@@ -220,12 +188,12 @@ struct kafka_ingest::consumer {
             std::vector<partition_offset> revoked;
             auto hold = owner.hold_assignment();
             {
-                std::lock_guard lock(owned_mutex);
+                std::vector<kafka::topic_partition> gone;
                 for (int i = 0; i < parts->cnt; ++i) {
-                    owned.erase({parts->elems[i].topic, parts->elems[i].partition});
+                    gone.emplace_back(parts->elems[i].topic, parts->elems[i].partition);
                     revoked.push_back({parts->elems[i].topic, parts->elems[i].partition, 0});
                 }
-                if (!cooperative) owned.clear();
+                flow.revoke(gone, cooperative);
             }
             log->info("revoked {} partitions{}", parts->cnt, lost ? " (assignment lost)" : "");
             if (owner.on_revoke_) owner.on_revoke_(revoked);
@@ -423,12 +391,9 @@ bool kafka_ingest::close(std::chrono::steady_clock::time_point deadline) {
 void kafka_ingest::offsets_durable(const std::vector<partition_offset>& offsets) {
     for (auto& c : consumers_) {
         auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
-        {
-            std::lock_guard lock(c->owned_mutex);
-            for (const auto& o : offsets)
-                if (c->owned.count({o.topic, o.partition}))
-                    rd_kafka_topic_partition_list_add(list, o.topic.c_str(), o.partition)->offset = o.next_offset;
-        }
+        for (const auto& o : offsets)
+            if (c->flow.owns(o.topic, o.partition))
+                rd_kafka_topic_partition_list_add(list, o.topic.c_str(), o.partition)->offset = o.next_offset;
         if (list->cnt > 0 && c->rk) {
             // A partition revoked meanwhile fails with __STATE: its new owner resumes from
             // consumer_offsets, which this batch already advanced.
@@ -440,18 +405,14 @@ void kafka_ingest::offsets_durable(const std::vector<partition_offset>& offsets)
 }
 
 bool kafka_ingest::owns(const std::string& topic, std::int32_t partition) const {
-    for (const auto& c : consumers_) {
-        std::lock_guard lock(c->owned_mutex);
-        if (c->owned.count({topic, partition})) return true;
-    }
+    for (const auto& c : consumers_)
+        if (c->flow.owns(topic, partition)) return true;
     return false;
 }
 
 bool kafka_ingest::has_assignment() const {
-    for (const auto& c : consumers_) {
-        std::lock_guard lock(c->owned_mutex);
-        if (!c->owned.empty()) return true;
-    }
+    for (const auto& c : consumers_)
+        if (c->flow.any()) return true;
     return false;
 }
 
@@ -459,12 +420,7 @@ std::int64_t kafka_ingest::consumer_lag(std::uint32_t set_index) const {
     const std::string& topic = cfg_.feature_sets[set_index].topic;
     std::int64_t lag = -1;
     for (const auto& c : consumers_) {
-        std::vector<std::int32_t> partitions;
-        {
-            std::lock_guard lock(c->owned_mutex);
-            for (const auto& [tp, state] : c->owned)
-                if (tp.first == topic) partitions.push_back(tp.second);
-        }
+        const std::vector<std::int32_t> partitions = c->flow.owned_of(topic);
         if (partitions.empty() || !c->rk) continue;
         rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
         for (auto p : partitions) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);

@@ -71,8 +71,7 @@ void push_source::push(std::uint32_t set_index, std::vector<std::string> payload
         for (std::size_t i = 0; i < payloads.size(); ++i) {
             raw_message msg;
             msg.set_index = set_index;
-            msg.source.topic = "http";
-            msg.source.offset = static_cast<std::int64_t>(i);
+            msg.source = record_source::pushed(static_cast<std::int64_t>(i));
             msg.kafka_timestamp_ms = now;  // the time of arrival stands in for a Kafka timestamp
             msg.payload = std::move(payloads[i]);
             processed item = validator_.validate(std::move(msg), now);

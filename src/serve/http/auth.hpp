@@ -1,5 +1,5 @@
 #pragma once
-// API key authentication of DESIGN §5: keys are configured as SHA-256 hex, presented as
+// API key authentication of the README's API: keys are configured as SHA-256 hex, presented as
 // "Authorization: Bearer <key>" or "X-API-Key: <key>", compared in constant time.
 // Built once at server start, then read concurrently by every io thread (immutable).
 

@@ -1,6 +1,6 @@
 #pragma once
 // Response helpers shared by the session, the dispatcher and the handlers: JSON bodies,
-// the error envelope of DESIGN §5, and the one logger of the HTTP module.
+// the error envelope of the README's API, and the one logger of the HTTP module.
 
 #include <memory>
 #include <string>

@@ -7,7 +7,7 @@
 
 namespace sluice::serve {
 
-/// Every route of DESIGN §5, its handlers bound to ctx (which must outlive the router).
+/// Every route of the README's API, its handlers bound to ctx (which must outlive the router).
 router make_routes(const serve_context& ctx);
 
 }  // namespace sluice::serve

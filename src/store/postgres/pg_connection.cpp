@@ -2,6 +2,18 @@
 
 namespace sluice::pg {
 
+error_kind kind_of_sqlstate(std::string_view sqlstate) {
+    if (sqlstate.size() != 5) return error_kind::retryable;  // no answer from the server: it may come back
+    const std::string_view cls = sqlstate.substr(0, 2);
+    // Data exceptions, integrity violations, syntax and access rules, unsupported features, invalid
+    // names and transaction states: the same statement fails the same way again.
+    for (const char* never : {"22", "23", "42", "0A", "25", "26", "28", "2B", "2D", "34", "3D", "3F", "44"})
+        if (cls == never) return error_kind::permanent;
+    // Connection loss, rollbacks (serialization, deadlock), lack of resources, operator
+    // intervention (shutdown, statement timeout), lock not available, system errors: may pass.
+    return error_kind::retryable;
+}
+
 connection::connection(std::string dsn, std::vector<std::string> on_connect)
     : dsn_(std::move(dsn)), on_connect_(std::move(on_connect)) {}
 
@@ -32,7 +44,7 @@ status connection::ensure() {
         auto r = exec(sql);
         if (!r) {
             reset();
-            return status::failure(r.message());
+            return r.as_status();
         }
     }
     return status::success();
@@ -48,31 +60,32 @@ status connection::check(PGresult* r, const std::string& what) {
     sqlstate_ = state ? state : "";
     std::string msg = r ? PQresultErrorMessage(r) : (conn_ ? PQerrorMessage(conn_) : "no connection");
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    const bool lost = !r || (conn_ && PQstatus(conn_) != CONNECTION_OK);
     if (conn_ && PQstatus(conn_) != CONNECTION_OK) reset();
-    return status::failure(what + ": " + msg);
+    return status::failure(what + ": " + msg, lost ? error_kind::retryable : kind_of_sqlstate(sqlstate_));
 }
 
 result<result_ptr> connection::exec(const std::string& sql) {
-    if (auto s = ensure(); !s) return result<result_ptr>::failure(s.message());
+    if (auto s = ensure(); !s) return result<result_ptr>::failure(s);
     result_ptr r(PQexec(conn_, sql.c_str()));
-    if (auto s = check(r.get(), "PostgreSQL"); !s) return result<result_ptr>::failure(s.message());
+    if (auto s = check(r.get(), "PostgreSQL"); !s) return result<result_ptr>::failure(s);
     return r;
 }
 
 result<result_ptr> connection::exec_params(const std::string& sql, const std::vector<const char*>& values,
                                            const std::vector<int>& lengths, const std::vector<int>& formats) {
-    if (auto s = ensure(); !s) return result<result_ptr>::failure(s.message());
+    if (auto s = ensure(); !s) return result<result_ptr>::failure(s);
     result_ptr r(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
                               lengths.empty() ? nullptr : lengths.data(), formats.empty() ? nullptr : formats.data(),
                               0));
-    if (auto s = check(r.get(), "PostgreSQL"); !s) return result<result_ptr>::failure(s.message());
+    if (auto s = check(r.get(), "PostgreSQL"); !s) return result<result_ptr>::failure(s);
     return r;
 }
 
 result<result_ptr> connection::exec_prepared(const std::string& name, const std::vector<const char*>& values) {
-    if (auto s = ensure(); !s) return result<result_ptr>::failure(s.message());
+    if (auto s = ensure(); !s) return result<result_ptr>::failure(s);
     result_ptr r(PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0));
-    if (auto s = check(r.get(), "PostgreSQL"); !s) return result<result_ptr>::failure(s.message());
+    if (auto s = check(r.get(), "PostgreSQL"); !s) return result<result_ptr>::failure(s);
     return r;
 }
 

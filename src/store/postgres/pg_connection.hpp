@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sluice/core/result.hpp"
@@ -51,6 +52,11 @@ private:
     PGconn* conn_ = nullptr;
     std::string sqlstate_;
 };
+
+/// Whether a failure with this SQLSTATE can pass by itself (a lost connection, a deadlock, a
+/// shutdown, a timeout) or fails the same way again (a data exception, a constraint, a missing
+/// table or column, a refused grant). Anything unknown is taken as retryable.
+error_kind kind_of_sqlstate(std::string_view sqlstate);
 
 /// SQLSTATE unique_violation.
 inline constexpr const char* unique_violation = "23505";

@@ -1,6 +1,5 @@
 #pragma once
-// Windowed aggregations seen from outside the daemon (DESIGN §4 "aggregations", issue 4 items
-// 4–7): the aggregations a test declares on the `user_activity` set (stack.hpp), a brute-force
+// Windowed aggregations seen from outside the daemon (README, "Config"): the aggregations a test declares on the `user_activity` set (stack.hpp), a brute-force
 // model of their values written here independently of the daemon's code, and the comparison of
 // what the daemon serves (API JSON, PostgreSQL text, Redis JSON text) with that model.
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Helpers for the fault tests (issue 3, DESIGN §8): a paced producer that keeps a stream of
+// Helpers for the fault tests (README, "Guarantees and faults"): a paced producer that keeps a stream of
 // valid `user_activity` events flowing from a background thread while the test takes a store
 // or the broker away (its events are checked with audit.hpp), Redis against PostgreSQL's
 // latest, single reads of the API, the daemon's RSS, the readiness probe, the daemon log, and

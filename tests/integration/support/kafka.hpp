@@ -1,5 +1,5 @@
 #pragma once
-// librdkafka's mock cluster as the Kafka broker of integration tests (DESIGN §9), plus a
+// librdkafka's mock cluster as the Kafka broker of integration tests (README, "Tests"), plus a
 // producer with per-message delivery reports and offset inspection.
 //
 // kafka_cluster hosts the mock cluster on a private rd_kafka_t; the brokers listen on

@@ -1,5 +1,5 @@
 #pragma once
-// The real components of DESIGN §9 together: PostgreSQL 15, Redis 7 and the Kafka mock
+// The real components of the README's Tests together: PostgreSQL 15, Redis 7 and the Kafka mock
 // cluster, each on a free loopback port, plus the daemon config that points at them.
 // Starting the stack takes a few seconds (initdb), so a test suite owns one for all its tests
 // (SetUpTestSuite) and destroys it at the end.
@@ -31,7 +31,7 @@ struct test_stack {
     kafka_cluster kafka;
 };
 
-/// The `user_activity` feature set of DESIGN §4 (clicks int required, spend double min 0,
+/// The `user_activity` feature set of the README's Config (clicks int required, spend double min 0,
 /// country string default "??", premium bool; key user_id, event time ts, TTL 24h) on topic
 /// `topic`, with every store of `stack` configured and the API on 127.0.0.1:`http_port`.
 nlohmann::json user_activity_config(const test_stack& stack, const std::string& group_id, int http_port,

@@ -1,5 +1,5 @@
 #pragma once
-// What the tests produce: valid `user_activity` events (DESIGN §4) remembered with where they
+// What the tests produce: valid `user_activity` events (README, "Config") remembered with where they
 // landed, so a test knows the expected state (every message once in history, the newest event
 // per key in latest, Redis and the API; see audit.hpp for the checks), and event_stream, a
 // producer of random events that the test thread paces itself (pipeline, crash, scale-out).
@@ -66,7 +66,7 @@ struct message_variety {
     bool undeclared_field = false;   // every 17th message has a "referrer" object the set does not declare
 };
 
-/// Produces events of the `user_activity` set (DESIGN §4) to one topic, keyed by user id (so
+/// Produces events of the `user_activity` set (README, "Config") to one topic, keyed by user id (so
 /// each key lives in one partition), about 100 bytes each, with random values. The n-th event
 /// varies the shape: some use an RFC 3339 event time, or leave out country or premium. send(k)
 /// and the send_random*() variants use event time base_ts plus a global sequence number:

@@ -546,7 +546,7 @@ TEST_F(RedisIoReaderTest, ARefusedSelectFailsTheReadWithRedisReason) {
 // 3. A reply after AUTH and SELECT are accepted.
 
 TEST_F(RedisIoReaderTest, AHashAfterAuthAndSelectIsDecodedIntoTheEntry) {
-    // The hash of DESIGN §7: one field per value as its JSON text, plus _event_time; the fields in
+    // The hash of the README's Stores: one field per value as its JSON text, plus _event_time; the fields in
     // another order than declared, and one the set does not declare.
     const std::string hash = "*10\r\n"
                              "$7\r\ncountry\r\n$4\r\n\"DE\"\r\n"
