@@ -102,11 +102,7 @@ status kafka_dead_letter_publisher::publish(const std::vector<dead_letter>& lett
         st.outstanding.fetch_add(1);
         // A tombstone stays a null value; anything else is the original bytes.
         const bool null_value = d.payload.empty();
-        auto err = rd_kafka_producev(
-            impl_->rk, RD_KAFKA_V_TOPIC(topic.c_str()),
-            RD_KAFKA_V_VALUE(null_value ? nullptr : const_cast<char*>(d.payload.data()), d.payload.size()),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(&st),
-            RD_KAFKA_V_END);
+        auto err = kafka::produce_copy(impl_->rk, topic, {}, d.payload, null_value, headers, &st);
         if (err) {
             rd_kafka_headers_destroy(headers);
             st.outstanding.fetch_sub(1);

@@ -76,10 +76,7 @@ struct event_generator::impl {
             event[fs.event_time_field] = now;
             for (const auto& f : fs.fields) event[f.name] = make_value(f, rng, now);
             const std::string payload = event.dump();
-            auto err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(fs.topic.c_str()),
-                                         RD_KAFKA_V_KEY(key.data(), key.size()),
-                                         RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
-                                         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            auto err = kafka::produce_copy(rk, fs.topic, key, payload, false, nullptr, nullptr);
             if (!err) produced.fetch_add(1, std::memory_order_relaxed);
             rd_kafka_poll(rk, 0);
             next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval);

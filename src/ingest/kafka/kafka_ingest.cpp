@@ -175,8 +175,8 @@ struct kafka_ingest::consumer {
                     rd_kafka_topic_partition_list_add(seeded, parts->elems[i].topic, parts->elems[i].partition)->offset =
                         parts->elems[i].offset;
             if (seeded->cnt > 0)
-                if (auto err = rd_kafka_offsets_store(rk, seeded))
-                    log->debug("storing seeded offsets: {}", rd_kafka_err2str(err));
+                if (auto store_err = rd_kafka_offsets_store(rk, seeded))
+                    log->debug("storing seeded offsets: {}", rd_kafka_err2str(store_err));
             rd_kafka_topic_partition_list_destroy(seeded);
         } else {
             const bool lost = rd_kafka_assignment_lost(rk);
