@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,8 +40,10 @@ struct transform_draft {
     std::string op_name;
     std::vector<std::string> keys;  // keys given besides "op", in file order
     const json* value = nullptr;    // default
-    const json* min = nullptr;      // clamp
-    const json* max = nullptr;
+    // clamp: copies, not pointers into the document, since a bound written as "${VAR}" is read
+    // from a number converted only for the duration of the read.
+    std::optional<json> min;
+    std::optional<json> max;
     const json* operand = nullptr;  // filter: the first condition's value
     std::string condition;          // filter: the first condition's key
     bool to_ok = false;             // cast: "to" names a type

@@ -266,9 +266,9 @@ const std::vector<key_spec<transform_draft>>& transform_keys() {
             draft_key("value", "default: the value a null becomes", kind::any,
                       [](S& t, const json& v, const std::string&, diagnostics&) { t.value = &v; }),
             draft_key("min", "clamp: smallest value", kind::number,
-                      [](S& t, const json& v, const std::string&, diagnostics&) { t.min = &v; }),
+                      [](S& t, const json& v, const std::string&, diagnostics&) { t.min = v; }),
             draft_key("max", "clamp: largest value", kind::number,
-                      [](S& t, const json& v, const std::string&, diagnostics&) { t.max = &v; }),
+                      [](S& t, const json& v, const std::string&, diagnostics&) { t.max = v; }),
             draft_key("salt", "hash: text put before the value before hashing", kind::string,
                       text(&transform_config::salt)),
         };

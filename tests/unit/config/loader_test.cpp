@@ -1042,6 +1042,21 @@ TEST(ConfigTransforms, AggregationOverADroppedFieldIsRefused) {
                   "\"spend\" is dropped by feature_sets[0].transforms[0]: the aggregation would only see nulls"));
 }
 
+// A clamp bound written as "${VAR}" is read as a number, like any number from the environment
+// (the loader once kept a pointer to the converted number past its lifetime).
+TEST(ConfigTransforms, ClampBoundsMayComeFromTheEnvironment) {
+    ::setenv("SLUICE_TEST_CLAMP_MIN", "2", 1);
+    ::setenv("SLUICE_TEST_CLAMP_MAX", "9.5", 1);
+    const auto r = with_transforms(
+        R"({"op": "clamp", "field": "spend", "min": "${SLUICE_TEST_CLAMP_MIN}", "max": "${SLUICE_TEST_CLAMP_MAX}"})");
+    ASSERT_TRUE(r.ok()) << all_errors(r);
+    ASSERT_EQ(r.cfg.feature_sets[0].transforms.size(), 1u);
+    EXPECT_DOUBLE_EQ(std::get<double>(r.cfg.feature_sets[0].transforms[0].clamp_min), 2.0);
+    EXPECT_DOUBLE_EQ(std::get<double>(r.cfg.feature_sets[0].transforms[0].clamp_max), 9.5);
+    ::unsetenv("SLUICE_TEST_CLAMP_MIN");
+    ::unsetenv("SLUICE_TEST_CLAMP_MAX");
+}
+
 TEST(ConfigDedup, IsReadWithDefaults) {
     const auto off = load_config_text(with_set(transform_fields));
     EXPECT_FALSE(off.cfg.feature_sets[0].dedup.enabled());
