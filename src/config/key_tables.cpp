@@ -119,8 +119,7 @@ std::vector<std::string> transform_op_names() {
     return names;
 }
 
-// Whole minutes: the window is cut into 60 tiles of window/60, which are then whole seconds, so
-// tile edges never fall inside a second.
+// How long an aggregation window, the allowed lateness and a dedup window may be.
 constexpr duration_range window_range = {minute_ms, max_window_ms, "1m", "30d"};
 constexpr duration_range lateness_range = {0, max_window_ms, "0", "30d"};
 constexpr duration_range dedup_window_range = {1000, 7LL * 86400 * 1000, "1s", "7d"};
@@ -199,6 +198,8 @@ const std::vector<key_spec<aggregation_config>>& aggregation_keys() {
                                                 d.add(p, *one_of(names_of(agg_ops()))(text));
                                             }),
                               names_of(agg_ops()))),
+        // Whole minutes: the window is cut into 60 tiles of window/60, which are then whole
+        // seconds, so tile edges never fall inside a second.
         required(with_duration_range(
             custom_key<S>("window", "sliding event-time window, 1m..30d in whole minutes (60 tiles of window/60)",
                           no_default(), kind::string,
