@@ -1,4 +1,4 @@
-// sluice: parse the CLI, load the config, start the daemon, wait for a signal, drain.
+// sluice: parse the CLI, load the config (or describe its schema), start the daemon, wait for a signal, drain.
 
 #include <spdlog/spdlog.h>
 
@@ -10,6 +10,7 @@
 
 #include "sluice/app/daemon.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/config/schema.hpp"
 #include "sluice/core/log.hpp"
 
 namespace {
@@ -18,6 +19,7 @@ void usage(std::FILE* out) {
     std::fprintf(out,
                  "usage: sluice --config FILE            run the daemon\n"
                  "       sluice --config FILE --check    validate the config and exit 0, or print every error and exit 1\n"
+                 "       sluice --describe-config [--json]  every config key: type, default, bounds, description\n"
                  "       sluice --version\n");
 }
 
@@ -26,6 +28,8 @@ void usage(std::FILE* out) {
 int main(int argc, char** argv) {
     std::string config_path;
     bool check = false;
+    bool describe_config = false;
+    bool json_output = false;
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "--version") {
@@ -33,6 +37,10 @@ int main(int argc, char** argv) {
             return 0;
         } else if (arg == "--check") {
             check = true;
+        } else if (arg == "--describe-config") {
+            describe_config = true;
+        } else if (arg == "--json") {
+            json_output = true;
         } else if (arg == "--config" && i + 1 < argc) {
             config_path = argv[++i];
         } else if (arg.rfind("--config=", 0) == 0) {
@@ -45,6 +53,22 @@ int main(int argc, char** argv) {
             usage(stderr);
             return 2;
         }
+    }
+    if (describe_config) {
+        // The schema, not a file's contents: a config path would suggest otherwise.
+        if (!config_path.empty() || check) {
+            std::fprintf(stderr, "sluice: --describe-config takes no --config or --check\n");
+            usage(stderr);
+            return 2;
+        }
+        const std::string text = json_output ? sluice::describe_config_json() : sluice::describe_config_text();
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        return 0;
+    }
+    if (json_output) {
+        std::fprintf(stderr, "sluice: --json goes with --describe-config\n");
+        usage(stderr);
+        return 2;
     }
     if (config_path.empty()) {
         usage(stderr);

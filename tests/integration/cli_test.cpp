@@ -1,11 +1,14 @@
-// The command line of the README's CLI against the real binary: --version, and --check accepting a
-// good config and naming the JSON path of every mistake in a bad one.
+// The command line against the real binary: --version; --check accepting a good config and
+// naming the JSON path of every mistake in a bad one; --describe-config listing every key.
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <regex>
 #include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "integration/support/stack.hpp"
 
@@ -17,7 +20,7 @@ namespace {
 // A complete config whose services do not need to exist: --check validates, it does not connect.
 std::string valid_config(const std::string& extra_kafka = "", const std::string& http_threads = "1") {
     return R"({
-  // comments are allowed (README, "Config")
+  // comments are allowed
   "kafka": {"brokers": "127.0.0.1:9", "group_id": "it-check", "consumer_threads": 2,)" +
            extra_kafka + R"(
             "properties": {"session.timeout.ms": "6000", "auto.offset.reset": "earliest"}},
@@ -116,4 +119,59 @@ TEST_F(Cli, check_accepts_the_shipped_example_configs) {
         }
     }
     if (checked == 0) GTEST_SKIP() << "no example configs in " << dir;
+}
+
+TEST_F(Cli, describe_config_lists_every_key_as_text_and_as_json) {
+    auto text = it::run_command({it::sluice_binary(), "--describe-config"}, 10s);
+    ASSERT_TRUE(text.status.ok()) << text.status.describe() << "\n" << text.output;
+    auto json_text = it::run_command({it::sluice_binary(), "--describe-config", "--json"}, 10s);
+    ASSERT_TRUE(json_text.status.ok()) << json_text.status.describe() << "\n" << json_text.output;
+    const auto keys = nlohmann::json::parse(json_text.output);
+    ASSERT_TRUE(keys.is_array());
+
+    // The text is a header line and then one line per key of the JSON, in the same order.
+    std::vector<std::string> lines;
+    std::istringstream in(text.output);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    ASSERT_EQ(lines.size(), keys.size() + 1) << text.output;
+    EXPECT_EQ(lines[0].rfind("KEY", 0), 0u) << lines[0];
+    std::set<std::string> paths;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        const std::string path = keys[i].at("path");
+        paths.insert(path);
+        EXPECT_EQ(lines[i + 1].rfind(path + " ", 0), 0u) << lines[i + 1];
+        EXPECT_FALSE(keys[i].at("description").get<std::string>().empty()) << path;
+    }
+    for (const char* path : {"kafka.brokers", "feature_sets[].fields.*.type", "feature_sets[].transforms[].op",
+                             "feature_sets[].aggregations[].window", "feature_sets[].dedup.window",
+                             "http.auth.api_keys[].scopes", "http.tls.cert_file", "http.rate_limit.burst",
+                             "generator.keys", "memory.enabled", "log.level"})
+        EXPECT_TRUE(paths.count(path)) << path << " is not listed";
+}
+
+// The shipped example shows every key outside feature_sets, and only keys the schema has
+// (scripts/gen_config_docs.py --check also compares the values).
+TEST_F(Cli, the_example_config_holds_every_key_of_the_schema_outside_feature_sets) {
+    auto r = it::run_command({it::sluice_binary(), "--describe-config", "--json"}, 10s);
+    ASSERT_TRUE(r.status.ok()) << r.status.describe() << "\n" << r.output;
+    std::set<std::string> schema;
+    for (const auto& key : nlohmann::json::parse(r.output)) {
+        const std::string path = key.at("path");
+        if (path.rfind("feature_sets", 0) != 0 && path.find("[]") == std::string::npos) schema.insert(path);
+    }
+    const auto example = nlohmann::json::parse(
+        it::read_file(std::filesystem::path(SLUICE_SOURCE_DIR) / "config" / "sluice.example.json"), nullptr, true,
+        /*ignore_comments=*/true);
+    std::set<std::string> shown;
+    const auto walk = [&](const auto& self, const nlohmann::json& node, const std::string& path) -> void {
+        for (auto member = node.begin(); member != node.end(); ++member) {
+            const std::string child = path.empty() ? member.key() : path + "." + member.key();
+            if (child == "feature_sets") continue;
+            shown.insert(child);
+            // kafka.properties holds librdkafka's names, not the schema's.
+            if (member->is_object() && child != "kafka.properties") self(self, *member, child);
+        }
+    };
+    walk(walk, example, "");
+    EXPECT_EQ(shown, schema);
 }

@@ -1,6 +1,8 @@
 #pragma once
-// The typed configuration: one struct per section of the JSON file (README, "Config").
-// Defaults here are the documented defaults; bounds live with the loader's key table.
+// The typed configuration: one struct per section of the JSON file.
+// The initialisers here are the defaults. The loader's key tables read most of them from here for
+// the schema (sluice/config/schema.hpp); the few the schema states in words are checked against
+// these by a unit test. Bounds and descriptions live with the key tables.
 
 #include <cstdint>
 #include <map>
@@ -27,6 +29,8 @@ struct field_config {
     /// JSON "allowed" (string and int fields): the only values accepted, coerced to the type;
     /// empty = any value.
     std::vector<value> allowed = {};
+
+    bool operator==(const field_config&) const = default;
 };
 
 enum class agg_op { count, sum, avg, min, max, last };
@@ -41,6 +45,8 @@ struct aggregation_config {
     std::size_t field_index = 0;      // its index in feature_set_config::fields (set by the loader)
     agg_op op = agg_op::count;
     std::int64_t window_ms = 0;       // 1 minute .. 30 days
+
+    bool operator==(const aggregation_config&) const = default;
 };
 
 /// A declarative transform of a feature set's events (JSON "transforms": [...]). The order they
@@ -63,6 +69,8 @@ struct transform_config {
     std::string salt;                 // hash: prefixed to the value before hashing
     filter_op condition = filter_op::equals;  // filter
     std::vector<value> operands;      // filter: one operand, or the list of in/not_in
+
+    bool operator==(const transform_config&) const = default;
 };
 
 /// Skips an event whose id was already seen within a window (JSON "dedup").
@@ -72,6 +80,8 @@ struct dedup_config {
     std::int64_t window_ms = 10LL * 60 * 1000;  // event time an id is remembered for
     std::int64_t max_ids = 1000000;   // ids remembered per preprocess worker, at most
     bool enabled() const { return !field.empty(); }
+
+    bool operator==(const dedup_config&) const = default;
 };
 
 /// What the event time is when the event has none (JSON "event_time_fallback").
@@ -103,11 +113,15 @@ struct feature_set_config {
     /// How far back events still count for the aggregation state: the widest window plus the
     /// allowed lateness (the state is rebuilt from this much history).
     std::int64_t aggregation_horizon_ms() const { return widest_window_ms() + allowed_lateness_ms; }
+
+    bool operator==(const feature_set_config&) const = default;
 };
 
 struct embedded_kafka_config {
     int brokers = 1;                  // mock cluster brokers
     int partitions = 4;               // partitions of each feature set's topic
+
+    bool operator==(const embedded_kafka_config&) const = default;
 };
 
 struct kafka_config {
@@ -121,6 +135,8 @@ struct kafka_config {
     embedded_kafka_config embedded;
 
     bool is_embedded() const { return brokers == "embedded"; }
+
+    bool operator==(const kafka_config&) const = default;
 };
 
 struct pipeline_config {
@@ -131,6 +147,8 @@ struct pipeline_config {
     double pause_watermark = 0.9;     // fraction of queue_capacity that pauses partitions
     double resume_watermark = 0.5;    // fraction below which they resume
     std::int64_t shutdown_timeout_ms = 30000;
+
+    bool operator==(const pipeline_config&) const = default;
 };
 
 struct postgres_config {
@@ -140,6 +158,8 @@ struct postgres_config {
     /// Latest's upsert runs on a second connection while history is copied, and commits just
     /// before history and the offsets do (false, the default: everything in one transaction).
     bool parallel_latest = false;
+
+    bool operator==(const postgres_config&) const = default;
 };
 
 struct redis_config {
@@ -151,12 +171,16 @@ struct redis_config {
     std::string password;
     int db = 0;
     int timeout_ms = 1000;
+
+    bool operator==(const redis_config&) const = default;
 };
 
 struct api_key_config {
     std::string name;
     std::string sha256;               // lowercase hex of SHA-256(key)
     std::vector<std::string> scopes;  // "read", "write", "admin"
+
+    bool operator==(const api_key_config&) const = default;
 };
 
 /// Optional TLS on the listener (JSON "http.tls"); both files empty = plain HTTP.
@@ -164,6 +188,8 @@ struct tls_config {
     std::string cert_file;            // PEM certificate chain
     std::string key_file;             // PEM private key
     bool enabled() const { return !cert_file.empty(); }
+
+    bool operator==(const tls_config&) const = default;
 };
 
 /// Per-client token bucket (JSON "http.rate_limit"): clients are API keys, or remote addresses
@@ -171,6 +197,8 @@ struct tls_config {
 struct rate_limit_config {
     double requests_per_sec = 0;
     double burst = 100;
+
+    bool operator==(const rate_limit_config&) const = default;
 };
 
 struct http_config {
@@ -188,6 +216,8 @@ struct http_config {
     tls_config tls;
     rate_limit_config rate_limit;
     std::vector<api_key_config> api_keys;  // JSON "auth": {"api_keys": [...]}
+
+    bool operator==(const http_config&) const = default;
 };
 
 /// The in-memory index of latest values (JSON "memory"). Off: reads go to Redis, then PostgreSQL.
@@ -197,17 +227,23 @@ struct memory_config {
     // commits it (readable one commit sooner; memory is then at most one batch ahead of
     // PostgreSQL); false: only after the commit.
     bool before_commit = true;
+
+    bool operator==(const memory_config&) const = default;
 };
 
 struct log_config {
     std::string level = "info";       // trace, debug, info, warn, error, critical, off
     std::string format = "text";      // text or json
+
+    bool operator==(const log_config&) const = default;
 };
 
 struct generator_config {
     bool enabled = false;
     double events_per_sec = 50;
     int keys = 1000;
+
+    bool operator==(const generator_config&) const = default;
 };
 
 struct config {
@@ -223,6 +259,8 @@ struct config {
 
     /// Index of the feature set with this name, or -1.
     int find_set(const std::string& name) const;
+
+    bool operator==(const config&) const = default;
 };
 
 }  // namespace sluice
