@@ -74,7 +74,7 @@ public:
     /// Parses a Kafka message: size limit, tombstone, JSON, then the set's schema and transforms.
     processed parse(const raw_message& msg, std::int64_t now_ms) const;
 
-    struct set_plan;  // the compiled form of one feature set (record_parser.cpp)
+    struct set_plan;  // the compiled form of one feature set (src/preprocess/parser/plan.hpp)
 
 private:
     const config& cfg_;
