@@ -1,4 +1,4 @@
-// Windowed aggregations per key (README, "Config").
+// Windowed aggregations per key: tiled sliding windows over event time, one heap block per key.
 //
 // Definition (the header's contract): an aggregation with window W has tiles of W/60 aligned to
 // the Unix epoch. Its value at T covers the events whose tile is one of the 60 tiles ending with
@@ -23,10 +23,16 @@
 //   min, max  int64 (int, timestamp, bool as 0/1) or double                        9 B
 //   last      uint32 event time within the tile + the value: 8 B (int, timestamp,  13 B
 //             double), 1 B (bool), uint32 length + bytes (string, json)            (6 B; 9 B + text)
-// Blobs hang off per-shard open-addressing tables of pointers (linear probing, load <= 3/4), each
-// shard behind a std::shared_mutex: add() locks its shard exclusively, values_at() and too_late()
-// share it. So a key costs about 12-21 B of table slot + one heap chunk (8 B of malloc header,
-// 16 B granularity) holding 24 B + 4 B per aggregation + the key + its tiles.
+// Blobs hang off core's sharded_table (sluice/core/sharded_table.hpp, also the memory index's
+// table): per shard an open-addressing table of pointers (linear probing, load <= 3/4) behind a
+// std::shared_mutex; add() locks its shard exclusively, values_at() and too_late() share it. So a
+// key costs about 12-21 B of table slot + one heap chunk (8 B of malloc header, 16 B granularity)
+// holding 24 B + 4 B per aggregation + the key + its tiles.
+//
+// The slot is only the blob pointer, where the memory index's slot holds the hash and the key
+// inline (56 B): the blob has to exist anyway for the tiles, so the key and the hash ride in it
+// and the table costs 8 B per slot. A probe reads the blob's header for the hash; at 1M keys that
+// is 30-40 B per key less than slots of hash + key + pointer.
 //
 // What add() ignores, so it never grows state without bound:
 //   - an event older than the key's newest event by more than allowed lateness (too_late());
@@ -61,6 +67,8 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <string_view>
+
+#include "sluice/core/sharded_table.hpp"
 
 namespace sluice {
 namespace {
@@ -385,30 +393,39 @@ static_assert(sizeof(blob_header) == 32);
 blob_header* hdr(char* b) { return reinterpret_cast<blob_header*>(b); }
 const blob_header* hdr(const char* b) { return reinterpret_cast<const blob_header*>(b); }
 
-// One shard of keys: a table of blob pointers (nullptr = empty slot), size a power of two.
-struct alignas(64) shard {
-    mutable std::shared_mutex mu;
-    std::vector<char*> slots;
-    std::size_t count = 0;
+// A table slot: a key's blob (nullptr: empty); the key's hash is in the blob's header.
+struct blob_slot_traits {
+    using slot = char*;
+    static bool empty(const slot& b) { return b == nullptr; }
+    static std::uint64_t hash(const slot& b) { return hdr(b)->hash; }
+    static constexpr std::size_t max_load_num = 3;
+    static constexpr std::size_t max_load_den = 4;
+    // The slot comes from the hash's low 32 bits, the shard from the bits above them.
+    static constexpr unsigned shard_shift = 32;
+};
+
+// What a shard keeps besides its table, under the same lock.
+struct shard_data {
     std::size_t heap_bytes = 0;  // heap chunks of the blobs
 };
 
-constexpr std::size_t npos = static_cast<std::size_t>(-1);
+using key_table = sharded_table<blob_slot_traits, shard_data>;
+using shard = key_table::shard;
+using blob_table = probe_table<blob_slot_traits>;
+constexpr std::size_t npos = blob_table::npos;
 
 }  // namespace
 
 struct aggregator::impl {
     std::vector<agg_desc> aggs;
     std::int64_t lateness_ms = 0;
-    std::size_t n_shards = 1;
-    std::unique_ptr<shard[]> shards;
+    key_table keys;
     std::uint32_t fixed_bytes = 0;  // header + region table
     std::uint32_t first_guess = 0;
 
+    explicit impl(std::size_t shards) : keys(shards) {}
     ~impl() {
-        if (!shards) return;  // the constructor threw before making them
-        for (std::size_t i = 0; i < n_shards; ++i)
-            for (char* b : shards[i].slots) std::free(b);
+        for (std::size_t i = 0; i < keys.shard_count(); ++i) keys.shard_at(i).table.for_each([](char* b) { std::free(b); });
     }
 
     std::uint32_t* regions(char* b) const { return reinterpret_cast<std::uint32_t*>(b + sizeof(blob_header)); }
@@ -424,18 +441,15 @@ struct aggregator::impl {
     }
 
     static std::uint64_t hash_of(std::string_view key) { return std::hash<std::string_view>{}(key); }
-    shard& shard_of(std::uint64_t h) const { return shards[(h >> 32) % n_shards]; }
+    shard& shard_of(std::uint64_t h) const { return keys.shard_for(h); }
+
+    // Whether the blob is the key's (the table has compared the hash).
+    bool is_key(const char* b, std::string_view key) const {
+        return hdr(b)->key_len == key.size() && std::memcmp(key_of(b), key.data(), key.size()) == 0;
+    }
 
     std::size_t find(const shard& s, std::string_view key, std::uint32_t h) const {
-        if (s.slots.empty()) return npos;
-        const std::size_t mask = s.slots.size() - 1;
-        for (std::size_t i = h & mask;; i = (i + 1) & mask) {
-            const char* b = s.slots[i];
-            if (!b) return npos;
-            const auto* hd = hdr(b);
-            if (hd->hash == h && hd->key_len == key.size() && std::memcmp(key_of(b), key.data(), key.size()) == 0)
-                return i;
-        }
+        return s.table.find(h, [&](const char* b) { return is_key(b, key); });
     }
 
     // (Re)allocates a blob (nullptr: a new one) to hold at least `need` bytes, keeping its bytes.
@@ -446,23 +460,14 @@ struct aggregator::impl {
         char* nb = static_cast<char*>(std::realloc(b, chunk - 8));
         if (!nb) throw std::bad_alloc();
         hdr(nb)->cap = static_cast<std::uint32_t>(chunk - 8);
-        s.heap_bytes += chunk;
-        s.heap_bytes -= old_chunk;
+        s.data.heap_bytes += chunk;
+        s.data.heap_bytes -= old_chunk;
         return nb;
     }
 
-    std::size_t insert(shard& s, std::string_view key, std::uint32_t h, std::int64_t t) {
-        if ((s.count + 1) * 4 > s.slots.size() * 3) {
-            std::vector<char*> grown(std::max<std::size_t>(16, s.slots.size() * 2), nullptr);
-            const std::size_t mask = grown.size() - 1;
-            for (char* b : s.slots) {
-                if (!b) continue;
-                std::size_t i = hdr(b)->hash & mask;
-                while (grown[i]) i = (i + 1) & mask;
-                grown[i] = b;
-            }
-            s.slots.swap(grown);
-        }
+    // A new key's blob: its header, an empty region table and the key, with room for first_guess
+    // bytes of records.
+    char* new_blob(shard& s, std::string_view key, std::uint32_t h, std::int64_t t) const {
         const std::size_t size = fixed_bytes + key.size();
         char* b = resize_blob(s, nullptr, size + first_guess);
         auto* hd = hdr(b);
@@ -474,12 +479,7 @@ struct aggregator::impl {
         hd->size = static_cast<std::uint32_t>(size);
         std::memset(regions(b), 0, sizeof(std::uint32_t) * aggs.size());
         std::memcpy(b + fixed_bytes, key.data(), key.size());
-        const std::size_t mask = s.slots.size() - 1;
-        std::size_t i = h & mask;
-        while (s.slots[i]) i = (i + 1) & mask;
-        s.slots[i] = b;
-        ++s.count;
-        return i;
+        return b;
     }
 
     // Replaces bytes [pos, pos + old_len) of region `a` of the blob by src[0, new_len).
@@ -532,7 +532,7 @@ struct aggregator::impl {
     }
 };
 
-aggregator::aggregator(const feature_set_config& set, std::size_t shards) : impl_(std::make_unique<impl>()) {
+aggregator::aggregator(const feature_set_config& set, std::size_t shards) : impl_(std::make_unique<impl>(shards)) {
     auto& m = *impl_;
     for (const auto& a : set.aggregations) {
         std::string error;
@@ -541,8 +541,6 @@ aggregator::aggregator(const feature_set_config& set, std::size_t shards) : impl
         m.first_guess += first_record_guess(m.aggs.back());
     }
     m.lateness_ms = std::max<std::int64_t>(0, set.allowed_lateness_ms);
-    m.n_shards = std::max<std::size_t>(1, shards);
-    m.shards = std::make_unique<shard[]>(m.n_shards);
     m.fixed_bytes = static_cast<std::uint32_t>(sizeof(blob_header) + sizeof(std::uint32_t) * m.aggs.size());
 }
 
@@ -555,16 +553,16 @@ void aggregator::add(const std::string& key, std::int64_t event_time_ms, const s
     const std::uint64_t h = impl::hash_of(key);
     const auto h32 = static_cast<std::uint32_t>(h);
     shard& s = m.shard_of(h);
-    std::unique_lock lock(s.mu);
-    std::size_t slot = m.find(s, key, h32);
-    if (slot == npos) {
-        slot = m.insert(s, key, h32, event_time_ms);
-    } else {
-        const std::int64_t newest = hdr(s.slots[slot])->newest_ms;
+    std::unique_lock lock(s.mutex);
+    const auto [slot, inserted] = s.table.find_or_insert(
+        h32, [&](const char* blob) { return m.is_key(blob, key); },
+        [&] { return m.new_blob(s, key, h32, event_time_ms); });
+    if (!inserted) {
+        const std::int64_t newest = hdr(s.table.at(slot))->newest_ms;
         if (event_time_ms < sat_add(newest, -m.lateness_ms)) return;  // too late: the caller dead-letters it
-        if (event_time_ms > newest) m.advance(s, s.slots[slot], event_time_ms);
+        if (event_time_ms > newest) m.advance(s, s.table.at(slot), event_time_ms);
     }
-    char*& b = s.slots[slot];
+    char*& b = s.table.at(slot);
     if (partition >= 0) hdr(b)->partition = partition;
     std::string rec;
     for (std::size_t a = 0; a < m.aggs.size(); ++a) {
@@ -598,7 +596,7 @@ bool aggregator::contains(const std::string& key) const {
     const auto& m = *impl_;
     const std::uint64_t h = impl::hash_of(key);
     const shard& s = m.shard_of(h);
-    std::shared_lock lock(s.mu);
+    std::shared_lock lock(s.mutex);
     return m.find(s, key, static_cast<std::uint32_t>(h)) != npos;
 }
 
@@ -606,35 +604,24 @@ std::optional<std::int32_t> aggregator::partition_of(const std::string& key) con
     const auto& m = *impl_;
     const std::uint64_t h = impl::hash_of(key);
     const shard& s = m.shard_of(h);
-    std::shared_lock lock(s.mu);
+    std::shared_lock lock(s.mutex);
     const std::size_t slot = m.find(s, key, static_cast<std::uint32_t>(h));
     if (slot == npos) return std::nullopt;
-    return hdr(s.slots[slot])->partition;
+    return hdr(s.table.at(slot))->partition;
 }
 
 std::size_t aggregator::evict_partitions(const std::vector<std::int32_t>& partitions) {
     auto& m = *impl_;
     std::size_t evicted = 0;
-    for (std::size_t i = 0; i < m.n_shards; ++i) {
-        shard& s = m.shards[i];
-        std::unique_lock lock(s.mu);
-        // Rebuilding the table keeps the probe chains of open addressing intact.
-        std::vector<char*> kept(s.slots.size(), nullptr);
-        const std::size_t mask = s.slots.empty() ? 0 : s.slots.size() - 1;
-        for (char* b : s.slots) {
-            if (!b) continue;
-            if (std::find(partitions.begin(), partitions.end(), hdr(b)->partition) != partitions.end()) {
-                s.heap_bytes -= chunk_bytes(hdr(b)->cap);
-                std::free(b);
-                --s.count;
-                ++evicted;
-                continue;
-            }
-            std::size_t j = hdr(b)->hash & mask;
-            while (kept[j]) j = (j + 1) & mask;
-            kept[j] = b;
-        }
-        s.slots.swap(kept);
+    for (std::size_t i = 0; i < m.keys.shard_count(); ++i) {
+        shard& s = m.keys.shard_at(i);
+        std::unique_lock lock(s.mutex);
+        evicted += s.table.erase_if([&](char* b) {
+            if (std::find(partitions.begin(), partitions.end(), hdr(b)->partition) == partitions.end()) return false;
+            s.data.heap_bytes -= chunk_bytes(hdr(b)->cap);
+            std::free(b);
+            return true;
+        });
     }
     return evicted;
 }
@@ -643,20 +630,20 @@ bool aggregator::too_late(const std::string& key, std::int64_t event_time_ms) co
     const auto& m = *impl_;
     const std::uint64_t h = impl::hash_of(key);
     const shard& s = m.shard_of(h);
-    std::shared_lock lock(s.mu);
+    std::shared_lock lock(s.mutex);
     const std::size_t slot = m.find(s, key, static_cast<std::uint32_t>(h));
     if (slot == npos) return false;
-    return event_time_ms < sat_add(hdr(s.slots[slot])->newest_ms, -m.lateness_ms);
+    return event_time_ms < sat_add(hdr(s.table.at(slot))->newest_ms, -m.lateness_ms);
 }
 
 std::vector<value> aggregator::values_at(const std::string& key, std::int64_t at_ms) const {
     const auto& m = *impl_;
     const std::uint64_t h = impl::hash_of(key);
     const shard& s = m.shard_of(h);
-    std::shared_lock lock(s.mu);
+    std::shared_lock lock(s.mutex);
     const std::size_t slot = m.find(s, key, static_cast<std::uint32_t>(h));
     if (slot == npos) return m.empty_values();
-    const char* b = s.slots[slot];
+    const char* b = s.table.at(slot);
     const std::int64_t newest = hdr(b)->newest_ms;
     std::vector<value> out;
     out.reserve(m.aggs.size());
@@ -679,10 +666,11 @@ std::vector<value> aggregator::values_at(const std::string& key, std::int64_t at
 std::size_t aggregator::memory_bytes() const {
     const auto& m = *impl_;
     std::size_t total = sizeof(aggregator) + sizeof(impl) + m.aggs.capacity() * sizeof(agg_desc) +
-                        m.n_shards * sizeof(shard);
-    for (std::size_t i = 0; i < m.n_shards; ++i) {
-        std::shared_lock lock(m.shards[i].mu);
-        total += m.shards[i].slots.capacity() * sizeof(char*) + m.shards[i].heap_bytes;
+                        m.keys.shard_count() * sizeof(shard);
+    for (std::size_t i = 0; i < m.keys.shard_count(); ++i) {
+        const shard& s = m.keys.shard_at(i);
+        std::shared_lock lock(s.mutex);
+        total += s.table.slot_count() * sizeof(char*) + s.data.heap_bytes;
     }
     return total;
 }
@@ -690,9 +678,10 @@ std::size_t aggregator::memory_bytes() const {
 std::size_t aggregator::keys() const {
     const auto& m = *impl_;
     std::size_t total = 0;
-    for (std::size_t i = 0; i < m.n_shards; ++i) {
-        std::shared_lock lock(m.shards[i].mu);
-        total += m.shards[i].count;
+    for (std::size_t i = 0; i < m.keys.shard_count(); ++i) {
+        const shard& s = m.keys.shard_at(i);
+        std::shared_lock lock(s.mutex);
+        total += s.table.size();
     }
     return total;
 }

@@ -9,6 +9,7 @@
 #include "sluice/config/config.hpp"
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/core/record.hpp"
+#include "sluice/preprocess/deduplicator.hpp"
 #include "sluice/preprocess/record_parser.hpp"
 
 namespace sluice {

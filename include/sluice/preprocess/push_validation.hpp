@@ -6,6 +6,7 @@
 
 #include "sluice/config/config.hpp"
 #include "sluice/core/ports/push.hpp"
+#include "sluice/preprocess/deduplicator.hpp"
 #include "sluice/preprocess/record_parser.hpp"
 
 namespace sluice {

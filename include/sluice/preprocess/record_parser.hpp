@@ -1,6 +1,7 @@
 #pragma once
 // Turns one raw event into a typed record of its feature set, a dead letter with the reason, or
-// a skipped item (filtered out); and drops repeated event ids (deduplicator).
+// a skipped item (filtered out). The deduplicator, which drops repeated event ids after parsing,
+// has its own header, included here for the callers that use both.
 
 #include <cstdint>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "sluice/config/config.hpp"
 #include "sluice/core/record.hpp"
+#include "sluice/preprocess/deduplicator.hpp"
 
 namespace sluice {
 
@@ -74,54 +76,11 @@ public:
     /// Parses a Kafka message: size limit, tombstone, JSON, then the set's schema and transforms.
     processed parse(const raw_message& msg, std::int64_t now_ms) const;
 
-    struct set_plan;  // the compiled form of one feature set (record_parser.cpp)
+    struct set_plan;  // the compiled form of one feature set (src/preprocess/parser/plan.hpp)
 
 private:
     const config& cfg_;
     std::shared_ptr<const std::vector<set_plan>> plans_;
-};
-
-/// Drops events whose event id was already seen, for the feature sets that declare
-/// "dedup": {"field": ..., "window": ..., "max_ids": ...}.
-///
-/// One instance per preprocess worker, called only by that worker's thread (not thread-safe).
-/// It relies on the routing: each Kafka partition always goes to the same worker, and the
-/// repeats of an event normally carry the same key and so land in the same partition.
-///
-/// Per set, an id is remembered with the event time it was first seen at, for `window` of event
-/// time behind the newest event the worker has seen for that set. A repeat within that time is
-/// a duplicate. Limits:
-///  - An event older than (newest - window) is not checked and not remembered (counted in
-///    too_old()): e.g. a partition far behind the others of the same worker.
-///  - At most max_ids ids per set; past it the oldest are forgotten early (evicted_early()).
-///    Memory: about 100 bytes per id plus the id's length beyond 15 bytes.
-///  - State lives in memory: ids seen before a restart or a rebalance, or by another worker or
-///    instance, are not known. Records whose id is null are never duplicates.
-class deduplicator {
-public:
-    explicit deduplicator(const config& cfg);
-    ~deduplicator();
-    deduplicator(deduplicator&&) noexcept;
-    deduplicator& operator=(deduplicator&&) noexcept;
-
-    /// When `item` is a record of a set with dedup whose id was already seen, replaces it with a
-    /// `skipped` naming the id. Dead letters, skipped items and other sets' records pass unchanged.
-    void apply(processed& item);
-
-    /// The rule itself: true when `id` was seen for this set within the window; otherwise
-    /// remembers it (at event_time_ms) and returns false. False for a set without dedup.
-    bool seen(std::uint32_t set_index, std::string_view id, std::int64_t event_time_ms);
-
-    std::size_t remembered() const;       // ids held now, all sets
-    std::uint64_t evicted_early() const;  // ids forgotten before their window ended (max_ids)
-    std::uint64_t too_old() const;        // events older than the window, not checked
-
-    struct set_state;
-
-private:
-    std::vector<std::unique_ptr<set_state>> sets_;  // by set index; null for a set without dedup
-    std::uint64_t evicted_early_ = 0;
-    std::uint64_t too_old_ = 0;
 };
 
 }  // namespace sluice

@@ -6,11 +6,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "sluice/core/record.hpp"
+#include "sluice/core/sharded_table.hpp"
 
 namespace sluice {
 
@@ -62,32 +62,35 @@ private:
     static packed pack(const entry_ref& e);
     static latest_entry unpack(const std::string& key, const packed& p);
 
-    /// One shard's entries: open addressing with linear probing over a power-of-two array of
-    /// slots that hold the key's hash, the key and its packed entry, at most 5/8 full. A lookup
-    /// reads one slot (usually) and the packed bytes; a node-based map read a bucket, the node
-    /// before the bucket's first and the node itself, and divided by a prime for every node.
-    /// Slots leave by backward shifting, so no tombstones build up.
+    /// One shard's entries (sluice/core/sharded_table.hpp): open addressing with linear probing,
+    /// at most 5/8 full, slots leaving by backward shift. A lookup reads one slot (usually) and the
+    /// packed bytes; a node-based map read a bucket, the node before the bucket's first and the
+    /// node itself, and divided by a prime for every node.
+    ///
+    /// The slot holds the key's hash, the key and its packed entry inline (56 bytes), where the
+    /// aggregator's holds only a pointer to a heap block with all three: an entry here is already
+    /// one heap buffer of values, copied out under the shard lock, and keeping the hash and the key
+    /// in the slot lets a probe compare them without touching that buffer.
     struct slot {
         std::uint64_t hash = 0;  // 0: empty (a key's hash is never 0, see hash_of)
         std::string key;
         packed value;
     };
-    struct shard {
-        mutable std::shared_mutex mutex;
-        std::vector<slot> slots;  // empty until the first entry
-        std::size_t used = 0;
-
-        const slot* find(std::uint64_t hash, const std::string& key) const;
-        /// The key's slot, claimed (hash and key set, value empty) when it was not there.
-        std::pair<slot*, bool> find_or_claim(std::uint64_t hash, const std::string& key);
-        void erase(slot& s);
-        void grow();
+    struct slot_traits {
+        using slot = memory_index::slot;
+        static bool empty(const slot& s) { return s.hash == 0; }
+        static std::uint64_t hash(const slot& s) { return s.hash; }
+        static constexpr std::size_t max_load_num = 5;
+        static constexpr std::size_t max_load_den = 8;
+        // The shard comes from the hash's top bits and the slot from its low bits, so that the
+        // keys of one shard still spread over all of its slots.
+        static constexpr unsigned shard_shift = 40;
     };
+    using table = sharded_table<slot_traits>;
+    using shard = table::shard;
     static std::uint64_t hash_of(const std::string& key);
-    shard& shard_for(std::uint32_t set_index, std::uint64_t hash) const;
 
-    std::size_t shards_per_set_;
-    std::vector<std::unique_ptr<shard>> shards_;
+    std::vector<table> sets_;  // by set index
 };
 
 }  // namespace sluice

@@ -1,8 +1,13 @@
+// The in-memory latest index (memory_index.hpp): packed entries in core's sharded_table. Its slot
+// holds the hash, the key and the packed entry inline, where the aggregator's holds a pointer to a
+// heap block: why is said at memory_index::slot.
+
 #include "sluice/store/memory_index.hpp"
 
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <shared_mutex>
 #include <utility>
 
 namespace sluice {
@@ -98,73 +103,14 @@ latest_entry memory_index::unpack(const std::string& key, const packed& pk) {
     return e;
 }
 
-memory_index::memory_index(std::size_t feature_sets, std::size_t shards) : shards_per_set_(shards) {
-    shards_.reserve(feature_sets * shards);
-    for (std::size_t i = 0; i < feature_sets * shards; ++i) shards_.push_back(std::make_unique<shard>());
+memory_index::memory_index(std::size_t feature_sets, std::size_t shards) {
+    sets_.reserve(feature_sets);
+    for (std::size_t i = 0; i < feature_sets; ++i) sets_.emplace_back(shards);
 }
 
 std::uint64_t memory_index::hash_of(const std::string& key) {
     const std::uint64_t h = std::hash<std::string>{}(key);
     return h == 0 ? 1 : h;
-}
-
-// The shard comes from the hash's top bits and the slot from its low bits, so that the keys of
-// one shard still spread over all of its slots.
-memory_index::shard& memory_index::shard_for(std::uint32_t set_index, std::uint64_t hash) const {
-    return *shards_[set_index * shards_per_set_ + (hash >> 40) % shards_per_set_];
-}
-
-const memory_index::slot* memory_index::shard::find(std::uint64_t hash, const std::string& key) const {
-    if (slots.empty()) return nullptr;
-    const std::size_t mask = slots.size() - 1;
-    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-        const slot& s = slots[i];
-        if (s.hash == 0) return nullptr;
-        if (s.hash == hash && s.key == key) return &s;
-    }
-}
-
-std::pair<memory_index::slot*, bool> memory_index::shard::find_or_claim(std::uint64_t hash, const std::string& key) {
-    if ((used + 1) * 8 > slots.size() * 5) grow();
-    const std::size_t mask = slots.size() - 1;
-    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-        slot& s = slots[i];
-        if (s.hash == hash && s.key == key) return {&s, false};
-        if (s.hash == 0) {
-            s.hash = hash;
-            s.key = key;
-            ++used;
-            return {&s, true};
-        }
-    }
-}
-
-void memory_index::shard::grow() {
-    std::vector<slot> old(std::max<std::size_t>(16, slots.size() * 2));
-    old.swap(slots);
-    const std::size_t mask = slots.size() - 1;
-    for (slot& s : old) {
-        if (s.hash == 0) continue;
-        std::size_t i = s.hash & mask;
-        while (slots[i].hash != 0) i = (i + 1) & mask;
-        slots[i] = std::move(s);
-    }
-}
-
-// Backward shift: each later slot of the run moves into the hole unless its home lies
-// (cyclically) after the hole, so every key stays reachable from its home without tombstones.
-void memory_index::shard::erase(slot& gone) {
-    const std::size_t mask = slots.size() - 1;
-    std::size_t hole = static_cast<std::size_t>(&gone - slots.data());
-    for (std::size_t j = (hole + 1) & mask; slots[j].hash != 0; j = (j + 1) & mask) {
-        const std::size_t home = slots[j].hash & mask;
-        const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (stays) continue;
-        slots[hole] = std::move(slots[j]);
-        hole = j;
-    }
-    slots[hole] = slot{};
-    --used;
 }
 
 bool memory_index::upsert(std::uint32_t set_index, std::shared_ptr<const latest_entry> entry) {
@@ -174,78 +120,76 @@ bool memory_index::upsert(std::uint32_t set_index, std::shared_ptr<const latest_
 bool memory_index::upsert(std::uint32_t set_index, const entry_ref& entry) {
     packed p = pack(entry);  // outside the lock
     const std::uint64_t hash = hash_of(entry.key);
-    auto& s = shard_for(set_index, hash);
+    shard& s = sets_[set_index].shard_for(hash);
     std::unique_lock lock(s.mutex);
-    auto [at, inserted] = s.find_or_claim(hash, entry.key);
-    if (!inserted && at->value.event_time_ms() >= entry.event_time_ms) {
+    const auto [at, inserted] = s.table.find_or_insert(
+        hash, [&](const slot& e) { return e.key == entry.key; }, [&] { return slot{hash, entry.key, std::move(p)}; });
+    if (inserted) return true;
+    slot& e = s.table.at(at);
+    if (e.value.event_time_ms() >= entry.event_time_ms) {
         // Same rule as PostgreSQL and Redis: only a strictly newer event replaces the entry, so a
         // re-delivered message (same event time) changes nothing.
         return false;
     }
-    at->value = std::move(p);
+    e.value = std::move(p);
     return true;
 }
 
 std::shared_ptr<const latest_entry> memory_index::find(std::uint32_t set_index, const std::string& key) const {
     const std::uint64_t hash = hash_of(key);
-    auto& s = shard_for(set_index, hash);
+    const shard& s = sets_[set_index].shard_for(hash);
     packed copy;
     {
         std::shared_lock lock(s.mutex);
-        const slot* at = s.find(hash, key);
-        if (at == nullptr) return nullptr;
-        copy.size = at->value.size;
+        const std::size_t at = s.table.find(hash, [&](const slot& e) { return e.key == key; });
+        if (at == s.table.npos) return nullptr;
+        const packed& found = s.table.at(at).value;
+        copy.size = found.size;
         copy.bytes = std::make_unique_for_overwrite<char[]>(copy.size);
-        std::memcpy(copy.bytes.get(), at->value.bytes.get(), copy.size);
+        std::memcpy(copy.bytes.get(), found.bytes.get(), copy.size);
     }
     return std::make_shared<const latest_entry>(unpack(key, copy));
 }
 
 std::optional<latest_entry> memory_index::find_value(std::uint32_t set_index, const std::string& key) const {
     const std::uint64_t hash = hash_of(key);
-    auto& s = shard_for(set_index, hash);
+    const shard& s = sets_[set_index].shard_for(hash);
     std::shared_lock lock(s.mutex);
-    const slot* at = s.find(hash, key);
-    if (at == nullptr) return std::nullopt;
-    return unpack(key, at->value);
+    const std::size_t at = s.table.find(hash, [&](const slot& e) { return e.key == key; });
+    if (at == s.table.npos) return std::nullopt;
+    return unpack(key, s.table.at(at).value);
 }
 
 std::size_t memory_index::size(std::uint32_t set_index) const {
+    const table& t = sets_[set_index];
     std::size_t n = 0;
-    for (std::size_t i = 0; i < shards_per_set_; ++i) {
-        auto& s = *shards_[set_index * shards_per_set_ + i];
+    for (std::size_t i = 0; i < t.shard_count(); ++i) {
+        const shard& s = t.shard_at(i);
         std::shared_lock lock(s.mutex);
-        n += s.used;
+        n += s.table.size();
     }
     return n;
 }
 
 std::size_t memory_index::evict_partitions(std::uint32_t set_index, const std::vector<std::int32_t>& partitions) {
+    const table& t = sets_[set_index];
     std::size_t n = 0;
-    for (std::size_t i = 0; i < shards_per_set_; ++i) {
-        auto& s = *shards_[set_index * shards_per_set_ + i];
+    for (std::size_t i = 0; i < t.shard_count(); ++i) {
+        shard& s = t.shard_at(i);
         std::unique_lock lock(s.mutex);
-        // An erase shifts later slots back into the hole: look at the same index again then.
-        for (std::size_t at = 0; at < s.slots.size();) {
-            slot& e = s.slots[at];
-            if (e.hash != 0 &&
-                std::find(partitions.begin(), partitions.end(), e.value.partition()) != partitions.end()) {
-                s.erase(e);
-                ++n;
-            } else {
-                ++at;
-            }
-        }
+        n += s.table.erase_if([&](const slot& e) {
+            return std::find(partitions.begin(), partitions.end(), e.value.partition()) != partitions.end();
+        });
     }
     return n;
 }
 
 void memory_index::for_each(std::uint32_t set_index, const std::function<void(const latest_entry&)>& fn) const {
-    for (std::size_t i = 0; i < shards_per_set_; ++i) {
-        auto& s = *shards_[set_index * shards_per_set_ + i];
+    const table& t = sets_[set_index];
+    for (std::size_t i = 0; i < t.shard_count(); ++i) {
+        const shard& s = t.shard_at(i);
         std::shared_lock lock(s.mutex);
-        for (const slot& e : s.slots)
-            if (e.hash != 0) fn(unpack(e.key, e.value));
+        s.table.for_each([&](const slot& e) { fn(unpack(e.key, e.value)); });
     }
 }
 
