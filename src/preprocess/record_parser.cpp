@@ -28,12 +28,14 @@ record_parser::record_parser(const config& cfg) : cfg_(cfg) {
 record_parser::~record_parser() = default;
 
 processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
-    if (!msg.has_value) return make_dead_letter(msg, "tombstone: a message with a null value is not a record", now);
+    if (!msg.has_value)
+        return make_dead_letter(msg, "tombstone: a message with a null value is not a record", now,
+                                dead_letter_reason::tombstone);
     if (static_cast<std::int64_t>(msg.payload.size()) > cfg_.kafka.max_message_bytes)
         return make_dead_letter(msg,
                                 "message of " + std::to_string(msg.payload.size()) + " bytes exceeds max_message_bytes " +
                                     std::to_string(cfg_.kafka.max_message_bytes),
-                                now);
+                                now, dead_letter_reason::too_large);
     if (msg.payload.empty()) return make_dead_letter(msg, "empty message value", now);
     if (msg.set_index >= plans_->size()) return make_dead_letter(msg, "no feature set for this message", now);
 

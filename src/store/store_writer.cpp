@@ -342,7 +342,7 @@ void store_writer::run() {
     processed item;
 
     auto take = [&](processed& p) {
-        const record_source& src = std::visit([](const auto& item) -> const record_source& { return item.source; }, p);
+        const record_source& src = std::visit([](const auto& entry) -> const record_source& { return entry.source; }, p);
         if (src.from_kafka()) {
             auto& next = next_offsets[{src.topic, src.partition}];
             next = std::max(next, src.offset + 1);

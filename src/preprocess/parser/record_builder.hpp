@@ -27,7 +27,8 @@ constexpr std::size_t max_key_bytes = 1024;
 constexpr std::int64_t max_event_time_ms = 253402300799999;  // 9999-12-31T23:59:59.999Z
 
 /// The dead letter of a message, its reason made valid UTF-8.
-dead_letter make_dead_letter(const raw_message& msg, std::string error, std::int64_t now);
+dead_letter make_dead_letter(const raw_message& msg, std::string error, std::int64_t now,
+                             dead_letter_reason reason = dead_letter_reason::invalid);
 
 /// at(read) is the raw value of a read (numbered as set_plan::slot), null when absent.
 template <class Find>
