@@ -1,17 +1,15 @@
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <cstdlib>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "connection_pool.hpp"
 #include "copy_encoder.hpp"
 #include "pg_connection.hpp"
 #include "sluice/config/columns.hpp"
@@ -41,32 +39,11 @@ value decode_column(field_type type, const char* text, int len) {
     return {};
 }
 
-/// A fixed set of reader connections handed out one request at a time.
-class connection_pool {
-public:
-    connection_pool(std::size_t n, const std::string& dsn, const std::vector<std::string>& on_connect) {
-        for (std::size_t i = 0; i < n; ++i) free_.push_back(std::make_unique<pg::connection>(dsn, on_connect));
-    }
-    std::unique_ptr<pg::connection> acquire() {
-        std::unique_lock lock(mutex_);
-        cv_.wait(lock, [&] { return !free_.empty(); });
-        auto c = std::move(free_.back());
-        free_.pop_back();
-        return c;
-    }
-    void release(std::unique_ptr<pg::connection> c) {
-        {
-            std::lock_guard lock(mutex_);
-            free_.push_back(std::move(c));
-        }
-        cv_.notify_one();
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    std::vector<std::unique_ptr<pg::connection>> free_;
-};
+// A failed result<U> as a failed result<T>, with its message and kind.
+template <class T, class U>
+result<T> carried(const result<U>& failed) {
+    return result<T>::failure(failed.message(), failed.kind());
+}
 
 /// The durable store on PostgreSQL: writes batches on the store writer thread (its own
 /// connection, and a second one for latest with postgres.parallel_latest), serves reads from a
@@ -81,22 +58,23 @@ public:
         for (const auto& set : cfg.feature_sets) columns_.push_back(latest_columns(set));
         writer_ = std::make_unique<pg::connection>(pg_.dsn, sql_.writer_setup);
         if (pg_.parallel_latest) latest_writer_ = std::make_unique<pg::connection>(pg_.dsn, sql_.writer_setup);
-        readers_ = std::make_unique<connection_pool>(static_cast<std::size_t>(pg_.pool_size), pg_.dsn, sql_.reader_setup);
+        readers_ = std::make_unique<pg::connection_pool>(static_cast<std::size_t>(pg_.pool_size), pg_.dsn,
+                                                         sql_.reader_setup, health_);
     }
 
     status prepare() override {
         // Tables must exist before the writer's temp tables can copy their shape.
         pg::connection admin(pg_.dsn, {});
-        if (auto s = admin.exec("BEGIN"); !s) return fail(s.message());
+        if (auto r = admin.exec("BEGIN"); !r) return health_.noted(r.as_status());
         for (const auto& sql : sql_.schema_ddl) {
-            if (auto s = admin.exec(sql); !s) {
+            if (auto r = admin.exec(sql); !r) {
                 (void)admin.exec("ROLLBACK");
-                return fail("creating tables: " + s.message());
+                return health_.noted(status::failure("creating tables: " + r.message(), r.kind()));
             }
         }
-        if (auto s = admin.exec("COMMIT"); !s) return fail(s.message());
+        if (auto r = admin.exec("COMMIT"); !r) return health_.noted(r.as_status());
         log_->info("schema {} ready ({} feature sets)", pg_.schema, cfg_.feature_sets.size());
-        return ok();
+        return health_.noted(status::success());
     }
 
     status write(const write_batch& batch) override {
@@ -110,23 +88,16 @@ public:
                        batch.records.size());
             s = write_once(batch, /*fast=*/false);
         }
-        if (!s) {
-            if (writer_->connected()) (void)writer_->exec("ROLLBACK");
-            return fail(s.message());
-        }
-        return ok();
+        if (!s && writer_->connected()) (void)writer_->exec("ROLLBACK");
+        return health_.noted(std::move(s));
     }
 
+    // Each read leases a reader connection for its statements only: the lease (a temporary, or
+    // a block) gives it back before the rows are decoded.
+
     result<std::optional<latest_entry>> read_latest(std::uint32_t set_index, const std::string& key) override {
-        using R = result<std::optional<latest_entry>>;
-        auto conn = readers_->acquire();
-        auto r = conn->exec_prepared(sql_.tables[set_index].read_latest_stmt, {key.c_str()});
-        readers_->release(std::move(conn));
-        if (!r) {
-            healthy_.store(false);
-            return R::failure(r.message());
-        }
-        healthy_.store(true);
+        auto r = readers_->acquire().exec_prepared(sql_.tables[set_index].read_latest_stmt, {key.c_str()});
+        if (!r) return carried<std::optional<latest_entry>>(r);
         PGresult* res = r.value().get();
         if (PQntuples(res) == 0) return std::optional<latest_entry>{};
         latest_entry e = decode_latest(set_index, res, 0);
@@ -138,10 +109,9 @@ public:
                                                   const std::string& after_key, std::size_t limit) override {
         const std::string since = std::to_string(since_ms);
         const std::string lim = std::to_string(limit);
-        auto conn = readers_->acquire();
-        auto r = conn->exec_prepared(sql_.tables[set_index].scan_latest_stmt, {since.c_str(), after_key.c_str(), lim.c_str()});
-        readers_->release(std::move(conn));
-        if (!r) return result<std::vector<latest_entry>>::failure(r.message());
+        auto r = readers_->acquire().exec_prepared(sql_.tables[set_index].scan_latest_stmt,
+                                                   {since.c_str(), after_key.c_str(), lim.c_str()});
+        if (!r) return carried<std::vector<latest_entry>>(r);
         PGresult* res = r.value().get();
         const int key_col = static_cast<int>(columns_[set_index].size()) + 2;  // after the times and columns
         std::vector<latest_entry> out;
@@ -158,13 +128,15 @@ public:
         const std::string at = std::to_string(at_ms);
         const std::string from = std::to_string(at_ms - span_ms);
         const auto& t = sql_.tables[set_index];
-        auto conn = readers_->acquire();
-        auto newest = conn->exec_params(t.as_of_newest_sql, {key.c_str(), at.c_str()});
+        result<pg::result_ptr> newest = result<pg::result_ptr>::failure("not read");
         result<pg::result_ptr> window = result<pg::result_ptr>::failure("not read");
-        if (newest && span_ms > 0) window = conn->exec_params(t.as_of_window_sql, {key.c_str(), at.c_str(), from.c_str()});
-        readers_->release(std::move(conn));
-        if (!newest) return result<history_slice>::failure(newest.message());
-        if (span_ms > 0 && !window) return result<history_slice>::failure(window.message());
+        {
+            auto conn = readers_->acquire();
+            newest = conn.exec_params(t.as_of_newest_sql, {key.c_str(), at.c_str()});
+            if (newest && span_ms > 0) window = conn.exec_params(t.as_of_window_sql, {key.c_str(), at.c_str(), from.c_str()});
+        }
+        if (!newest) return carried<history_slice>(newest);
+        if (span_ms > 0 && !window) return carried<history_slice>(window);
         history_slice out;
         auto decode_fields = [&](PGresult* res, int r) {
             latest_entry e = decode_latest(set_index, res, r, /*fields_only=*/true);
@@ -188,15 +160,10 @@ public:
         const std::string from = std::to_string(from_ms), to = std::to_string(to_ms),
                           after_time = std::to_string(after_time_ms), after = std::to_string(after_id),
                           lim = std::to_string(limit);
-        auto conn = readers_->acquire();
-        auto r = conn->exec_prepared(sql_.tables[set_index].history_stmt,
-                                     {key.c_str(), from.c_str(), to.c_str(), after_time.c_str(), after.c_str(), lim.c_str()});
-        readers_->release(std::move(conn));
-        if (!r) {
-            healthy_.store(false);
-            return result<std::vector<history_row>>::failure(r.message());
-        }
-        healthy_.store(true);
+        auto r = readers_->acquire().exec_prepared(
+            sql_.tables[set_index].history_stmt,
+            {key.c_str(), from.c_str(), to.c_str(), after_time.c_str(), after.c_str(), lim.c_str()});
+        if (!r) return carried<std::vector<history_row>>(r);
         PGresult* res = r.value().get();
         const int id_col = static_cast<int>(cfg_.feature_sets[set_index].fields.size()) + 2;  // after the fields
         std::vector<history_row> out;
@@ -214,22 +181,18 @@ public:
     status for_each_history(std::uint32_t set_index, const history_scan& scan, const history_visitor& fn) override {
         // A connection of its own, rows streamed one at a time (the history can be large).
         pg::connection conn(pg_.dsn, {});
-        return stream_history(conn, set_index, scan, fn);
+        return health_.noted(stream_history(conn, set_index, scan, fn));
     }
 
     result<std::int64_t> last_update_ms() override {
-        auto conn = readers_->acquire();
-        auto r = conn->exec(sql_.last_update_sql);
-        readers_->release(std::move(conn));
-        if (!r) return result<std::int64_t>::failure(r.message());
+        auto r = readers_->acquire().exec(sql_.last_update_sql);
+        if (!r) return carried<std::int64_t>(r);
         return static_cast<std::int64_t>(std::atoll(PQgetvalue(r.value().get(), 0, 0)));
     }
 
     result<std::vector<partition_offset>> read_offsets(const std::string& group_id) override {
-        auto conn = readers_->acquire();
-        auto r = conn->exec_params(sql_.read_offsets_sql, {group_id.c_str()});
-        readers_->release(std::move(conn));
-        if (!r) return result<std::vector<partition_offset>>::failure(r.message());
+        auto r = readers_->acquire().exec_params(sql_.read_offsets_sql, {group_id.c_str()});
+        if (!r) return carried<std::vector<partition_offset>>(r);
         std::vector<partition_offset> out;
         PGresult* res = r.value().get();
         for (int i = 0; i < PQntuples(res); ++i)
@@ -237,24 +200,11 @@ public:
         return out;
     }
 
-    bool healthy() const override { return healthy_.load(); }
+    bool healthy() const override { return health_.healthy(); }
 
-    status ping() override {
-        auto r = writer_->exec("SELECT 1");
-        if (!r) return fail(r.message());
-        return ok();
-    }
+    status ping() override { return health_.noted(writer_->exec("SELECT 1").as_status()); }
 
 private:
-    status ok() {
-        healthy_.store(true);
-        return status::success();
-    }
-    status fail(const std::string& message) {
-        healthy_.store(false);
-        return status::failure(message);
-    }
-
     // A row selected as: event time ms, ingested ms, then one column per latest column (fields,
     // then aggregations); a history row has the fields only (fields_only).
     latest_entry decode_latest(std::uint32_t set_index, PGresult* res, int row, bool fields_only = false) const {
@@ -306,7 +256,12 @@ private:
                 fn(std::string(PQgetvalue(raw, 0, 0), static_cast<std::size_t>(PQgetlength(raw, 0, 0))),
                    std::atoll(PQgetvalue(raw, 0, 1)), values, static_cast<std::int32_t>(std::atol(PQgetvalue(raw, 0, partition_col))));
             } else if (st != PGRES_TUPLES_OK && outcome.ok()) {
-                outcome = status::failure(std::string("reading history: ") + PQresultErrorMessage(raw));
+                // Classified like every other statement's failure: by SQLSTATE, retryable when the
+                // connection was lost.
+                const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
+                const bool lost = PQstatus(conn.raw()) != CONNECTION_OK;
+                outcome = status::failure(std::string("reading history: ") + PQresultErrorMessage(raw),
+                                          lost ? error_kind::retryable : pg::kind_of_sqlstate(state ? state : ""));
             }
         }
         return outcome;
@@ -325,7 +280,7 @@ private:
     // those it does not hold yet (ON CONFLICT DO NOTHING), latest the newest of each key.
     // One transaction on the writer connection.
     status write_once(const write_batch& batch, bool fast) {
-        if (auto r = writer_->exec("BEGIN"); !r) return status::failure(r.message());
+        if (auto r = writer_->exec("BEGIN"); !r) return r.as_status();
         const pg::batch_copy copy = encoder_.encode(batch, fast);
         for (std::size_t i = 0; i < copy.temp.size(); ++i) {
             if (copy.temp[i].empty()) continue;
@@ -334,12 +289,12 @@ private:
                 if (auto s = writer_->copy_in(history_copy(t, copy), copy.history[i]); !s) return s;
             } else {
                 if (auto s = writer_->copy_in(t.copy_sql, copy.temp[i]); !s) return s;
-                if (auto r = writer_->exec(t.insert_history_sql); !r) return status::failure(r.message());
+                if (auto r = writer_->exec(t.insert_history_sql); !r) return r.as_status();
             }
         }
         if (auto s = upsert_latest(*writer_, copy, fast); !s) return s;
         if (auto s = write_dead_letters_and_offsets(batch); !s) return s;
-        if (auto r = writer_->exec("COMMIT"); !r) return status::failure(r.message());
+        if (auto r = writer_->exec("COMMIT"); !r) return r.as_status();
         return status::success();
     }
 
@@ -356,11 +311,11 @@ private:
             // Latest's commit need not wait for its WAL flush: history's commit right after it
             // flushes the WAL up to its own commit record, which comes later. A crash before that
             // loses at most both (the batch is consumed again) or history alone (latest ahead).
-            if (auto r = latest_writer_->exec("BEGIN; SET LOCAL synchronous_commit TO off"); !r) return status::failure(r.message());
+            if (auto r = latest_writer_->exec("BEGIN; SET LOCAL synchronous_commit TO off"); !r) return r.as_status();
             return upsert_latest(*latest_writer_, copy, /*fast=*/true);
         });
         status history = [&]() -> status {
-            if (auto r = writer_->exec("BEGIN"); !r) return status::failure(r.message());
+            if (auto r = writer_->exec("BEGIN"); !r) return r.as_status();
             for (std::size_t i = 0; i < copy.history.size(); ++i) {
                 if (copy.history[i].empty()) continue;
                 if (auto s = writer_->copy_in(history_copy(sql_.tables[i], copy), copy.history[i]); !s) return s;
@@ -370,9 +325,9 @@ private:
         status upserted = latest.get();
         if (history && upserted) {
             if (auto r = latest_writer_->exec("COMMIT"); !r) {
-                upserted = status::failure(r.message());
+                upserted = r.as_status();
             } else {
-                if (auto c = writer_->exec("COMMIT"); !c) return status::failure(c.message());
+                if (auto c = writer_->exec("COMMIT"); !c) return c.as_status();
                 return status::success();
             }
         }
@@ -389,7 +344,7 @@ private:
             if (fast) {
                 if (auto s = conn.copy_in(temp_copy(t, copy), copy.temp[i]); !s) return s;
             }
-            if (auto r = conn.exec(fast ? t.upsert_newest_sql : t.upsert_latest_sql); !r) return status::failure(r.message());
+            if (auto r = conn.exec(fast ? t.upsert_newest_sql : t.upsert_latest_sql); !r) return r.as_status();
         }
         return status::success();
     }
@@ -411,7 +366,7 @@ private:
             std::vector<int> lengths = {0, 0, 0, 0, static_cast<int>(d.payload.size()), 0, 0};
             std::vector<int> formats = {0, 0, 0, 0, 1, 0, 0};
             auto r = writer_->exec_params(sql_.insert_dead_letter_sql, values, lengths, formats);
-            if (!r) return status::failure(r.message());
+            if (!r) return r.as_status();
         }
         // Every partition's offset in one statement, as arrays.
         if (!batch.offsets.empty()) {
@@ -434,7 +389,7 @@ private:
             nexts += '}';
             auto r = writer_->exec_params(sql_.upsert_offsets_sql,
                                           {cfg_.kafka.group_id.c_str(), topics.c_str(), partitions.c_str(), nexts.c_str()});
-            if (!r) return status::failure(r.message());
+            if (!r) return r.as_status();
         }
         return status::success();
     }
@@ -445,10 +400,10 @@ private:
     const pg::store_sql sql_;
     const pg::copy_encoder encoder_;
     std::vector<std::vector<latest_column>> columns_;  // per set: how a latest row's columns decode
+    pg::store_health health_;
     std::unique_ptr<pg::connection> writer_;
     std::unique_ptr<pg::connection> latest_writer_;  // postgres.parallel_latest
-    std::unique_ptr<connection_pool> readers_;
-    std::atomic<bool> healthy_{false};
+    std::unique_ptr<pg::connection_pool> readers_;   // leases health_: declared after it
 };
 
 }  // namespace
