@@ -5,14 +5,18 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "common/small_set.hpp"
 #include "integration/support/postgres.hpp"
+#include "integration/support/wait.hpp"
 #include "sluice/store/postgres_store.hpp"
 
 namespace it = sluice::it;
+using namespace std::chrono_literals;
 
 namespace sluice {
 namespace {
@@ -250,6 +254,77 @@ TEST_P(PostgresStore, PushedRecordsWithoutOffsetsAreAllKept) {
     ASSERT_TRUE(latest.ok());
     ASSERT_TRUE(latest.value().has_value());
     EXPECT_EQ(latest.value()->event_time_ms, 102);
+}
+
+// Ends every connection the store holds (they name themselves "sluice"), as a server restart or
+// a network cut would; the store notices when it next uses one.
+void terminate_store_connections(const std::string& dsn) {
+    it::pg_query(dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice'");
+    ASSERT_TRUE(it::wait_until(10s, [&] {
+        return it::pg_count(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice'") == 0;
+    })) << "the store's connections outlived pg_terminate_backend";
+}
+
+// healthy() says whether PostgreSQL answered the store's last statement, whichever read or write
+// it was, and a failure keeps its kind: what PostgreSQL refuses (a constraint, a missing table)
+// fails the same way again, a lost connection may pass.
+TEST_P(PostgresStore, EveryReadRecordsWhetherPostgreSQLAnsweredAndAFailureKeepsItsKind) {
+    config one = store_config(server.dsn(), GetParam());
+    one.postgres->pool_size = 1;  // every read on the same reader connection
+    durable_store_ptr s = make_postgres_store(one);
+    ASSERT_TRUE(s->prepare().ok());
+    EXPECT_TRUE(s->healthy());
+    write_batch first;
+    first.records = {make_record("a", 100, 0, 0)};
+    first.offsets = {{"t", 0, 1}};
+    ASSERT_TRUE(s->write(first).ok());
+
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_history ADD CONSTRAINT no_boom CHECK (key <> 'boom')");
+    write_batch refused;
+    refused.records = {make_record("boom", 200, 0, 1)};
+    const auto w = s->write(refused);
+    ASSERT_FALSE(w.ok());
+    EXPECT_EQ(w.kind(), error_kind::permanent) << w.message();
+    EXPECT_FALSE(s->healthy()) << "a refused write left the store healthy";
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_history DROP CONSTRAINT no_boom");
+
+    struct read {
+        const char* name;
+        std::function<status()> run;
+    };
+    const std::vector<read> reads = {
+        {"read_latest", [&] { return s->read_latest(0, "a").as_status(); }},
+        {"scan_latest", [&] { return s->scan_latest(0, 0, "", 10).as_status(); }},
+        {"read_as_of", [&] { return s->read_as_of(0, "a", 150, 100).as_status(); }},
+        {"read_history", [&] { return s->read_history(0, "a", 0, 1000, 10, 0, -1).as_status(); }},
+        {"last_update_ms", [&] { return s->last_update_ms().as_status(); }},
+        {"read_offsets", [&] { return s->read_offsets("g").as_status(); }},
+    };
+    for (const auto& r : reads) {
+        ASSERT_FALSE(s->healthy()) << "before " << r.name;
+        const auto answered = r.run();
+        EXPECT_TRUE(answered.ok()) << r.name << ": " << answered.message();
+        EXPECT_TRUE(s->healthy()) << r.name << " answered but the store stayed unhealthy";
+        terminate_store_connections(server.dsn());
+        const auto lost = r.run();
+        EXPECT_FALSE(lost.ok()) << r.name << " succeeded on a connection the server had ended";
+        EXPECT_EQ(lost.kind(), error_kind::retryable) << r.name << ": " << lost.message();
+        EXPECT_FALSE(s->healthy()) << r.name << " failed but the store stayed healthy";
+    }
+
+    // History is streamed on a connection of its own: a missing table is refused for good.
+    const history_visitor ignore = [](const std::string&, std::int64_t, const std::vector<value>&, std::int32_t) {};
+    ASSERT_TRUE(s->for_each_history(0, history_scan{}, ignore).ok());
+    EXPECT_TRUE(s->healthy());
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_history RENAME TO s_history_away");
+    const auto gone = s->for_each_history(0, history_scan{}, ignore);
+    it::pg_query(server.dsn(), "ALTER TABLE sluice.s_history_away RENAME TO s_history");
+    ASSERT_FALSE(gone.ok());
+    EXPECT_EQ(gone.kind(), error_kind::permanent) << gone.message();
+    EXPECT_FALSE(s->healthy()) << "a refused history scan left the store healthy";
+    // The writer's connection was ended too: its first statement finds out, the next reconnects.
+    EXPECT_TRUE(it::wait_until(10s, [&] { return s->ping().ok(); }));
+    EXPECT_TRUE(s->healthy());
 }
 
 }  // namespace

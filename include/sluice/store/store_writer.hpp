@@ -2,15 +2,9 @@
 // The store writer: batches processed items and makes them durable, then cached, then acknowledged.
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <map>
-#include <optional>
+#include <cstdint>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +21,14 @@
 
 namespace sluice {
 
+// The writer's parts, private to the store module (src/store/writer/).
+namespace writer {
+struct pending_push;
+class retrier;
+class aggregation_gate;
+class cache_publisher;
+}  // namespace writer
+
 /// Two threads. The writer thread collects up to pipeline.batch_max_records items (or what
 /// arrived within pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one
 /// transaction (retrying with backoff while PostgreSQL is away: the queues fill and ingestion
@@ -41,6 +43,9 @@ namespace sluice {
 /// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
 /// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.
+/// The writer thread's batching, flush and retries are here (store_writer.cpp); the aggregation
+/// gate (writer/aggregation_gate.hpp) and the cache thread (writer/cache_publisher.hpp) are parts
+/// it owns.
 /// Owned by the app; the stores it writes to outlive it.
 class store_writer final : public push_writer {
 public:
@@ -54,10 +59,10 @@ public:
     /// has committed) is added to its set's aggregator, or becomes a dead letter when it is later
     /// than allowed_lateness; every record then carries its key's aggregation values at write time
     /// after its fields, for latest, Redis and memory. Set before start().
-    void set_aggregators(std::vector<aggregation_state*> aggregators) { aggregators_ = std::move(aggregators); }
+    void set_aggregators(std::vector<aggregation_state*> aggregators);
     /// Where commits are counted (per set: records, dead letters, skipped; store errors). Set
     /// before start(); may stay null.
-    void set_stats(pipeline_stats* stats) { stats_ = stats; }
+    void set_stats(pipeline_stats* stats);
 
     /// Partitions this instance just took over (next_offset: where consumption resumes, as
     /// seeded from PostgreSQL; -1 unknown) or gave up (revoked = true). Before the next batch is
@@ -89,98 +94,42 @@ public:
 
 private:
     void run();
-    struct pending_push;
     /// False when the shutdown deadline passed before the batch was durable. Once durable, the
     /// batch and its pushes go to the cache thread.
-    bool flush(write_batch& batch, std::vector<pending_push>& waiting);
-    bool aborted() const;
-    /// What retry() does with a failure that is not retryable.
-    enum class on_permanent {
-        give_up,  // return it: the caller has a way around it
-        hold,     // try again every max backoff while it is reported: dropping the work would lose data
-    };
-    /// Runs op until it succeeds: a retryable failure again with backoff (0.1 s doubling to 5 s),
-    /// a permanent one per `policy`. Fails with a retryable status when the shutdown deadline
-    /// passed first, or with the permanent failure given up.
-    status retry(const char* what, std::atomic<std::uint64_t>* errors, const std::function<status()>& op,
-                 on_permanent policy);
-    struct pending_push {
-        std::vector<processed> items;
-        push_done done;
-        std::int64_t first_seq = 0;  // items carry source.offset = first_seq + index
-        std::size_t count = 0;       // items in the push (items is emptied into the batch)
-    };
-    /// A batch that is durable in PostgreSQL, on its way to Redis, memory and the offset sink.
-    struct durable_batch {
-        write_batch batch;
-        std::vector<pending_push> pushes;
-        std::vector<const record*> newest;  // the newest record of each key (into batch.records)
-    };
-    /// The cache thread: publishes durable batches in order; keeps Redis in sync while idle.
-    void run_cache();
+    bool flush(write_batch& batch, std::vector<writer::pending_push>& waiting);
     /// The newest record of each key of a batch into the memory index (writer thread, before or
     /// right after the commit: a record is readable without waiting for an earlier batch's Redis
     /// update); returns those records.
     std::vector<const record*> update_memory(write_batch& batch);
-    /// Redis, then offsets, then the pushes' answers (cache thread).
-    void publish(durable_batch& done);
-    /// Queues a durable batch for the cache thread; waits while one is queued already.
-    void hand_off(durable_batch done);
     /// Drops the records, dead letters and offsets of Kafka partitions this instance no longer
     /// owns: their new owner consumes them again from PostgreSQL's offsets and writes them.
     void leave_given_up_partitions(write_batch& batch);
-    /// Applies queued partition changes to the aggregation state (writer thread).
-    void apply_partition_changes();
-    struct partition_change {
-        partition_offset where;
-        bool revoked = false;
-    };
     /// One processed item into the batch: a record, a dead letter, or a skipped count.
     void add_to_batch(write_batch& batch, processed& item);
     /// Moves waiting pushes into the batch; their callbacks wait in `waiting` until it is written.
-    std::size_t take_pushes(write_batch& batch, std::vector<pending_push>& waiting);
-    /// Answers the pushes of a batch: durable or not, with their late events.
-    void answer_pushes(std::vector<pending_push>& waiting, const write_batch& batch, bool durable);
-    /// Writes back to Redis what it missed; clears the stale mark when done.
-    void resync_cache();
-    /// Dead-letters late records, feeds the aggregators, appends aggregation values.
-    void aggregate(write_batch& batch);
+    std::size_t take_pushes(write_batch& batch, std::vector<writer::pending_push>& waiting);
 
     const config& cfg_;
     std::vector<channel<processed>*> inputs_;
     wakeup& readable_;
     durable_store* durable_;
-    latest_cache* cache_;
     memory_index& memory_;
     offset_sink* offsets_;
     dead_letter_publisher* dead_letter_topic_;
-    std::vector<aggregation_state*> aggregators_;
     pipeline_stats* stats_ = nullptr;
+    std::unique_ptr<writer::retrier> retry_;
+    std::unique_ptr<writer::aggregation_gate> gate_;
+    std::unique_ptr<writer::cache_publisher> publisher_;
     std::mutex push_mutex_;
-    std::deque<pending_push> pushes_;
+    std::vector<writer::pending_push> pushes_;
     std::size_t pushed_items_ = 0;  // waiting in pushes_
     std::int64_t push_seq_ = 0;
     bool push_closed_ = false;  // the writer has stopped: pushes are refused
-    mutable std::mutex changes_mutex_;
-    std::vector<partition_change> changes_;
-    std::set<std::pair<std::string, std::int32_t>> catching_up_;  // assigned, not caught up yet
-    std::atomic<bool> any_catching_up_{false};  // !catching_up_.empty(), read without the lock by every read
-    std::map<std::pair<std::string, std::int32_t>, std::int64_t> committed_next_;  // writer thread only
-    std::optional<std::int64_t> cache_stale_since_ms_;  // cache thread only (once started)
-    std::chrono::steady_clock::time_point last_cache_probe_{};  // cache thread only
-    std::mutex handoff_mutex_;
-    std::condition_variable handoff_cv_;
-    std::deque<durable_batch> handoff_;  // at most one waiting
-    bool handoff_closed_ = false;        // the writer thread has ended: the cache thread ends when done
     std::thread thread_;
-    std::thread cache_thread_;
     std::atomic<bool> draining_{false};
-    std::atomic<const std::atomic<bool>*> abort_{nullptr};
     std::atomic<std::int64_t> write_started_ms_{0};
     std::atomic<std::uint64_t> records_{0};
     std::atomic<std::uint64_t> dead_letters_{0};
-    mutable std::mutex error_mutex_;
-    std::string last_error_;
 };
 
 }  // namespace sluice
