@@ -375,6 +375,10 @@ const std::vector<key_spec<pipeline_config>>& pipeline_keys() {
         integer_key<S>("batch_max_records", "records per store write", &S::batch_max_records, 1, 1000000),
         integer_key<S>("batch_linger_ms", "longest a partial batch waits for more records", &S::batch_linger_ms, 0,
                        60000),
+        integer_key<S>("batches_in_flight",
+                       "batches written to PostgreSQL at once, each on a connection of its own: the next batch's "
+                       "rows are copied while the one before it upserts latest and commits",
+                       &S::batches_in_flight, 1, 4),
         number_key<S>("pause_watermark", "queue fill fraction that pauses Kafka partitions", &S::pause_watermark, 0.1,
                       1.0),
         number_key<S>("resume_watermark", "queue fill fraction below which they resume", &S::resume_watermark, 0.0,
@@ -395,6 +399,10 @@ const std::vector<key_spec<postgres_config>>& postgres_keys() {
                     "upsert latest on a second connection while history is written, committed just before "
                     "history (default false: one transaction for both)",
                     &S::parallel_latest),
+        bool_key<S>("history_unique_index",
+                    "also keep history unique on the Kafka source (topic, partition, offset), a second guard "
+                    "besides the offsets' fencing, at an index entry per row (default false: the index is dropped)",
+                    &S::history_unique_index),
     };
     return keys;
 }

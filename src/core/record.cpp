@@ -1,4 +1,5 @@
 #include "sluice/core/record.hpp"
+#include "sluice/core/stage_trace.hpp"
 
 namespace sluice {
 
@@ -10,6 +11,18 @@ const char* to_string(dead_letter_reason r) {
         case dead_letter_reason::late_event: return "late_event";
     }
     return "invalid";
+}
+
+const char* to_string(trace_stage s) {
+    switch (s) {
+        case trace_stage::consumed: return "consumed";
+        case trace_stage::parsed: return "parsed";
+        case trace_stage::batched: return "batched";
+        case trace_stage::memory: return "memory";
+        case trace_stage::committed: return "committed";
+        case trace_stage::redis: return "redis";
+    }
+    return "unknown";
 }
 
 }  // namespace sluice

@@ -1,6 +1,7 @@
 #include "sluice/preprocess/preprocess_stage.hpp"
 
 #include "sluice/core/clock.hpp"
+#include "sluice/core/stage_trace.hpp"
 
 namespace sluice {
 
@@ -48,6 +49,9 @@ void preprocess_stage::run(std::size_t worker, const std::atomic<bool>*) {
             ++n;
             processed item = parser_.parse(msg, now_ms());
             dedup_[worker].apply(item);
+            if (msg.consumed_us) {
+                if (auto* r = std::get_if<record>(&item)) r->trace = {msg.kafka_timestamp_ms, msg.consumed_us, now_us()};
+            }
             while (!out.queue.try_push(item)) {
                 if (aborted()) return;
                 out.readable->notify();

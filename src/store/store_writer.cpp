@@ -11,6 +11,8 @@
 #include "sluice/store/newest_of_each_key.hpp"
 #include "writer/aggregation_gate.hpp"
 #include "writer/cache_publisher.hpp"
+#include "writer/flight_order.hpp"
+#include "writer/offset_chain.hpp"
 #include "writer/pending_push.hpp"
 #include "writer/retry.hpp"
 
@@ -19,6 +21,9 @@ namespace sluice {
 namespace {
 constexpr std::chrono::milliseconds idle_wait{100};
 constexpr std::chrono::milliseconds health_check_interval{2000};
+// Fenced writes of one batch in a row before it counts as a failure (retried with backoff): each
+// round means another writer made progress on one of its partitions.
+constexpr int max_fenced_rounds = 16;
 }  // namespace
 
 store_writer::store_writer(const config& cfg, std::vector<channel<processed>*> inputs, wakeup& readable,
@@ -32,8 +37,16 @@ store_writer::store_writer(const config& cfg, std::vector<channel<processed>*> i
       offsets_(offsets),
       dead_letter_topic_(dead_letter_topic),
       retry_(std::make_unique<writer::retrier>()),
+      chain_(std::make_unique<writer::offset_chain>(durable, cfg.kafka.group_id)),
       gate_(std::make_unique<writer::aggregation_gate>(cfg, durable, *retry_)),
-      publisher_(std::make_unique<writer::cache_publisher>(cfg, durable, cache, memory, offsets)) {}
+      publisher_(std::make_unique<writer::cache_publisher>(cfg, durable, cache, memory, offsets)),
+      order_(std::make_unique<writer::flight_order>([this] { return retry_->aborted(); })) {
+    // More than one batch in flight: a lane thread per PostgreSQL write connection.
+    lane_count_ = durable && cfg.pipeline.batches_in_flight > 1
+                      ? std::min<std::size_t>(static_cast<std::size_t>(cfg.pipeline.batches_in_flight), durable->write_lanes())
+                      : 0;
+    if (lane_count_ > 0) lane_queue_ = std::make_unique<writer::flight_queue>(lane_count_);
+}
 
 store_writer::~store_writer() {
     static const std::atomic<bool> stop_now{true};
@@ -56,6 +69,7 @@ void store_writer::start() {
         if (auto stored = durable_->read_offsets(cfg_.kafka.group_id)) gate_->seed(stored.value());
     }
     publisher_->start();
+    for (std::size_t lane = 0; lane < lane_count_; ++lane) lanes_.emplace_back([this, lane] { run_lane(lane); });
     thread_ = std::thread([this] { run(); });
 }
 
@@ -101,6 +115,7 @@ void store_writer::leave_given_up_partitions(write_batch& batch) {
 }
 
 void store_writer::partitions_changed(const std::vector<partition_offset>& partitions, bool revoked) {
+    if (revoked) chain_->forget(partitions);
     if (!gate_->enabled()) return;
     gate_->partitions_changed(partitions, revoked);
     readable_.notify();  // an idle writer catches up at once
@@ -112,6 +127,11 @@ bool store_writer::catching_up(const std::string& topic, std::int32_t partition)
 
 void store_writer::add_to_batch(write_batch& batch, processed& item) {
     if (auto* r = std::get_if<record>(&item)) {
+        if (stats_ && r->trace.produced_ms >= 0) {
+            stats_->trace.observe(trace_stage::consumed, r->trace.produced_ms, r->trace.consumed_us);
+            stats_->trace.observe(trace_stage::parsed, r->trace.produced_ms, r->trace.parsed_us);
+            stats_->trace.observe(trace_stage::batched, r->trace.produced_ms, now_us());
+        }
         batch.records.push_back(std::move(*r));
     } else if (auto* d = std::get_if<dead_letter>(&item)) {
         batch.dead_letters.push_back(std::move(*d));
@@ -144,14 +164,21 @@ void store_writer::drain_and_join(const std::atomic<bool>& abort) {
     draining_.store(true);
     readable_.notify();
     if (thread_.joinable()) thread_.join();
-    // run() closes the hand-off as it ends; also when it never started.
+    // run() closes the lanes and the hand-off as it ends; also when it never started.
+    if (lane_queue_) lane_queue_->close();
+    for (auto& lane : lanes_)
+        if (lane.joinable()) lane.join();
     publisher_->close();
     publisher_->join();
 }
 
 std::int64_t store_writer::write_waiting_ms() const {
-    const auto started = write_started_ms_.load();
-    return started ? now_ms() - started : 0;
+    std::int64_t oldest = 0;
+    for (const auto& started : write_started_ms_) {
+        const auto t = started.load();
+        if (t && (!oldest || t < oldest)) oldest = t;
+    }
+    return oldest ? now_ms() - oldest : 0;
 }
 
 std::string store_writer::last_error() const { return retry_->last_error(); }
@@ -166,6 +193,12 @@ void store_writer::run() {
     std::vector<writer::pending_push> waiting;  // pushes in this batch, answered once it is written
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> next_offsets;
     clock::time_point first_at{};
+    // The batch began with records that queued while the writer was writing the one before: they
+    // have waited a write's time already, so the batch closes as soon as the queues are empty
+    // instead of lingering for more. A writer that keeps up writes small batches, one that falls
+    // behind big ones (up to batch_max_records).
+    bool queued_during_write = false;
+    bool just_flushed = false;
     auto last_health_check = clock::now();
     processed item;
 
@@ -185,7 +218,10 @@ void store_writer::run() {
             std::size_t n = 0;
             while (batch.records.size() + batch.dead_letters.size() + batch.skipped < max_records &&
                    in->queue.try_pop(item)) {
-                if (batch.empty() && batch.skipped == 0 && n == 0 && pulled == 0) first_at = clock::now();
+                if (batch.empty() && batch.skipped == 0 && n == 0 && pulled == 0) {
+                    first_at = clock::now();
+                    queued_during_write = just_flushed;
+                }
                 take(item);
                 ++n;
             }
@@ -195,16 +231,21 @@ void store_writer::run() {
         if (batch.records.size() + batch.dead_letters.size() + batch.skipped < max_records) {
             const bool was_empty = batch.empty() && batch.skipped == 0 && pulled == 0;
             const std::size_t n = take_pushes(batch, waiting);
-            if (n && was_empty) first_at = clock::now();
+            if (n && was_empty) {
+                first_at = clock::now();
+                queued_during_write = just_flushed;
+            }
             pulled += n;
         }
         const std::size_t size = batch.records.size() + batch.dead_letters.size() + batch.skipped;
         const bool full = size >= max_records;
-        const bool lingered = size > 0 && clock::now() - first_at >= linger;
+        const bool lingered = size > 0 && (clock::now() - first_at >= linger || (queued_during_write && pulled == 0));
         const bool draining = draining_.load();
+        just_flushed = false;
         if (size > 0 && (full || lingered || (draining && pulled == 0))) {
+            just_flushed = true;
             for (auto& [tp, next] : next_offsets) batch.offsets.push_back({tp.first, tp.second, next});
-            if (!flush(batch, waiting)) writer::answer_pushes(waiting, batch, false);
+            flush(batch, waiting);
             waiting.clear();
             batch = write_batch{};
             next_offsets.clear();
@@ -245,42 +286,123 @@ void store_writer::run() {
     writer::answer_pushes(waiting, batch, false);
     take_pushes(batch, waiting);
     writer::answer_pushes(waiting, batch, false);
-    // What was handed off is durable: the cache thread publishes it, then ends.
+    // The lanes write what is in flight, then end; what was handed off is durable: the cache
+    // thread publishes it, then ends.
+    if (lane_queue_) lane_queue_->close();
+    for (auto& lane : lanes_)
+        if (lane.joinable()) lane.join();
     publisher_->close();
 }
 
-bool store_writer::flush(write_batch& batch, std::vector<writer::pending_push>& waiting) {
+void store_writer::flush(write_batch& batch, std::vector<writer::pending_push>& waiting) {
     const auto& log = module_logger(log_module::store);
     gate_->apply_partition_changes();
     if (offsets_) leave_given_up_partitions(batch);
+    std::atomic<std::uint64_t>* postgres_errors = stats_ ? &stats_->postgres_errors : nullptr;
+    // What each partition continues from; a re-delivery of what is stored already leaves the batch.
+    auto fit = [&] {
+        auto dropped = chain_->fit(batch);
+        if (dropped && dropped.value())
+            log->info("{} re-delivered records are in PostgreSQL already and are not written again", dropped.value());
+        return dropped.as_status();
+    };
+    if (!retry_->run("reading consumer_offsets", postgres_errors, fit, writer::on_permanent::hold).ok()) {
+        writer::answer_pushes(waiting, batch, false);
+        return;
+    }
     if (gate_->enabled()) gate_->aggregate(batch);
     // Readable before the commit when memory.before_commit: every record here is written
     // eventually (retried while PostgreSQL is away, consumed again after a crash).
     std::vector<const record*> newest;
     if (cfg_.memory.before_commit) newest = update_memory(batch);
-    const auto unwritten = batch.records.size() + batch.dead_letters.size();
-    std::atomic<std::uint64_t>* postgres_errors = stats_ ? &stats_->postgres_errors : nullptr;
-    if (durable_) {
-        auto write = [&] {
-            write_started_ms_.store(now_ms());
-            auto s = durable_->write(batch);
-            write_started_ms_.store(0);
-            return s;
-        };
-        // A batch cannot be dropped without losing records: a permanent failure (a table changed
-        // under the daemon, a revoked grant) holds ingestion until an operator fixes it.
-        if (!retry_->run("PostgreSQL write", postgres_errors, write, writer::on_permanent::hold).ok()) {
-            log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
-                      "consumed again on restart",
-                      unwritten);
-            return false;
+    // The next batch continues where this one ends, and a re-delivery of it is not aggregated again.
+    chain_->advance(batch.offsets);
+    gate_->committed(batch.offsets);
+    writer::flight f{order_->next(), std::move(batch), std::move(waiting), std::move(newest)};
+    if (lanes_.empty()) {
+        commit(f, 0);
+    } else {
+        lane_queue_->push(std::move(f));
+    }
+}
+
+void store_writer::run_lane(std::size_t lane) {
+    while (auto f = lane_queue_->pop()) {
+        commit(*f, lane);
+        lane_queue_->done();
+    }
+}
+
+bool store_writer::write_durable(writer::flight& f, std::size_t lane) {
+    const auto& log = module_logger(log_module::store);
+    write_batch& batch = f.batch;
+    const bool in_lanes = !lanes_.empty();
+    const durable_store::write_order order{[&] { return order_->turn(f.number); }, [&] { order_->passed(f.number); }};
+    auto attempt = [&] {
+        write_started_ms_[lane].store(now_ms());
+        status s;
+        if (in_lanes) {
+            order_->retry(f.number);
+            s = durable_->write_in_lane(batch, lane, order);
+        } else {
+            s = durable_->write(batch);
         }
+        write_started_ms_[lane].store(0);
+        return s;
+    };
+    bool refitted = false;
+    auto write = [&] {
+        auto s = attempt();
+        for (int round = 1; s.kind() == error_kind::not_owned && round <= max_fenced_rounds; ++round) {
+            if (stats_) stats_->fenced_batches.fetch_add(1, std::memory_order_relaxed);
+            // An earlier batch in flight that failed after this one's turn leaves its offsets
+            // unstored: once every earlier batch is through, the batch is tried again as it is.
+            if (in_lanes && round == 1) {
+                if (!order_->before_finished(f.number)) return s;
+                s = attempt();
+                if (s.kind() != error_kind::not_owned) break;
+            }
+            // Fenced: another writer stored one of the batch's partitions since the chain read it.
+            // The batch is fitted again to what is stored now and written at once: what the other
+            // writer stored leaves it, the rest continues from there.
+            log->warn("{}; fitting it again to the offsets stored now", s.message());
+            chain_->fenced(batch);
+            auto dropped = chain_->fit(batch);
+            if (!dropped) return dropped.as_status();
+            refitted = refitted || dropped.value() > 0;
+            s = attempt();
+        }
+        return s;
+    };
+    // A batch cannot be dropped without losing records: a permanent failure (a table changed
+    // under the daemon, a revoked grant) holds ingestion until an operator fixes it.
+    std::atomic<std::uint64_t>* postgres_errors = stats_ ? &stats_->postgres_errors : nullptr;
+    if (!retry_->run("PostgreSQL write", postgres_errors, write, writer::on_permanent::hold).ok()) {
+        log->warn("shutdown timed out while PostgreSQL is failing: {} records not written; they will be "
+                  "consumed again on restart",
+                  batch.records.size() + batch.dead_letters.size());
+        return false;
+    }
+    chain_->advance(batch.offsets);
+    // Records fitted out after memory took them point elsewhere now: the newest of each key again.
+    if (refitted && cfg_.memory.before_commit) f.newest = newest_of_each_key(batch.records);
+    return true;
+}
+
+void store_writer::commit(writer::flight& f, std::size_t lane) {
+    const auto& log = module_logger(log_module::store);
+    write_batch& batch = f.batch;
+    bool ok = true;
+    if (durable_) {
+        ok = write_durable(f, lane);
     } else {
         for (const auto& d : batch.dead_letters)
             log->warn("dead letter (no PostgreSQL configured) {}[{}]@{}: {}", d.source.topic, d.source.partition,
                       d.source.offset, d.error);
     }
-    if (dead_letter_topic_ && !batch.dead_letters.empty()) {
+    // In the order the batches were made: dead letters, counts, Redis, offsets, answers.
+    if (ok && !lanes_.empty()) ok = order_->before_finished(f.number);
+    if (ok && dead_letter_topic_ && !batch.dead_letters.empty()) {
         // The letters are durable in PostgreSQL already: a permanent refusal of the topic (it does
         // not exist, a message is too large for it) leaves them there instead of stopping ingestion.
         auto published = retry_->run("dead-letter topic publish", stats_ ? &stats_->dead_letter_topic_errors : nullptr,
@@ -288,12 +410,14 @@ bool store_writer::flush(write_batch& batch, std::vector<writer::pending_push>& 
                                      writer::on_permanent::give_up);
         if (!published && published.retryable()) {
             log->warn("shutdown timed out while the dead-letter topic is failing: the batch's offsets are not stored");
-            return false;
+            ok = false;
         }
     }
-
-    // Durable: what a re-delivery of these partitions would repeat, and the counts.
-    gate_->committed(batch.offsets);
+    if (!ok) {
+        writer::answer_pushes(f.waiting, batch, false);
+        order_->finished(f.number);
+        return;
+    }
     if (stats_) {
         const auto now = now_ms();
         for (const auto& r : batch.records) {
@@ -305,12 +429,13 @@ bool store_writer::flush(write_batch& batch, std::vector<writer::pending_push>& 
         }
         for (const auto& d : batch.dead_letters) stats_->set(d.set_index).dead_letters.fetch_add(1, std::memory_order_relaxed);
         stats_->batches.fetch_add(1, std::memory_order_relaxed);
+        stats_->trace_reached(trace_stage::committed, batch.records);
     }
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
-    if (!cfg_.memory.before_commit) newest = update_memory(batch);
-    publisher_->hand_off({std::move(batch), std::move(waiting), std::move(newest)});
-    return true;
+    if (!cfg_.memory.before_commit) f.newest = update_memory(batch);
+    publisher_->hand_off({std::move(batch), std::move(f.waiting), std::move(f.newest)});
+    order_->finished(f.number);
 }
 
 std::vector<const record*> store_writer::update_memory(write_batch& batch) {
@@ -323,6 +448,7 @@ std::vector<const record*> store_writer::update_memory(write_batch& batch) {
         if (offsets_ && r->source.from_kafka() && !offsets_->owns(r->source.topic, r->source.partition)) continue;
         memory_.upsert(r->set_index, {r->key, r->event_time_ms, r->ingested_at_ms, r->source.partition, r->values});
     }
+    if (stats_) stats_->trace_reached(trace_stage::memory, batch.records);
     return newest;
 }
 

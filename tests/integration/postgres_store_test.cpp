@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -66,7 +67,13 @@ protected:
 INSTANTIATE_TEST_SUITE_P(Latest, PostgresStore, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "in_parallel" : "in_one_transaction"; });
 
-TEST_P(PostgresStore, RowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce) {
+// With postgres.history_unique_index, history is also unique on the Kafka source: a batch written
+// without fencing that repeats rows (a re-delivery past the stored offsets) keeps each once.
+TEST_P(PostgresStore, WithTheUniqueIndexRowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce) {
+    config indexed = cfg;
+    indexed.postgres->history_unique_index = true;
+    store = make_postgres_store(indexed);
+    ASSERT_TRUE(store->prepare().ok());
     write_batch first;
     first.records = {make_record("a", 100, 0, 0), make_record("b", 100, 0, 1), make_record("a", 300, 1, 0)};
     first.offsets = {{"t", 0, 2}, {"t", 1, 1}};
@@ -100,6 +107,112 @@ TEST_P(PostgresStore, RowsAlreadyInHistoryAreSkippedAndTheRestWrittenExactlyOnce
     stale.offsets = {{"t", 0, 6}, {"t", 1, 1}};
     ASSERT_TRUE(store->write(stale).ok());
     EXPECT_EQ(offsets(), (it::pg_rows{{"0", "6"}, {"1", "2"}}));
+}
+
+// Fencing: of two writers that read the same stored offset of a partition and write batches
+// continuing from it at the same moment, only the first to commit counts; the other is rolled
+// back whole (history, latest, offsets) and told it was fenced. Nothing is doubled in any round,
+// whether no offset was stored yet (the first round) or one was.
+TEST_P(PostgresStore, OfTwoWritersRacingForOnePartitionTheLoserIsRolledBack) {
+    durable_store_ptr other = make_postgres_store(cfg);
+    ASSERT_TRUE(other->prepare().ok());
+    auto batch_of = [](const std::string& writer, int round, std::int64_t from) {
+        write_batch b;
+        for (std::int64_t i = 0; i < 3; ++i)
+            b.records.push_back(make_record(writer + std::to_string(round) + "_" + std::to_string(i), 100, 0, from + i));
+        b.offsets = {{"t", 0, from + 3, from == 0 ? partition_offset::no_stored_offset : from}};
+        return b;
+    };
+    constexpr int rounds = 12;
+    int a_won = 0, b_won = 0;
+    for (int round = 0; round < rounds; ++round) {
+        const std::int64_t from = round * 3;
+        const write_batch a = batch_of("a", round, from), b = batch_of("b", round, from);
+        auto sa = std::async(std::launch::async, [&] { return store->write(a); });
+        auto sb = std::async(std::launch::async, [&] { return other->write(b); });
+        const status ra = sa.get(), rb = sb.get();
+        ASSERT_NE(ra.ok(), rb.ok()) << "round " << round << ": a " << ra.message() << ", b " << rb.message();
+        const status& lost = ra.ok() ? rb : ra;
+        EXPECT_EQ(lost.kind(), error_kind::not_owned) << lost.message();
+        EXPECT_NE(lost.message().find("fenced"), std::string::npos) << lost.message();
+        (ra.ok() ? a_won : b_won) += 1;
+        const std::string winner = ra.ok() ? "a" : "b", loser = ra.ok() ? "b" : "a";
+        const std::string prefix = std::to_string(round) + "\\_%";
+        EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history WHERE key LIKE '" + winner + prefix + "'"), 3);
+        EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history WHERE key LIKE '" + loser + prefix + "'"), 0);
+        EXPECT_EQ(count("SELECT count(*) FROM sluice.s_latest WHERE key LIKE '" + loser + prefix + "'"), 0)
+            << "the fenced batch's latest rows stayed";
+    }
+    EXPECT_EQ(a_won + b_won, rounds);
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 3 * rounds);
+    EXPECT_EQ(count("SELECT count(*) FROM (SELECT src_offset FROM sluice.s_history GROUP BY 1 HAVING count(*) > 1) d"), 0);
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", std::to_string(3 * rounds)}}));
+
+    // A batch built on an offset that is no longer stored (a writer that missed the other's
+    // commits) is fenced too, even without a race.
+    write_batch stale = batch_of("z", 0, 3);
+    auto s = store->write(stale);
+    EXPECT_EQ(s.kind(), error_kind::not_owned) << s.message();
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), 3 * rounds);
+}
+
+// Two batches in flight on two connections (pipeline.batches_in_flight 2), sharing their
+// partition and (every other round) their keys: the second copies its rows while the first is still open, upserts latest and
+// stores its offsets only on its turn, and waits for the first's row locks instead of
+// deadlocking; both commit, latest holds the second's newer events, each row is in history once.
+TEST_P(PostgresStore, TwoBatchesInFlightSharingKeysBothCommitInOrder) {
+    config two = cfg;
+    two.pipeline.batches_in_flight = 2;
+    durable_store_ptr lanes = make_postgres_store(two);
+    ASSERT_TRUE(lanes->prepare().ok());
+    ASSERT_EQ(lanes->write_lanes(), 2u);
+    constexpr int rounds = 10, keys = 50;
+    std::int64_t offset = 0;
+    for (int round = 0; round < rounds; ++round) {
+        write_batch first, second;
+        for (int k = 0; k < keys; ++k) first.records.push_back(make_record("k" + std::to_string(k), 1000 * round + 1, 0, offset + k));
+        // In reverse key order: without the upsert's key order the two would lock rows crosswise.
+        // Every other round the keys are the second's own: then only the offsets' row orders them.
+        const std::string prefix = round % 2 ? "k" : "j";
+        for (int k = keys - 1; k >= 0; --k)
+            second.records.push_back(make_record(prefix + std::to_string(k), 1000 * round + 2, 0, offset + 2 * keys - 1 - k));
+        first.offsets = {{"t", 0, offset + keys, offset == 0 ? partition_offset::no_stored_offset : offset}};
+        second.offsets = {{"t", 0, offset + 2 * keys, offset + keys}};
+        std::promise<void> first_passed;
+        auto passed_future = first_passed.get_future().share();
+        const durable_store::write_order first_order{[] { return true; }, [&] { first_passed.set_value(); }};
+        const durable_store::write_order second_order{[&] { return passed_future.wait_for(30s) == std::future_status::ready; },
+                                                      [] {}};
+        auto a = std::async(std::launch::async, [&] { return lanes->write_in_lane(first, 0, first_order); });
+        auto b = std::async(std::launch::async, [&] { return lanes->write_in_lane(second, 1, second_order); });
+        const status ra = a.get(), rb = b.get();
+        ASSERT_TRUE(ra.ok()) << "round " << round << ": " << ra.message();
+        ASSERT_TRUE(rb.ok()) << "round " << round << ": " << rb.message();
+        offset += 2 * keys;
+    }
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_history"), rounds * 2 * keys);
+    EXPECT_EQ(count("SELECT count(DISTINCT src_offset) FROM sluice.s_history"), rounds * 2 * keys);
+    EXPECT_EQ(offsets(), (it::pg_rows{{"0", std::to_string(offset)}}));
+    EXPECT_EQ(count("SELECT count(*) FROM sluice.s_latest WHERE (extract(epoch from event_time) * 1000)::bigint = " +
+                    std::to_string(1000 * (rounds - 1) + 2)),
+              keys)
+        << "latest does not hold the second batch's newer events";
+}
+
+// By default history has no unique index on the Kafka source (fencing keeps each message once):
+// a block-range index over the offsets finds a partition's rows instead. The option brings the
+// unique index back, and turning it off drops it again.
+TEST_P(PostgresStore, TheUniqueSourceIndexIsAnOption) {
+    const std::string indexes = "SELECT indexname FROM pg_indexes WHERE schemaname = 'sluice' AND tablename = "
+                                "'s_history' ORDER BY indexname";
+    EXPECT_EQ(it::pg_query(server.dsn(), indexes), (it::pg_rows{{"s_history_key_time"}, {"s_history_src_range"}}));
+    config indexed = cfg;
+    indexed.postgres->history_unique_index = true;
+    ASSERT_TRUE(make_postgres_store(indexed)->prepare().ok());
+    EXPECT_EQ(it::pg_query(server.dsn(), indexes),
+              (it::pg_rows{{"s_history_key_time"}, {"s_history_src"}, {"s_history_src_range"}}));
+    ASSERT_TRUE(make_postgres_store(cfg)->prepare().ok());
+    EXPECT_EQ(it::pg_query(server.dsn(), indexes), (it::pg_rows{{"s_history_key_time"}, {"s_history_src_range"}}));
 }
 
 // The layout's choices for write speed: keys compare byte by byte, and latest leaves room on

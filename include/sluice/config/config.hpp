@@ -144,6 +144,8 @@ struct pipeline_config {
     std::int64_t queue_capacity = 65536;
     std::int64_t batch_max_records = 5000;
     std::int64_t batch_linger_ms = 5;
+    /// Batches written at once, each on a PostgreSQL connection of its own (1: one at a time).
+    std::int64_t batches_in_flight = 1;
     double pause_watermark = 0.9;     // fraction of queue_capacity that pauses partitions
     double resume_watermark = 0.5;    // fraction below which they resume
     std::int64_t shutdown_timeout_ms = 30000;
@@ -158,6 +160,9 @@ struct postgres_config {
     /// Latest's upsert runs on a second connection while history is copied, and commits just
     /// before history and the offsets do (false, the default: everything in one transaction).
     bool parallel_latest = false;
+    /// History also unique on the Kafka source (topic, partition, offset): a second guard besides
+    /// the offsets' fencing, at an index entry per row (false, the default: the index is dropped).
+    bool history_unique_index = false;
 
     bool operator==(const postgres_config&) const = default;
 };

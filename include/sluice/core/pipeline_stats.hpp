@@ -7,6 +7,8 @@
 #include <memory>
 #include <vector>
 
+#include "sluice/core/stage_trace.hpp"
+
 namespace sluice {
 
 /// One feature set's figures since start.
@@ -40,6 +42,18 @@ public:
     std::atomic<std::uint64_t> redis_errors{0};        // failed cache updates
     std::atomic<std::uint64_t> dead_letter_topic_errors{0};
     std::atomic<std::uint64_t> batches{0};             // batches committed
+    std::atomic<std::uint64_t> fenced_batches{0};      // writes rolled back: another writer held a partition
+    stage_trace trace;                                 // where traced records' time goes
+
+    /// The traced records of a batch reached `stage` now.
+    void trace_reached(trace_stage stage, const std::vector<record>& records) {
+        std::int64_t now = 0;
+        for (const auto& r : records) {
+            if (r.trace.produced_ms < 0) continue;
+            if (!now) now = now_us();
+            trace.observe(stage, r.trace.produced_ms, now);
+        }
+    }
 
 private:
     std::vector<std::unique_ptr<set_counters>> sets_;

@@ -41,7 +41,15 @@ struct raw_message {
     record_source source;
     std::int64_t kafka_timestamp_ms = -1;
     bool has_value = true;  // false for a tombstone (null value)
+    std::int64_t consumed_us = 0;  // traced messages (stage_trace.hpp): when the consumer got it, epoch µs
     std::string payload;
+};
+
+/// Times a traced record (stage_trace.hpp) carries to the store writer, which counts them.
+struct record_trace {
+    std::int64_t produced_ms = -1;  // its Kafka timestamp; -1: not traced
+    std::int64_t consumed_us = 0;   // epoch µs
+    std::int64_t parsed_us = 0;
 };
 
 /// One validated event: key, event time and values in the order of the set's declared fields.
@@ -52,6 +60,7 @@ struct record {
     std::int64_t ingested_at_ms = 0;
     std::vector<value> values;
     record_source source;
+    record_trace trace;
 };
 
 /// Why an input became a dead letter.
@@ -101,9 +110,18 @@ namespace sluice {
 
 /// The next offset to consume for one partition (Kafka's committed-offset convention).
 struct partition_offset {
+    /// expected: the batch was built on no stored offset for the partition yet.
+    static constexpr std::int64_t no_stored_offset = -1;
+    /// expected: the writer does not fence; the stored offset only ever moves forward.
+    static constexpr std::int64_t unfenced = -2;
+
     std::string topic;
     std::int32_t partition = 0;
     std::int64_t next_offset = 0;
+    /// In a write batch: the stored offset the batch continues from. The batch commits only if
+    /// consumer_offsets still holds it (or still holds none, for no_stored_offset): a writer whose
+    /// partition another instance wrote in between is fenced out and rolls back.
+    std::int64_t expected = unfenced;
 };
 
 }  // namespace sluice

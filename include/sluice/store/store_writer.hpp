@@ -1,6 +1,7 @@
 #pragma once
 // The store writer: batches processed items and makes them durable, then cached, then acknowledged.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -27,6 +28,10 @@ struct pending_push;
 class retrier;
 class aggregation_gate;
 class cache_publisher;
+class offset_chain;
+class flight_order;
+class flight_queue;
+struct flight;
 }  // namespace writer
 
 /// Two threads. The writer thread collects up to pipeline.batch_max_records items (or what
@@ -94,9 +99,17 @@ public:
 
 private:
     void run();
-    /// False when the shutdown deadline passed before the batch was durable. Once durable, the
-    /// batch and its pushes go to the cache thread.
-    bool flush(write_batch& batch, std::vector<writer::pending_push>& waiting);
+    /// Makes the batch ready (fitted to the offset chain, aggregated, in memory) and writes it:
+    /// here with one batch in flight, else on the next free lane thread. Its pushes are answered
+    /// either way (as failed when the shutdown deadline passed first).
+    void flush(write_batch& batch, std::vector<writer::pending_push>& waiting);
+    /// Writes a ready batch (on `lane`), then, after the batches before it, publishes its dead
+    /// letters, counts it and hands it to the cache thread.
+    void commit(writer::flight& f, std::size_t lane);
+    /// The PostgreSQL write of commit(), retried and fenced; false when the shutdown deadline passed.
+    bool write_durable(writer::flight& f, std::size_t lane);
+    /// A lane thread: writes the batches the writer thread queues for it.
+    void run_lane(std::size_t lane);
     /// The newest record of each key of a batch into the memory index (writer thread, before or
     /// right after the commit: a record is readable without waiting for an earlier batch's Redis
     /// update); returns those records.
@@ -118,8 +131,13 @@ private:
     dead_letter_publisher* dead_letter_topic_;
     pipeline_stats* stats_ = nullptr;
     std::unique_ptr<writer::retrier> retry_;
+    std::unique_ptr<writer::offset_chain> chain_;
     std::unique_ptr<writer::aggregation_gate> gate_;
     std::unique_ptr<writer::cache_publisher> publisher_;
+    std::unique_ptr<writer::flight_order> order_;
+    std::size_t lane_count_ = 0;                       // pipeline.batches_in_flight when > 1, else 0
+    std::unique_ptr<writer::flight_queue> lane_queue_;
+    std::vector<std::thread> lanes_;
     std::mutex push_mutex_;
     std::vector<writer::pending_push> pushes_;
     std::size_t pushed_items_ = 0;  // waiting in pushes_
@@ -127,7 +145,7 @@ private:
     bool push_closed_ = false;  // the writer has stopped: pushes are refused
     std::thread thread_;
     std::atomic<bool> draining_{false};
-    std::atomic<std::int64_t> write_started_ms_{0};
+    std::array<std::atomic<std::int64_t>, 4> write_started_ms_{};  // per lane: when its write began (0: none)
     std::atomic<std::uint64_t> records_{0};
     std::atomic<std::uint64_t> dead_letters_{0};
 };

@@ -15,6 +15,7 @@
 #include "kafka_util.hpp"
 #include "partition_flow.hpp"
 #include "sluice/core/log.hpp"
+#include "sluice/core/stage_trace.hpp"
 
 namespace sluice {
 
@@ -122,6 +123,7 @@ struct kafka_ingest::consumer {
         msg.source.offset = m->offset;
         rd_kafka_timestamp_type_t tstype;
         msg.kafka_timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
+        if (traced(msg.source)) msg.consumed_us = now_us();
         msg.has_value = m->payload != nullptr;
         if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
         consumed.fetch_add(1, std::memory_order_relaxed);

@@ -6,10 +6,13 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <array>
 #include <atomic>
 #include <unordered_map>
+#include <vector>
 
 #include "sluice/core/clock.hpp"
+#include "sluice/core/stage_trace.hpp"
 
 namespace sluice {
 
@@ -32,6 +35,31 @@ struct mirrored_counter {
         seen = now;
     }
 };
+
+// A stage_trace histogram mirrored into a prometheus-cpp one: what came since the last scrape.
+struct mirrored_stage {
+    prometheus::Histogram* histogram = nullptr;
+    std::array<std::uint64_t, stage_trace::buckets> seen{};
+    std::uint64_t seen_sum_us = 0;
+    void sync(const stage_trace& trace, trace_stage stage) {
+        std::vector<double> increments(stage_trace::buckets);
+        bool any = false;
+        for (std::size_t b = 0; b < stage_trace::buckets; ++b) {
+            const auto now = trace.count(stage, b);
+            increments[b] = static_cast<double>(now - seen[b]);
+            any = any || now != seen[b];
+            seen[b] = now;
+        }
+        const auto sum = trace.sum_us(stage);
+        if (any) histogram->ObserveMultiple(increments, static_cast<double>(sum - seen_sum_us) / 1e6);
+        seen_sum_us = sum;
+    }
+};
+
+const prometheus::Histogram::BucketBoundaries& stage_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b(stage_trace::bounds.begin(), stage_trace::bounds.end());
+    return b;
+}
 
 }  // namespace
 
@@ -70,6 +98,18 @@ struct prometheus_telemetry::impl {
                       .Name("sluice_write_batches_total")
                       .Help("Batches committed to the stores")
                       .Register(*registry)),
+          stages(prometheus::BuildHistogram()
+                     .Name("sluice_record_stage_seconds")
+                     .Help("Seconds from a traced Kafka record's production (its timestamp) to each stage it "
+                           "reaches: consumed, parsed, batched, memory (readable), committed (PostgreSQL), redis; "
+                           "one record in 64 is traced")
+                     .Register(*registry)),
+          fenced(prometheus::BuildCounter()
+                     .Name("sluice_write_fenced_total")
+                     .Help("Batch writes rolled back because another writer stored one of their partitions' "
+                           "offsets first (a rebalance's former owner, a second instance); each is fitted again "
+                           "and rewritten")
+                     .Register(*registry)),
           lag(prometheus::BuildGauge()
                   .Name("sluice_consumer_lag_messages")
                   .Help("Messages between this instance's positions and the ends of its partitions")
@@ -108,6 +148,9 @@ struct prometheus_telemetry::impl {
         }
         consumed_total.counter = &consumed.Add({});
         batches_total.counter = &batches.Add({});
+        fenced_total.counter = &fenced.Add({});
+        for (std::size_t i = 0; i < trace_stage_count; ++i)
+            stage_mirrors[i].histogram = &stages.Add({{"stage", to_string(static_cast<trace_stage>(i))}}, stage_buckets());
         postgres_errors.counter = &store_errors.Add({{"store", "postgres"}});
         redis_errors.counter = &store_errors.Add({{"store", "redis"}});
         dlq_errors.counter = &store_errors.Add({{"store", "dead_letter_topic"}});
@@ -161,6 +204,9 @@ struct prometheus_telemetry::impl {
     prometheus::Family<prometheus::Counter>& consumed;
     prometheus::Family<prometheus::Counter>& store_errors;
     prometheus::Family<prometheus::Counter>& batches;
+    prometheus::Family<prometheus::Histogram>& stages;
+    prometheus::Family<prometheus::Counter>& fenced;
+    std::array<mirrored_stage, trace_stage_count> stage_mirrors;
     prometheus::Family<prometheus::Gauge>& lag;
     prometheus::Family<prometheus::Gauge>& freshness;
     prometheus::Family<prometheus::Gauge>& memory_keys;
@@ -168,7 +214,7 @@ struct prometheus_telemetry::impl {
     prometheus::Family<prometheus::Gauge>& queue_capacity;
     prometheus::Family<prometheus::Gauge>& build_info;
     std::vector<set_metrics> per_set;
-    mirrored_counter consumed_total, batches_total, postgres_errors, redis_errors, dlq_errors;
+    mirrored_counter consumed_total, batches_total, fenced_total, postgres_errors, redis_errors, dlq_errors;
     prometheus::Gauge* preprocess_depth = nullptr;
     prometheus::Gauge* write_depth = nullptr;
     prometheus::Gauge* preprocess_capacity = nullptr;
@@ -220,6 +266,9 @@ std::string prometheus_telemetry::render_metrics() {
         }
         if (d.sources.messages_consumed) d.consumed_total.sync(d.sources.messages_consumed());
         d.batches_total.sync(d.stats.batches.load(std::memory_order_relaxed));
+        d.fenced_total.sync(d.stats.fenced_batches.load(std::memory_order_relaxed));
+        for (std::size_t i = 0; i < trace_stage_count; ++i)
+            d.stage_mirrors[i].sync(d.stats.trace, static_cast<trace_stage>(i));
         d.postgres_errors.sync(d.stats.postgres_errors.load(std::memory_order_relaxed));
         d.redis_errors.sync(d.stats.redis_errors.load(std::memory_order_relaxed));
         d.dlq_errors.sync(d.stats.dead_letter_topic_errors.load(std::memory_order_relaxed));

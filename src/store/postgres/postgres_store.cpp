@@ -57,6 +57,9 @@ public:
           encoder_(cfg) {
         for (const auto& set : cfg.feature_sets) columns_.push_back(latest_columns(set));
         writer_ = std::make_unique<pg::connection>(pg_.dsn, sql_.writer_setup);
+        // More lanes: batches in flight at once, one connection each (lane 0 is the writer's).
+        for (std::int64_t i = 1; i < cfg.pipeline.batches_in_flight; ++i)
+            lanes_.push_back(std::make_unique<pg::connection>(pg_.dsn, sql_.writer_setup));
         if (pg_.parallel_latest) latest_writer_ = std::make_unique<pg::connection>(pg_.dsn, sql_.writer_setup);
         readers_ = std::make_unique<pg::connection_pool>(static_cast<std::size_t>(pg_.pool_size), pg_.dsn,
                                                          sql_.reader_setup, health_);
@@ -89,6 +92,21 @@ public:
             s = write_once(batch, /*fast=*/false);
         }
         if (!s && writer_->connected()) (void)writer_->exec("ROLLBACK");
+        return health_.noted(std::move(s));
+    }
+
+    std::size_t write_lanes() const override { return 1 + lanes_.size(); }
+
+    status write_in_lane(const write_batch& batch, std::size_t lane, const write_order& order) override {
+        pg::connection& conn = lane == 0 ? *writer_ : *lanes_.at(lane - 1);
+        auto s = write_ordered(conn, batch, /*fast=*/true, order);
+        if (!s && conn.connected() && conn.last_sqlstate() == pg::unique_violation) {
+            (void)conn.exec("ROLLBACK");
+            log_->info("batch of {} records holds rows already in history; writing it again without them",
+                       batch.records.size());
+            s = write_ordered(conn, batch, /*fast=*/false, order);
+        }
+        if (!s && conn.connected()) (void)conn.exec("ROLLBACK");
         return health_.noted(std::move(s));
     }
 
@@ -202,7 +220,8 @@ public:
 
     bool healthy() const override { return health_.healthy(); }
 
-    status ping() override { return health_.noted(writer_->exec("SELECT 1").as_status()); }
+    // On a reader connection: the writer's connections belong to the threads writing batches.
+    status ping() override { return health_.noted(readers_->acquire().exec("SELECT 1").as_status()); }
 
 private:
     // A row selected as: event time ms, ingested ms, then one column per latest column (fields,
@@ -281,20 +300,63 @@ private:
     // One transaction on the writer connection.
     status write_once(const write_batch& batch, bool fast) {
         if (auto r = writer_->exec("BEGIN"); !r) return r.as_status();
+        if (auto s = fence_offsets(*writer_, batch); !s) return s;
         const pg::batch_copy copy = encoder_.encode(batch, fast);
+        if (auto s = write_history(*writer_, copy, fast); !s) return s;
+        if (auto s = upsert_latest(*writer_, copy, fast); !s) return s;
+        if (auto s = write_dead_letters(*writer_, batch); !s) return s;
+        if (auto r = writer_->exec("COMMIT"); !r) return r.as_status();
+        return status::success();
+    }
+
+    // One transaction on a lane's connection, with batches before it in flight on other lanes:
+    // history's rows and the newest rows of each key are copied at once (they take no lock another
+    // batch waits for); latest's upsert, the dead letters and the offsets wait for the batch's
+    // turn, so a batch never holds latest rows an earlier one still has to upsert (a wait between
+    // the two would be a deadlock PostgreSQL could not see), and its offsets continue from those
+    // the earlier batches stored (their row locks keep its commit after theirs).
+    status write_ordered(pg::connection& conn, const write_batch& batch, bool fast, const write_order& order) {
+        if (auto r = conn.exec("BEGIN"); !r) return r.as_status();
+        const pg::batch_copy copy = encoder_.encode(batch, fast);
+        if (auto s = write_history(conn, copy, fast); !s) return s;
+        if (fast) {
+            if (auto s = copy_newest(conn, copy); !s) return s;
+        }
+        if (!order.turn()) return status::failure("the write was given up while it waited for its turn");
+        for (std::size_t i = 0; i < copy.temp.size(); ++i) {
+            if (copy.temp[i].empty()) continue;
+            const auto& t = sql_.tables[i];
+            if (auto r = conn.exec(fast ? t.upsert_newest_sql : t.upsert_latest_sql); !r) return r.as_status();
+        }
+        if (auto s = write_dead_letters(conn, batch); !s) return s;
+        if (auto s = fence_offsets(conn, batch, /*after_earlier_commits=*/true); !s) return s;
+        order.passed();
+        if (auto r = conn.exec("COMMIT"); !r) return r.as_status();
+        return status::success();
+    }
+
+    // History's rows: straight in (fast), or through the temporary table, skipping rows history
+    // holds already (safe).
+    status write_history(pg::connection& conn, const pg::batch_copy& copy, bool fast) {
         for (std::size_t i = 0; i < copy.temp.size(); ++i) {
             if (copy.temp[i].empty()) continue;
             const auto& t = sql_.tables[i];
             if (fast) {
-                if (auto s = writer_->copy_in(history_copy(t, copy), copy.history[i]); !s) return s;
+                if (auto s = conn.copy_in(history_copy(t, copy), copy.history[i]); !s) return s;
             } else {
-                if (auto s = writer_->copy_in(t.copy_sql, copy.temp[i]); !s) return s;
-                if (auto r = writer_->exec(t.insert_history_sql); !r) return r.as_status();
+                if (auto s = conn.copy_in(t.copy_sql, copy.temp[i]); !s) return s;
+                if (auto r = conn.exec(t.insert_history_sql); !r) return r.as_status();
             }
         }
-        if (auto s = upsert_latest(*writer_, copy, fast); !s) return s;
-        if (auto s = write_dead_letters_and_offsets(batch); !s) return s;
-        if (auto r = writer_->exec("COMMIT"); !r) return r.as_status();
+        return status::success();
+    }
+
+    // The fast path's newest rows of each key into the temporary table.
+    status copy_newest(pg::connection& conn, const pg::batch_copy& copy) {
+        for (std::size_t i = 0; i < copy.temp.size(); ++i) {
+            if (copy.temp[i].empty()) continue;
+            if (auto s = conn.copy_in(temp_copy(sql_.tables[i], copy), copy.temp[i]); !s) return s;
+        }
         return status::success();
     }
 
@@ -316,11 +378,12 @@ private:
         });
         status history = [&]() -> status {
             if (auto r = writer_->exec("BEGIN"); !r) return r.as_status();
+            if (auto s = fence_offsets(*writer_, batch); !s) return s;
             for (std::size_t i = 0; i < copy.history.size(); ++i) {
                 if (copy.history[i].empty()) continue;
                 if (auto s = writer_->copy_in(history_copy(sql_.tables[i], copy), copy.history[i]); !s) return s;
             }
-            return write_dead_letters_and_offsets(batch);
+            return write_dead_letters(*writer_, batch);
         }();
         status upserted = latest.get();
         if (history && upserted) {
@@ -349,8 +412,51 @@ private:
         return status::success();
     }
 
-    // The batch's dead letters and Kafka offsets, on the writer connection in its transaction.
-    status write_dead_letters_and_offsets(const write_batch& batch) {
+    // The batch's Kafka offsets, first in the writer connection's transaction: a partition another
+    // writer moved since this batch's expected offset fails the batch (not_owned) before anything
+    // is copied, and the row locks taken here order the commits of writers of one partition.
+    // after_earlier_commits: first wait for the writers holding the rows (a batch before this one
+    // in flight), so the fence compares with what they committed rather than with what this
+    // statement's snapshot would show.
+    status fence_offsets(pg::connection& conn, const write_batch& batch, bool after_earlier_commits = false) {
+        if (batch.offsets.empty()) return status::success();
+        std::string topics = "{", partitions = "{", nexts = "{", expected = "{";
+        for (std::size_t i = 0; i < batch.offsets.size(); ++i) {
+            const auto& o = batch.offsets[i];
+            const char* sep = i ? "," : "";
+            topics += sep;
+            topics += '"';
+            for (char c : o.topic) {
+                if (c == '"' || c == '\\') topics += '\\';
+                topics += c;
+            }
+            topics += '"';
+            partitions += sep + std::to_string(o.partition);
+            nexts += sep + std::to_string(o.next_offset);
+            expected += sep + std::to_string(o.expected);
+        }
+        topics += '}';
+        partitions += '}';
+        nexts += '}';
+        expected += '}';
+        if (after_earlier_commits) {
+            if (auto l = conn.exec_params(sql_.lock_offsets_sql, {cfg_.kafka.group_id.c_str(), topics.c_str(), partitions.c_str()}); !l)
+                return l.as_status();
+        }
+        auto r = conn.exec_params(sql_.fence_offsets_sql, {cfg_.kafka.group_id.c_str(), topics.c_str(),
+                                                               partitions.c_str(), nexts.c_str(), expected.c_str()});
+        if (!r) return r.as_status();
+        const auto moved = std::atoll(PQgetvalue(r.value().get(), 0, 0));
+        if (moved == static_cast<long long>(batch.offsets.size())) return status::success();
+        return status::failure("fenced: another writer stored offsets of " +
+                                   std::to_string(static_cast<long long>(batch.offsets.size()) - moved) + " of the " +
+                                   std::to_string(batch.offsets.size()) +
+                                   " partitions since this batch was read; it is rolled back",
+                               error_kind::not_owned);
+    }
+
+    // The batch's dead letters, on the writer connection in its transaction.
+    status write_dead_letters(pg::connection& conn, const write_batch& batch) {
         for (const auto& d : batch.dead_letters) {
             const std::string partition = std::to_string(d.source.partition);
             const std::string offset = std::to_string(d.source.offset);
@@ -365,30 +471,7 @@ private:
                                                received.c_str()};
             std::vector<int> lengths = {0, 0, 0, 0, static_cast<int>(d.payload.size()), 0, 0};
             std::vector<int> formats = {0, 0, 0, 0, 1, 0, 0};
-            auto r = writer_->exec_params(sql_.insert_dead_letter_sql, values, lengths, formats);
-            if (!r) return r.as_status();
-        }
-        // Every partition's offset in one statement, as arrays.
-        if (!batch.offsets.empty()) {
-            std::string topics = "{", partitions = "{", nexts = "{";
-            for (std::size_t i = 0; i < batch.offsets.size(); ++i) {
-                const auto& o = batch.offsets[i];
-                const char* sep = i ? "," : "";
-                topics += sep;
-                topics += '"';
-                for (char c : o.topic) {
-                    if (c == '"' || c == '\\') topics += '\\';
-                    topics += c;
-                }
-                topics += '"';
-                partitions += sep + std::to_string(o.partition);
-                nexts += sep + std::to_string(o.next_offset);
-            }
-            topics += '}';
-            partitions += '}';
-            nexts += '}';
-            auto r = writer_->exec_params(sql_.upsert_offsets_sql,
-                                          {cfg_.kafka.group_id.c_str(), topics.c_str(), partitions.c_str(), nexts.c_str()});
+            auto r = conn.exec_params(sql_.insert_dead_letter_sql, values, lengths, formats);
             if (!r) return r.as_status();
         }
         return status::success();
@@ -403,6 +486,7 @@ private:
     pg::store_health health_;
     std::unique_ptr<pg::connection> writer_;
     std::unique_ptr<pg::connection> latest_writer_;  // postgres.parallel_latest
+    std::vector<std::unique_ptr<pg::connection>> lanes_;  // write lanes 1.. (pipeline.batches_in_flight)
     std::unique_ptr<pg::connection_pool> readers_;   // leases health_: declared after it
 };
 

@@ -55,11 +55,12 @@ table_sql make_table_sql(const std::string& schema, const feature_set_config& se
                           " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" +
                           excluded + ", ingested_at = EXCLUDED.ingested_at, updated_at = EXCLUDED.updated_at WHERE " +
                           t.latest + ".event_time < EXCLUDED.event_time";
-    // The same from rows already reduced to the newest of each key (the fast path).
+    // The same from rows already reduced to the newest of each key (the fast path), in key order:
+    // two batches in flight that share keys lock them in the same order.
     t.upsert_newest_sql = "INSERT INTO " + t.latest + " (key, event_time" + cols + agg_cols +
                           ", ingested_at, updated_at) SELECT key, event_time" + cols + agg_cols +
                           ", ingested_at, now() FROM " + t.temp +
-                          " ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" + excluded +
+                          " ORDER BY key ON CONFLICT (key) DO UPDATE SET event_time = EXCLUDED.event_time" + excluded +
                           ", ingested_at = EXCLUDED.ingested_at, updated_at = EXCLUDED.updated_at WHERE " + t.latest +
                           ".event_time < EXCLUDED.event_time";
     sql.writer_setup.push_back("CREATE TEMP TABLE IF NOT EXISTS " + t.temp + " (LIKE " + t.history +
@@ -121,8 +122,19 @@ std::vector<std::string> make_schema_ddl(const config& cfg, const std::string& s
             if (!c.aggregation) ddl.push_back("ALTER TABLE " + t.history + " ADD COLUMN IF NOT EXISTS " + col);
             ddl.push_back("ALTER TABLE " + t.latest + " ADD COLUMN IF NOT EXISTS " + col);
         }
-        ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS " + quote_ident(set.name + "_history_src") + " ON " +
-                      t.history + " (src_topic, src_partition, src_offset)");
+        // Each message is in history once because a batch commits only on the offset it continues
+        // from (the offsets' fencing). The unique index on the Kafka source is a second guard, at an
+        // index entry per row; without it a block-range index keeps a partition's rows by offset
+        // findable (a partition taken over is caught up from them) at almost no cost per row.
+        const std::string unique_src = quote_ident(set.name + "_history_src");
+        if (cfg.postgres->history_unique_index) {
+            ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS " + unique_src + " ON " + t.history +
+                          " (src_topic, src_partition, src_offset)");
+        } else {
+            ddl.push_back("DROP INDEX IF EXISTS " + schema + "." + unique_src);
+        }
+        ddl.push_back("CREATE INDEX IF NOT EXISTS " + quote_ident(set.name + "_history_src_range") + " ON " +
+                      t.history + " USING brin (src_offset)");
         ddl.push_back("CREATE INDEX IF NOT EXISTS " + quote_ident(set.name + "_history_key_time") + " ON " + t.history +
                       " (key, event_time DESC)");
     }
@@ -150,13 +162,32 @@ store_sql make_store_sql(const config& cfg) {
     sql.insert_dead_letter_sql = "INSERT INTO " + dead_letters +
                                  " (feature_set, src_topic, src_partition, src_offset, payload, error,"
                                  " received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
-    // GREATEST: a revoked owner's last in-flight batch must not move the offset back.
-    sql.upsert_offsets_sql = "INSERT INTO " + offsets +
-                             " (group_id, topic, partition, next_offset, updated_at) SELECT $1, topic, partition, next_offset, now()"
-                             " FROM unnest($2::text[], $3::int[], $4::bigint[]) AS o (topic, partition, next_offset)"
-                             " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
-                             " GREATEST(" + offsets + ".next_offset, EXCLUDED.next_offset),"
-                             " updated_at = now()";
+    // Fencing: a partition's offset moves from the stored offset the batch continues from
+    // (expected >= 0), or is created where none is stored (expected -1); a batch written without
+    // fencing (expected -2) only ever moves it forward. A row another writer holds locked is
+    // waited for and then checked again as that writer committed it, so of two writers of one
+    // partition only the first to commit counts; the other's statement counts fewer rows than it
+    // sent and its transaction rolls back.
+    const std::string o = "o (topic, partition, next_offset, expected)";
+    sql.fence_offsets_sql =
+        "WITH o AS (SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[]) AS " + o + "), "
+        "moved AS (UPDATE " + offsets + " AS t SET next_offset = o.next_offset, updated_at = now() FROM o"
+        " WHERE t.group_id = $1 AND t.topic = o.topic AND t.partition = o.partition AND o.expected >= 0"
+        " AND t.next_offset = o.expected RETURNING 1), "
+        "created AS (INSERT INTO " + offsets + " (group_id, topic, partition, next_offset, updated_at)"
+        " SELECT $1, topic, partition, next_offset, now() FROM o WHERE o.expected = -1 ON CONFLICT DO NOTHING"
+        " RETURNING 1), "
+        "forward AS (INSERT INTO " + offsets + " AS t (group_id, topic, partition, next_offset, updated_at)"
+        " SELECT $1, topic, partition, next_offset, now() FROM o WHERE o.expected < -1"
+        " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset ="
+        " GREATEST(t.next_offset, EXCLUDED.next_offset), updated_at = now() RETURNING 1) "
+        "SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM created) + (SELECT count(*) FROM forward)";
+    // Waits for the writers holding these partitions' rows (a batch before this one in flight
+    // that has stored its offsets and not committed yet) so that the fence, a statement of its
+    // own after it, compares with what they committed.
+    sql.lock_offsets_sql = "SELECT 1 FROM " + offsets + " AS t JOIN unnest($2::text[], $3::int[]) AS o (topic, partition)"
+                           " ON t.topic = o.topic AND t.partition = o.partition WHERE t.group_id = $1"
+                           " ORDER BY t.topic, t.partition FOR UPDATE OF t";
     sql.last_update_sql = "SELECT coalesce(max(t), 0) FROM (";
     for (std::size_t i = 0; i < sql.tables.size(); ++i)
         sql.last_update_sql += (i ? " UNION ALL " : "") +

@@ -48,9 +48,13 @@ struct store_sql {
     /// $1 feature set, $2 topic, $3 partition, $4 offset, $5 payload (binary), $6 error,
     /// $7 received at; a dead letter already stored is left as it is.
     std::string insert_dead_letter_sql;
-    /// $1 group, then text[], int[] and bigint[] arrays of topic, partition and next offset; an
-    /// offset never moves back.
-    std::string upsert_offsets_sql;
+    /// $1 group, then text[], int[], bigint[] and bigint[] arrays of topic, partition, next
+    /// offset and expected stored offset (partition_offset::expected); answers how many
+    /// partitions moved: fewer than sent means another writer holds one of them.
+    std::string fence_offsets_sql;
+    /// $1 group, text[] and int[] of topic and partition: locks those offset rows (waiting for
+    /// their writers' commits), in order.
+    std::string lock_offsets_sql;
     /// The newest updated_at of any latest row, epoch ms (0 when none).
     std::string last_update_sql;
     /// The offsets a consumer group stored ($1 group): topic, partition, next offset.

@@ -93,6 +93,8 @@ void cache_publisher::publish(durable_batch& done) {
                       order.size(), s.message());
             cache_stale_since_ms_ = now_ms() - 60000;
             if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
+        } else if (stats_) {
+            stats_->trace_reached(trace_stage::redis, batch.records);
         }
     }
     if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);

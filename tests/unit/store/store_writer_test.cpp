@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/small_set.hpp"
+#include "sluice/core/clock.hpp"
 #include "mocks/mock_stores.hpp"
 
 namespace sluice {
@@ -316,6 +317,115 @@ TEST(StoreWriter, APushIsAnsweredOnceItsRecordIsDurableAndInMemory) {
     ASSERT_EQ(result.wait_for(std::chrono::seconds(20)), std::future_status::ready);
     EXPECT_TRUE(result.get()) << "the push was answered before it was durable and readable";
     f.drain();
+}
+
+// A message at or past the stored offset is written; one below it (a re-delivery: Kafka handed
+// it again after a rebalance or a seek) is in PostgreSQL already and is not written twice.
+TEST(StoreWriter, ARecordBelowTheStoredOffsetIsNotWrittenAgain) {
+    writer_fixture f;
+    f.pg.stored_offsets[{"t", 0}] = 42;
+    f.writer.start();
+    for (std::int64_t offset = 40; offset < 44; ++offset) f.push(make_record("k" + std::to_string(offset), 10, 0, offset));
+    ASSERT_TRUE(f.wait_offset(0, 44));
+    f.drain();
+    std::vector<std::int64_t> written;
+    for (const auto& b : f.pg.committed) {
+        for (const auto& r : b.records) written.push_back(r.source.offset);
+        for (const auto& o : b.offsets) EXPECT_GE(o.expected, 42) << "a batch did not continue from the stored offset";
+    }
+    EXPECT_EQ(written, (std::vector<std::int64_t>{42, 43}));
+    EXPECT_EQ(f.memory.find(0, "k40"), nullptr) << "a re-delivered record reached memory";
+}
+
+// Another writer (the partition's former owner after a rebalance) stored offsets 2..4 between two
+// of this writer's batches: the second batch is fenced, fitted again to what is stored now, and
+// written from there; every offset is committed once in all.
+TEST(StoreWriter, AFencedBatchContinuesFromWhatTheOtherWriterStored) {
+    writer_fixture f;
+    pipeline_stats stats(1);
+    f.writer.set_stats(&stats);
+    f.writer.start();
+    f.push(make_record("a", 10, 0, 0));
+    f.push(make_record("b", 10, 0, 1));
+    ASSERT_TRUE(f.wait_offset(0, 2));
+    {
+        std::lock_guard lock(f.pg.mutex);
+        f.pg.stored_offsets[{"t", 0}] = 5;  // the other writer's commit of 2, 3 and 4
+    }
+    for (std::int64_t offset = 2; offset < 8; ++offset) f.push(make_record("c", 10 + offset, 0, offset));
+    ASSERT_TRUE(f.wait_offset(0, 8));
+    f.drain();
+    std::vector<std::int64_t> written;
+    for (const auto& b : f.pg.committed)
+        for (const auto& r : b.records) written.push_back(r.source.offset);
+    EXPECT_EQ(written, (std::vector<std::int64_t>{0, 1, 5, 6, 7}));
+    const auto events = f.journal.snapshot();
+    EXPECT_EQ(std::count(events.begin(), events.end(), "pg:fenced"), 1);
+    EXPECT_EQ(stats.fenced_batches.load(), 1u);
+    EXPECT_EQ((f.pg.stored_offsets[{"t", 0}]), 8);
+    EXPECT_NE(f.memory.find(0, "c"), nullptr);
+}
+
+// A traced record (one in 64 Kafka records, stamped by the consumer and the parser) is counted
+// at each stage it reaches, once, with the time since it was produced; an untraced one is not.
+TEST(StoreWriter, ATracedRecordIsCountedAtEveryStageItReaches) {
+    writer_fixture f;
+    pipeline_stats stats(1);
+    f.writer.set_stats(&stats);
+    f.writer.start();
+    processed traced_record = make_record("t", 10, 0, 0);
+    const std::int64_t produced_ms = now_ms() - 20;
+    std::get<record>(traced_record).trace = {produced_ms, produced_ms * 1000 + 1000, produced_ms * 1000 + 2000};
+    f.push(traced_record);
+    f.push(make_record("u", 10, 0, 1));
+    ASSERT_TRUE(f.wait_offset(0, 2));
+    f.drain();
+    auto total = [&](trace_stage stage) {
+        std::uint64_t n = 0;
+        for (std::size_t b = 0; b < stage_trace::buckets; ++b) n += stats.trace.count(stage, b);
+        return n;
+    };
+    for (auto stage : {trace_stage::consumed, trace_stage::parsed, trace_stage::batched, trace_stage::memory,
+                       trace_stage::committed, trace_stage::redis})
+        EXPECT_EQ(total(stage), 1u) << to_string(stage);
+    // Consumed 1 ms after production: in the bucket up to 1 ms; batched at least 20 ms after.
+    EXPECT_EQ(stats.trace.count(trace_stage::consumed, 1), 1u);
+    EXPECT_GE(stats.trace.sum_us(trace_stage::batched), 20000u);
+}
+
+// Two batches in flight, each on a lane of its own: every record is written once, and the
+// offsets reach Kafka in the order the batches were made, also when PostgreSQL refuses a write
+// now and then.
+TEST(StoreWriter, WithTwoBatchesInFlightOffsetsAreReportedInOrder) {
+    writer_fixture f;
+    f.cfg.pipeline.batches_in_flight = 2;
+    f.cfg.pipeline.batch_max_records = 7;
+    mocks::fake_lanes_store lanes{f.pg};
+    store_writer writer{f.cfg, {&f.input}, f.readable, &lanes, &f.redis, f.memory, &f.offsets, &f.dlq};
+    f.pg.failures_left = 3;
+    writer.start();
+    constexpr std::int64_t n = 500;
+    for (std::int64_t offset = 0; offset < n; ++offset) {
+        processed item = make_record("k" + std::to_string(offset % 37), offset, 0, offset);
+        while (!f.input.queue.try_push(item)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        f.readable.notify();
+    }
+    ASSERT_TRUE(f.wait_offset(0, n));
+    std::atomic<bool> no_abort{false};
+    writer.drain_and_join(no_abort);
+    std::vector<std::int64_t> written;
+    for (const auto& b : f.pg.committed)
+        for (const auto& r : b.records) written.push_back(r.source.offset);
+    std::sort(written.begin(), written.end());
+    ASSERT_EQ(written.size(), static_cast<std::size_t>(n)) << "a record was lost or written twice";
+    for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(written[static_cast<std::size_t>(i)], i);
+    std::lock_guard lock(f.offsets.mutex);
+    std::int64_t last = 0;
+    for (const auto& o : f.offsets.stored) {
+        EXPECT_GT(o.next_offset, last) << "offsets reported out of order";
+        last = o.next_offset;
+    }
+    EXPECT_EQ(lanes.most_at_once.load(), 2) << "the batches never overlapped";
 }
 
 }  // namespace

@@ -46,7 +46,8 @@ struct history_scan {
 using history_visitor =
     std::function<void(const std::string& key, std::int64_t event_time_ms, const std::vector<value>& values, std::int32_t partition)>;
 
-/// The store that makes records durable. write() is called by the store writer thread only;
+/// The store that makes records durable. write() is called by the store writer thread only
+/// (write_in_lane() by the writer's lane threads);
 /// read_latest() and read_offsets() may be called from any thread (they use their own connections).
 class durable_store : public offset_source {
 public:
@@ -55,6 +56,25 @@ public:
     virtual status prepare() = 0;
     /// Commits the whole batch (history, latest, dead letters, offsets) in one transaction.
     virtual status write(const write_batch& batch) = 0;
+    /// Connections batches can be written on at the same time, one batch each (write_in_lane).
+    virtual std::size_t write_lanes() const { return 1; }
+    /// Commits the batch like write(), on connection `lane` (< write_lanes()), while batches
+    /// before it may be in flight on the other lanes: its rows are written first, then
+    /// order.turn() waits until the batches before it have stored their offsets (false: give up,
+    /// the batch is rolled back), then latest, the dead letters and the offsets are written,
+    /// order.passed() lets the next batch on, and the transaction commits. Called by one thread
+    /// per lane.
+    struct write_order {
+        std::function<bool()> turn;
+        std::function<void()> passed;
+    };
+    virtual status write_in_lane(const write_batch& batch, std::size_t lane, const write_order& order) {
+        (void)lane;
+        if (!order.turn()) return status::failure("the write was given up while it waited for its turn");
+        auto s = write(batch);
+        if (s) order.passed();
+        return s;
+    }
     /// The latest row of a key, or nullopt when the key is unknown.
     virtual result<std::optional<latest_entry>> read_latest(std::uint32_t set_index, const std::string& key) = 0;
     /// Latest rows updated at or after since_ms (epoch ms), with keys after after_key, in key
