@@ -9,10 +9,16 @@
 //              background events at --rate per second and, one after another, probe events whose
 //              c0 field carries a sequence number; each probe's latency runs from its produce call
 //              until GET /v1/features/kv/{probe key} shows that number.
+//   underload: produces one event per key first, then writes the bootstrap address, then
+//              produces background events at --rate per second while --control-file holds "on",
+//              none while it holds "off" (or is absent), and ends when it holds "stop". After
+//              each change it writes "<on|off> <messages produced so far>" to --status-file
+//              (turning off, after the producer's queue is delivered), so that the script can
+//              wait until the daemon has written all of them. Reads under ingest (scripts/bench.sh).
 //
-//   sluice_bench_kafka --mode ingest|freshness --bootstrap-file F --url http://127.0.0.1:PORT
+//   sluice_bench_kafka --mode ingest|freshness|underload --bootstrap-file F --url http://127.0.0.1:PORT
 //                      [--topic bench-events] [--partitions 64] [--messages 1000000] [--keys 100000]
-//                      [--rate 20000] [--seconds 10] [--timeout 300]
+//                      [--rate 20000] [--seconds 10] [--timeout 300] [--control-file F --status-file F]
 // Every wait is bounded: --timeout for the whole run, 5 s per probe.
 
 #include <librdkafka/rdkafka.h>
@@ -39,7 +45,7 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 struct options {
-    std::string mode, bootstrap_file, url, topic = "bench-events";
+    std::string mode, bootstrap_file, url, topic = "bench-events", control_file, status_file;
     int partitions = 64;
     std::uint64_t messages = 1000000, keys = 100000;
     double rate = 20000, seconds = 10;
@@ -97,11 +103,14 @@ rd_kafka_t* make_producer(const char* bootstraps, const char* linger_ms) {
     return p;
 }
 
-void write_bootstrap(const std::string& file, const char* bootstraps) {
+// Replaces `file` whole, so a reader sees the old text or the new, never a part.
+void write_file(const std::string& file, const std::string& text) {
     const std::string tmp = file + ".tmp";
-    std::ofstream(tmp) << bootstraps << "\n";
+    std::ofstream(tmp) << text << "\n";
     std::rename(tmp.c_str(), file.c_str());
 }
+
+void write_bootstrap(const std::string& file, const char* bootstraps) { write_file(file, bootstraps); }
 
 // sluice_records_total{feature_set="kv",outcome="written"} from the daemon's /metrics; -1 if unreachable.
 long long written_records(http_connection& c) {
@@ -254,6 +263,67 @@ int run_freshness(const options& o, rd_kafka_t* producer, rd_kafka_t* prober, co
     return timeouts == 0 && !latencies_ms.empty() ? 0 : 1;
 }
 
+int run_underload(const options& o, rd_kafka_t* producer, const char* bootstraps) {
+    const auto deadline = clock_type::now() + std::chrono::seconds(o.timeout_s);
+    // Every key once, so that reads find all of them before the first read window.
+    mix64 rnd{11};
+    const std::int64_t base = wall_ms() - static_cast<std::int64_t>(o.keys);
+    for (std::uint64_t i = 0; i < o.keys; ++i) {
+        const std::string key = key_of(i);
+        if (!produce(producer, o.topic, key, kv_event(key, base + static_cast<std::int64_t>(i), rnd, 0))) return 1;
+        if ((i & 1023) == 0) rd_kafka_poll(producer, 0);
+    }
+    rd_kafka_flush(producer, 120000);
+    if (delivery_errors.load() != 0) return 1;
+    std::uint64_t produced = o.keys, i = 0;  // i: background events so far
+    write_file(o.status_file, "off " + std::to_string(produced));
+    write_bootstrap(o.bootstrap_file, bootstraps);
+
+    bool on = false;
+    auto on_since = clock_type::now();
+    std::uint64_t i_at_on = 0, on_messages = 0;
+    double on_seconds = 0;
+    for (std::uint64_t tick = 0; clock_type::now() < deadline; ++tick) {
+        if (tick % 20 == 0) {  // the control file, every ~20 ms
+            std::string want;
+            std::ifstream(o.control_file) >> want;
+            if (want == "stop") break;
+            if (want == "on" && !on) {
+                on = true;
+                on_since = clock_type::now();
+                i_at_on = i;
+                write_file(o.status_file, "on " + std::to_string(produced));
+            } else if (want != "on" && on) {
+                on = false;
+                rd_kafka_flush(producer, 30000);
+                const double s = std::chrono::duration<double>(clock_type::now() - on_since).count();
+                on_seconds += s;
+                on_messages += i - i_at_on;
+                std::fprintf(stderr, "on for %.2f s: %llu messages, %.0f msg/s\n", s,
+                             static_cast<unsigned long long>(i - i_at_on), static_cast<double>(i - i_at_on) / s);
+                write_file(o.status_file, "off " + std::to_string(produced));
+            }
+        }
+        if (on) {  // background events at the rate since the last "on" (1 ms ticks), as freshness
+            const double elapsed = std::chrono::duration<double>(clock_type::now() - on_since).count();
+            const auto due = i_at_on + static_cast<std::uint64_t>(elapsed * o.rate);
+            const std::int64_t now = wall_ms();
+            for (; i < due; ++i, ++produced) {
+                const std::string key = key_of(i % o.keys);
+                if (!produce(producer, o.topic, key, kv_event(key, now, rnd, static_cast<std::int64_t>(i)))) return 1;
+            }
+        }
+        rd_kafka_poll(producer, 0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    rd_kafka_flush(producer, 10000);
+    std::printf("RESULT prefill=%llu produced=%llu on_seconds=%.2f on_rate=%.0f delivery_errors=%llu\n",
+                static_cast<unsigned long long>(o.keys), static_cast<unsigned long long>(produced), on_seconds,
+                on_seconds > 0 ? static_cast<double>(on_messages) / on_seconds : 0.0,
+                static_cast<unsigned long long>(delivery_errors.load()));
+    return delivery_errors.load() == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -271,15 +341,20 @@ int main(int argc, char** argv) {
         else if (a == "--rate") o.rate = std::atof(v);
         else if (a == "--seconds") o.seconds = std::atof(v);
         else if (a == "--timeout") o.timeout_s = std::atoi(v);
+        else if (a == "--control-file") o.control_file = v;
+        else if (a == "--status-file") o.status_file = v;
         else {
             std::fprintf(stderr, "unknown argument %s\n", a.c_str());
             return 2;
         }
     }
     url_parts u;
-    if ((o.mode != "ingest" && o.mode != "freshness") || o.bootstrap_file.empty() || !parse_url(o.url, u) ||
-        o.keys == 0 || o.partitions < 1) {
-        std::fprintf(stderr, "usage: sluice_bench_kafka --mode ingest|freshness --bootstrap-file F --url http://127.0.0.1:PORT\n");
+    const bool underload = o.mode == "underload";
+    if ((o.mode != "ingest" && o.mode != "freshness" && !underload) || o.bootstrap_file.empty() ||
+        !parse_url(o.url, u) || o.keys == 0 || o.partitions < 1 ||
+        (underload && (o.control_file.empty() || o.status_file.empty()))) {
+        std::fprintf(stderr, "usage: sluice_bench_kafka --mode ingest|freshness|underload --bootstrap-file F "
+                             "--url http://127.0.0.1:PORT [--control-file F --status-file F]\n");
         return 2;
     }
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -305,8 +380,9 @@ int main(int argc, char** argv) {
     rd_kafka_t* producer = make_producer(bootstraps, "5");
     rd_kafka_t* prober = o.mode == "freshness" ? make_producer(bootstraps, "0") : nullptr;
     if (!producer || (o.mode == "freshness" && !prober)) return 1;
-    const int rc = o.mode == "ingest" ? run_ingest(o, producer, bootstraps, u)
-                                      : run_freshness(o, producer, prober, bootstraps, u);
+    const int rc = o.mode == "ingest"  ? run_ingest(o, producer, bootstraps, u)
+                   : underload         ? run_underload(o, producer, bootstraps)
+                                       : run_freshness(o, producer, prober, bootstraps, u);
     for (rd_kafka_t* p : {producer, prober}) {
         if (!p) continue;
         rd_kafka_flush(p, 5000);

@@ -3,9 +3,12 @@
 // time, so a stall counts for every request it delays (no coordinated omission). Requests are
 // spread round-robin over keep-alive connections, one thread each; a connection that falls
 // behind sends its next request at once and that request's latency includes the wait.
+// With --keys N, every "{key}" in the path and the body becomes a random key below N (12 digits,
+// as bench/common/events.hpp makes them); each connection prepares 256 such requests from a fixed
+// seed and sends them in turn, so two runs with the same arguments ask for the same keys.
 //
 //   sluice_bench_openloop --url http://127.0.0.1:PORT/path [--body-file F] [--rate 1000]
-//                         [--seconds 10] [--warmup 1] [--connections 8]
+//                         [--seconds 10] [--warmup 1] [--connections 8] [--keys N]
 // Prints: RESULT rate=... sent=... ok=... errors=... p50_us=... p90_us=... p99_us=... p999_us=... max_us=...
 
 #include <algorithm>
@@ -16,18 +19,38 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "common/events.hpp"
 #include "common/http_client.hpp"
 
 using namespace sluice::bench;
 using clock_type = std::chrono::steady_clock;
 
+namespace {
+
+// Every "{key}" of `text` replaced by a random key below `keys`.
+std::string with_keys(const std::string& text, std::uint64_t keys, mix64& rnd) {
+    static constexpr std::string_view marker = "{key}";
+    std::string out;
+    std::size_t from = 0;
+    for (auto at = text.find(marker); at != std::string::npos; at = text.find(marker, from)) {
+        out.append(text, from, at - from).append(key_of(rnd.next() % keys));
+        from = at + marker.size();
+    }
+    return out.append(text, from);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     std::string url, body_file;
     double rate = 1000, seconds = 10, warmup = 1;
     int connections = 8;
+    std::uint64_t keys = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         if (a == "--url") url = argv[i + 1];
@@ -36,6 +59,7 @@ int main(int argc, char** argv) {
         else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
         else if (a == "--warmup") warmup = std::atof(argv[i + 1]);
         else if (a == "--connections") connections = std::atoi(argv[i + 1]);
+        else if (a == "--keys") keys = std::strtoull(argv[i + 1], nullptr, 10);
         else {
             std::fprintf(stderr, "unknown argument %s\n", a.c_str());
             return 2;
@@ -43,7 +67,7 @@ int main(int argc, char** argv) {
     }
     url_parts u;
     if (!parse_url(url, u) || rate <= 0 || seconds <= 0 || connections < 1) {
-        std::fprintf(stderr, "usage: sluice_bench_openloop --url http://127.0.0.1:PORT/path [--body-file F] [--rate R]\n");
+        std::fprintf(stderr, "usage: sluice_bench_openloop --url http://127.0.0.1:PORT/path [--body-file F] [--rate R] [--keys N]\n");
         return 2;
     }
     std::string body;
@@ -67,6 +91,13 @@ int main(int argc, char** argv) {
     for (int t = 0; t < connections; ++t) {
         threads.emplace_back([&, t] {
             http_connection c(u.host, u.port);
+            // The requests this connection sends in turn: one, or 256 with random keys.
+            std::vector<std::pair<std::string, std::string>> prepared;
+            mix64 rnd{1000 + static_cast<std::uint64_t>(t)};
+            for (int k = 0; k < (keys > 0 ? 256 : 1); ++k)
+                prepared.emplace_back(keys > 0 ? with_keys(u.path, keys, rnd) : u.path,
+                                      keys > 0 ? with_keys(body, keys, rnd) : body);
+            std::size_t next = 0;
             auto& mine = latencies[static_cast<std::size_t>(t)];
             mine.reserve(total / static_cast<std::uint64_t>(connections) + 1);
             for (std::uint64_t i = static_cast<std::uint64_t>(t); i < total; i += static_cast<std::uint64_t>(connections)) {
@@ -74,7 +105,9 @@ int main(int argc, char** argv) {
                     start + std::chrono::duration_cast<clock_type::duration>(interval * static_cast<double>(i));
                 if (clock_type::now() > hard_end) return;
                 std::this_thread::sleep_until(scheduled);
-                auto a = c.request(method, u.path, body, "application/json", 5000);
+                const auto& [path, payload] = prepared[next];
+                next = (next + 1) % prepared.size();
+                auto a = c.request(method, path, payload, "application/json", 5000);
                 const auto done = clock_type::now();
                 if (i < measured_from) continue;
                 if (a.status == 200) {

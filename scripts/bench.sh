@@ -11,8 +11,9 @@
 #   --build-dir DIR  use (and build, unless --smoke) the binaries of DIR (default build-bench, Release)
 #   --no-build use the binaries of the build directory as they are
 #   --only LIST  run only these groups of rows: serve (GET, lookup, Feast, Redis path), memory, ingest
-#              (ingest, COPY, freshness), freshness (freshness alone, at BENCH_FRESHNESS_RATE);
-#              comma-separated
+#              (ingest, COPY, freshness), freshness (freshness alone, at BENCH_FRESHNESS_RATE),
+#              underload (GET and lookup at fixed rates with no ingest and with ingest at 80 % of the
+#              maximum the ingest rows measured, or at BENCH_UNDERLOAD_RATE); comma-separated
 #   --keep     keep the temporary directory (configs, logs, raw outputs)
 #   --profile DIR  also record the daemon with perf (linux-perf) during the first run of the memory
 #              GET, Feast and ingest rows, and write DIR/<row>.txt (self and inclusive hotspots)
@@ -23,7 +24,9 @@
 # BENCH_PG_CONF ("name=value ...", e.g. "shared_buffers=2GB max_wal_size=8GB") sets PostgreSQL
 # server settings for the ingest rows, the daemon's and the COPY reference's alike;
 # BENCH_FRESHNESS_RATE (msg/s) runs the freshness row at that rate instead of half the measured
-# ingest maximum (needed by --only freshness, which skips the ingest and COPY rows).
+# ingest maximum (needed by --only freshness, which skips the ingest and COPY rows);
+# BENCH_UNDERLOAD_RATE (msg/s) likewise runs the underload rows' ingest at that rate instead of
+# 80 % of the measured maximum (needed by --only underload without ingest).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib/services.sh"
@@ -32,7 +35,7 @@ mode=full
 build=$ROOT/build-bench
 keep=0
 no_build=0
-only=",serve,memory,ingest,"
+only=",serve,memory,ingest,underload,"
 profile_dir=""
 while (($#)); do
   case $1 in
@@ -43,7 +46,7 @@ while (($#)); do
     --no-build) no_build=1 ;;
     --only) only=",$2,"; shift ;;
     --profile) profile_dir=$(mkdir -p "$2" && realpath "$2"); shift ;;
-    *) echo "usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only serve,memory,ingest,freshness] [--keep] [--profile DIR]" >&2
+    *) echo "usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only serve,memory,ingest,freshness,underload] [--keep] [--profile DIR]" >&2
        exit 2 ;;
   esac
   shift
@@ -59,6 +62,15 @@ INGEST_KEYS=100000
 HTTP_THREADS=${BENCH_HTTP_THREADS:-2}
 log() { echo "bench: $*" >&2; }
 want() { [[ $only == *",$1,"* ]]; }
+# The rows that run at a share of the measured ingest maximum need it measured, or a fixed rate.
+if want freshness && ! want ingest && [[ -z ${BENCH_FRESHNESS_RATE:-} ]]; then
+  echo "bench: --only freshness needs BENCH_FRESHNESS_RATE (msg/s)" >&2
+  exit 2
+fi
+if [[ $mode != smoke ]] && want underload && ! want ingest && [[ -z ${BENCH_UNDERLOAD_RATE:-} ]]; then
+  echo "bench: --only underload without ingest needs BENCH_UNDERLOAD_RATE (msg/s)" >&2
+  exit 2
+fi
 
 # --- what the benchmark needs ------------------------------------------------------------------
 if [[ $mode != smoke ]]; then
@@ -204,6 +216,20 @@ field() { sed -n "s/.*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 # median of numbers
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'; }
 result_of() { grep '^RESULT' "$1" | tail -1; }
+# us_to_ms MICROSECONDS: the same in milliseconds.
+us_to_ms() { awk -v x="$1" 'BEGIN { if (x != "") print x / 1000 }'; }
+
+# run_openloop NAME [sluice_bench_openloop args...]: one bounded open-loop run of SECS seconds
+# after 1 s of warm-up; prints its RESULT line.
+run_openloop() {
+  local name=$1
+  shift
+  timeout $((SECS + 30)) "$OPENLOOP" "$@" --seconds "$SECS" --warmup 1 >"$WORK/$name.out" 2>&1 || true
+  local r
+  r=$(result_of "$WORK/$name.out")
+  log "$name: ${r:-no result (see $WORK/$name.out)}"
+  echo "$r"
+}
 
 # run_wrk NAME PORT SCRIPT CONNECTIONS [env...]: one bounded wrk run; prints its RESULT line.
 run_wrk() {
@@ -250,12 +276,8 @@ import json, sys
 json.dump({"features": [f"wide:w{i}" for i in range(250)], "entities": {"id": ["000000000007"]}}, open(sys.argv[1], "w"))
 PY
 feast() { # feast NAME: one open-loop run at 1,000 req/s
-  timeout $((SECS + 30)) "$OPENLOOP" --url "http://127.0.0.1:$serve_port/get-online-features" --body-file "$WORK/feast.json" \
-    --rate 1000 --seconds "$SECS" --warmup 1 --connections 8 >"$WORK/$1.out" 2>&1 || true
-  local r
-  r=$(result_of "$WORK/$1.out")
-  log "$1: ${r:-no result (see $WORK/$1.out)}"
-  echo "$r"
+  run_openloop "$1" --url "http://127.0.0.1:$serve_port/get-online-features" --body-file "$WORK/feast.json" \
+    --rate 1000 --connections 8
 }
 
 if [[ $mode == smoke ]]; then
@@ -351,9 +373,9 @@ CONF
     f_p99+=("$(field p99_us "$r")"); f_p50+=("$(field p50_us "$r")")
   done
   a=$(median "${f_p99[@]}")
-  add_row "POST /get-online-features, 1 entity × 250 features, open loop 1,000 req/s: p99 ms (p50 $(fmt "$(awk -v x="$(median "${f_p50[@]}")" 'BEGIN{print x/1000}')"))" \
-    "$(fmt "$(awk -v x="$a" 'BEGIN{print x/1000}')")" "Feast Go server 3.9 (published)" \
-    "$(ratio "$(awk -v x="$a" 'BEGIN{print x/1000}')" 3.9)" "≤ 1 ms" "$(met le "$a" 1000)"
+  add_row "POST /get-online-features, 1 entity × 250 features, open loop 1,000 req/s: p99 ms (p50 $(fmt "$(us_to_ms "$(median "${f_p50[@]}")")"))" \
+    "$(fmt "$(us_to_ms "$a")")" "Feast Go server 3.9 (published)" \
+    "$(ratio "$(us_to_ms "$a")" 3.9)" "≤ 1 ms" "$(met le "$a" 1000)"
 
   # Row 2: a daemon on the same Redis with the memory index off (memory.enabled false): every
   # read is Redis's.
@@ -400,11 +422,7 @@ if [[ $mode != smoke ]] && want memory; then
 fi
 
 # === ingest: Kafka (mock cluster) → PostgreSQL history + latest, Redis, memory ===================
-if want freshness && ! want ingest && [[ -z ${BENCH_FRESHNESS_RATE:-} ]]; then
-  echo "bench: --only freshness needs BENCH_FRESHNESS_RATE (msg/s)" >&2
-  exit 2
-fi
-if want ingest || want freshness; then
+if want ingest || want freshness || want underload; then
 pg_port=$(free_port)
 start_postgres "$WORK/pg" "$pg_port" >&2
 export PGOPTIONS="-c client_min_messages=warning"
@@ -453,17 +471,22 @@ run_stats() {
       -c "SELECT 'checkpoints', checkpoints_timed, checkpoints_req, buffers_checkpoint, buffers_backend FROM pg_stat_bgwriter"
   } >"$WORK/$1.stats" 2>&1 || true
 }
-# ingest_run NAME [driver args...]: the driver hosts the mock cluster; the daemon starts once it
-# wrote the bootstrap address (after producing, for the ingest mode). Its RESULT line is in NAME.out.
-ingest_run() {
-  local name=$1 bootstrap=$WORK/$1.bootstrap driver
-  shift
-  fresh_state
-  local pg0 redis0 daemon_ticks=0 messages
-  pg0=$(pg_ticks)
-  redis0=$(redis_ticks)
-  timeout 900 "$KAFKA" --bootstrap-file "$bootstrap" --url "http://127.0.0.1:$ingest_port" --partitions 64 \
-    --keys "$INGEST_KEYS" --timeout 600 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+# scrape_metrics FILE: the ingest daemon's /metrics into FILE (no FILE if it does not answer).
+scrape_metrics() { curl -sf --max-time 5 "http://127.0.0.1:$ingest_port/metrics" >"$1" || rm -f "$1"; }
+# written_records: sluice_records_total{feature_set="kv",outcome="written"} of the ingest daemon.
+written_records() {
+  curl -sf --max-time 2 "http://127.0.0.1:$ingest_port/metrics" |
+    awk '/^sluice_records_total\{feature_set="kv",outcome="written"\}/ { n = $2 } END { printf "%d\n", n }'
+}
+# start_driver NAME LIMIT [driver args...]: starts sluice_bench_kafka with at most LIMIT seconds
+# of its own (and LIMIT + 300 s from timeout), its output in NAME.out and NAME.err, and waits (120 s
+# at most) for the bootstrap address it writes to NAME.bootstrap. Sets driver (its pid); fails if
+# no address came.
+start_driver() {
+  local name=$1 limit=$2 bootstrap=$WORK/$1.bootstrap
+  shift 2
+  timeout $((limit + 300)) "$KAFKA" --bootstrap-file "$bootstrap" --url "http://127.0.0.1:$ingest_port" \
+    --keys "$INGEST_KEYS" --timeout "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   driver=$!
   pids+=("$driver")
   for _ in $(seq 1200); do
@@ -471,15 +494,39 @@ ingest_run() {
     kill -0 "$driver" 2>/dev/null || break
     sleep 0.1
   done
-  if [[ -s $bootstrap ]]; then
-    write_config "$WORK/$name.json" "$ingest_port" "$(cat "$bootstrap")" pg "${BENCH_INGEST_REDIS:-redis}" kv
-    start_sluice "$WORK/$name.json" "$name" || true
-    [[ $name == ingest-1 ]] && profile ingest 8
-  fi
+  [[ -s $bootstrap ]]
+}
+# end_driver: waits for the driver to end (bounded by its timeout) and forgets its pid.
+end_driver() {
   wait "$driver" || true
   local keep_pids=() p
   for p in "${pids[@]}"; do [[ $p == "$driver" ]] || keep_pids+=("$p"); done
   pids=("${keep_pids[@]}")
+}
+# ingest_run NAME [driver args...]: the driver hosts the mock cluster; the daemon starts once it
+# wrote the bootstrap address (after producing, for the ingest mode). Its RESULT line is in NAME.out.
+ingest_run() {
+  local name=$1 bootstrap=$WORK/$1.bootstrap driver=""
+  shift
+  fresh_state
+  local pg0 redis0 daemon_ticks=0 messages
+  pg0=$(pg_ticks)
+  redis0=$(redis_ticks)
+  if start_driver "$name" 600 --partitions 64 "$@"; then
+    write_config "$WORK/$name.json" "$ingest_port" "$(cat "$bootstrap")" pg "${BENCH_INGEST_REDIS:-redis}" kv
+    start_sluice "$WORK/$name.json" "$name" || true
+    [[ $name == ingest-1 ]] && profile ingest 8
+  fi
+  # Freshness runs: /metrics at the first probe (after the driver's warm-up) and at the end, for
+  # the stage breakdown of the probes' window.
+  local stages=0
+  [[ $name == freshness-* && -n $sluice_pid ]] && stages=1
+  if ((stages)); then
+    while kill -0 "$driver" 2>/dev/null && ! grep -q '^probe 1 ' "$WORK/$name.err"; do sleep 0.1; done
+    scrape_metrics "$WORK/$name.metrics-before"
+  fi
+  end_driver
+  if ((stages)); then scrape_metrics "$WORK/$name.metrics-after"; fi
   if [[ -n $sluice_pid ]]; then
     daemon_ticks=$(ticks_of "$sluice_pid")
     stop_sluice
@@ -490,6 +537,99 @@ ingest_run() {
   ((${messages:-0} > 0)) && run_stats "$name" "$messages" "$(($(pg_ticks) - pg0))" \
     "$(($(redis_ticks) - redis0))" "$daemon_ticks"
   log "$name: ${r:-no result (see $WORK/$name.err)}"
+}
+
+# underload_rows: reads while ingest runs hard. One daemon (PostgreSQL, Redis, memory) on a mock
+# cluster whose driver first produces every key once, then produces at the ingest rate only while
+# its control file says "on". Each round reads with no ingest and then with ingest on (interleaved
+# rounds, the same keys in the same order): GET at 5,000 req/s and 100-key lookups at 500 req/s,
+# open loop; what the daemon wrote during each window under ingest is its achieved ingest rate.
+underload_rows() {
+  local rate label get_rate=5000 lookup_rate=500 i r
+  if [[ -n ${BENCH_UNDERLOAD_RATE:-} ]]; then
+    rate=$BENCH_UNDERLOAD_RATE label=BENCH_UNDERLOAD_RATE
+  else
+    rate=$(awk -v r="$ingest_rate" 'BEGIN { printf "%.0f", (r > 0 ? r : 2000) * 0.8 }') label="80 % of the max"
+  fi
+  local ctl=$WORK/underload.ctl status=$WORK/underload.status driver=""
+  fresh_state
+  echo off >"$ctl"
+  # 16 partitions, as freshness: the mock keeps ~5 MiB per partition, far more than the lag.
+  if ! start_driver underload 1500 --mode underload --partitions 16 --rate "$rate" --control-file "$ctl" \
+    --status-file "$status"; then
+    log "underload: the driver wrote no bootstrap address (see $WORK/underload.err)"
+    end_driver
+    return 0
+  fi
+  write_config "$WORK/underload.json" "$ingest_port" "$(cat "$WORK/underload.bootstrap")" pg redis kv
+  if ! start_sluice "$WORK/underload.json" underload; then
+    echo stop >"$ctl"
+    end_driver
+    return 0
+  fi
+  # ingest_switch on|off: tells the driver and waits (60 s at most) until it says so; after "off",
+  # until the daemon has written all it produced, then vacuums and checkpoints PostgreSQL, so that
+  # ingest's deferred work (autovacuum, a checkpoint spreading its writes) does not land in the
+  # next window without ingest, and waits a second more.
+  ingest_switch() {
+    local produced=""
+    echo "$1" >"$ctl.tmp" && mv "$ctl.tmp" "$ctl"
+    for _ in $(seq 600); do
+      [[ $(cut -d' ' -f1 "$status" 2>/dev/null) == "$1" ]] && { produced=$(cut -d' ' -f2 "$status"); break; }
+      sleep 0.1
+    done
+    [[ $1 == off && -n $produced ]] || return 0
+    for _ in $(seq 600); do
+      (($(written_records) >= produced)) && break
+      sleep 0.1
+    done
+    log "underload: ingest off; written $(written_records) of $produced produced"
+    timeout 120 "${PSQL[@]}" -c "VACUUM (ANALYZE)" -c "CHECKPOINT" >/dev/null || true
+    sleep 1
+  }
+  ingest_switch off  # the first pass over every key: all of them in memory before reading
+  log "underload: $(curl -s "http://127.0.0.1:$ingest_port/metrics" | grep '^sluice_memory_index_keys{feature_set="kv"')"
+  printf '{"feature_set":"kv","keys":[%s]}' "$(printf '"{key}",%.0s' $(seq 99))\"{key}\"" >"$WORK/lookup-100.json"
+  get_run() { run_openloop "$1" --url "http://127.0.0.1:$ingest_port/v1/features/kv/{key}" --keys "$INGEST_KEYS" \
+    --rate "$get_rate" --connections 16; }
+  lookup_run() { run_openloop "$1" --url "http://127.0.0.1:$ingest_port/v1/features/lookup" --body-file "$WORK/lookup-100.json" \
+    --keys "$INGEST_KEYS" --rate "$lookup_rate" --connections 8; }
+  # rows_per_sec W0 T0: what the daemon wrote per second since (W0, T0).
+  rows_per_sec() { awk -v w0="$1" -v t0="$2" -v w1="$(written_records)" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.0f", (w1 - w0) / (t1 - t0) }'; }
+  local g0_99=() g0_50=() g1_99=() g1_50=() l0_99=() l0_50=() l1_99=() l1_50=() g_held=() l_held=() w0 t0
+  for i in $(seq "$RUNS"); do
+    r=$(get_run "underload-get-idle-$i"); g0_99+=("$(field p99_us "$r")"); g0_50+=("$(field p50_us "$r")")
+    r=$(lookup_run "underload-lookup-idle-$i"); l0_99+=("$(field p99_us "$r")"); l0_50+=("$(field p50_us "$r")")
+    ingest_switch on
+    sleep 2  # the pipeline at its rate
+    w0=$(written_records) t0=$(date +%s.%N)
+    r=$(get_run "underload-get-ingest-$i"); g1_99+=("$(field p99_us "$r")"); g1_50+=("$(field p50_us "$r")")
+    g_held+=("$(rows_per_sec "$w0" "$t0")")
+    w0=$(written_records) t0=$(date +%s.%N)
+    r=$(lookup_run "underload-lookup-ingest-$i"); l1_99+=("$(field p99_us "$r")"); l1_50+=("$(field p50_us "$r")")
+    l_held+=("$(rows_per_sec "$w0" "$t0")")
+    log "underload-$i: ingest held ${g_held[-1]} rows/s during GET, ${l_held[-1]} during lookup (target $rate)"
+    ingest_switch off
+  done
+  stop_sluice
+  echo stop >"$ctl"
+  end_driver
+  log "underload driver: $(result_of "$WORK/underload.out")"
+  # held RATES...: "held N rows/s, P %", the median of what the daemon wrote during the windows.
+  # short RATES...: ", but ingest held only P % of its rate" when that is below 90 %: the reads
+  # were then not measured under the load the goal names.
+  held_share() { awk -v h="$(median "$@")" -v r="$rate" 'BEGIN { printf "%.0f", 100 * h / r }'; }
+  held() { echo "held $(fmt "$(median "$@")") rows/s, $(held_share "$@") %"; }
+  short() { local p; p=$(held_share "$@"); ((p >= 90)) || echo ", but ingest held only $p % of its rate"; }
+  local a b
+  a=$(median "${g1_99[@]}") b=$(median "${g0_99[@]}")
+  add_row "GET /v1/features/{set}/{key}, memory, open loop $(fmt "$get_rate") req/s over $(fmt "$INGEST_KEYS") keys, while ingest runs at $(fmt "$rate") msg/s ($label; $(held "${g_held[@]}")): p99 µs (p50 $(fmt "$(median "${g1_50[@]}")"))" \
+    "$(fmt "$a")" "no ingest, same daemon and keys: $(fmt "$b") (p50 $(fmt "$(median "${g0_50[@]}")"))" "$(ratio "$a" "$b")" \
+    "≤ 2×" "$(met le "$(ratio "$a" "$b")" 2)$(short "${g_held[@]}")"
+  a=$(median "${l1_99[@]}") b=$(median "${l0_99[@]}")
+  add_row "POST /v1/features/lookup, 100 random keys, open loop $(fmt "$lookup_rate") req/s ($(fmt $((lookup_rate * 100))) keys/s), while ingest runs at $(fmt "$rate") msg/s ($label; $(held "${l_held[@]}")): p99 ms (p50 $(fmt "$(us_to_ms "$(median "${l1_50[@]}")")"))" \
+    "$(fmt "$(us_to_ms "$a")")" "no ingest: $(fmt "$(us_to_ms "$b")") (p50 $(fmt "$(us_to_ms "$(median "${l0_50[@]}")")"))" - \
+    "≤ 5 ms" "$(met le "$a" 5000)$(short "${l_held[@]}")"
 }
 
 i_rate=(); i_steady=()
@@ -526,6 +666,7 @@ else
   fi
 
   # Freshness at half of the measured maximum ingest rate, or at BENCH_FRESHNESS_RATE.
+  if want ingest || want freshness; then
   if [[ -n ${BENCH_FRESHNESS_RATE:-} ]]; then
     fresh_rate=$BENCH_FRESHNESS_RATE rate_label=BENCH_FRESHNESS_RATE
   else
@@ -543,6 +684,15 @@ else
   a=$(median "${f99[@]}")
   add_row "freshness: produce → visible in GET, at $(fmt "$(median "${frate[@]}")") msg/s ($rate_label): p99 ms (p50 $(fmt "$(median "${f50[@]}")"))" \
     "$(fmt "$a")" - - "≤ 50 ms" "$(met le "$a" 50)"
+  # Where a record's time goes: the daemon's per-stage histogram over the probes' windows of all
+  # freshness runs (scripts/lib/stage_breakdown.py; "-" when the daemon does not export it).
+  scrapes=()
+  for i in $(seq "$RUNS"); do scrapes+=("$WORK/freshness-$i.metrics-before" "$WORK/freshness-$i.metrics-after"); done
+  stage_block=$(python3 "$ROOT/scripts/lib/stage_breakdown.py" \
+    --title "Where a record's time goes at $(fmt "$fresh_rate") msg/s ($rate_label), freshness runs" "${scrapes[@]}" || true)
+  fi
+
+  if want underload; then underload_rows; fi
 fi
 
 fi
@@ -559,6 +709,10 @@ echo
 echo "| benchmark | Sluice | reference | ratio | goal | result |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
+if [[ -n ${stage_block:-} ]]; then
+  echo
+  echo "$stage_block"
+fi
 if [[ $mode == smoke ]] && ((failed_rows)); then
   echo "bench: $failed_rows row(s) produced no figure" >&2
   exit 1
