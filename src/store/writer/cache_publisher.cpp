@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include "sluice/core/clock.hpp"
 #include "sluice/core/log.hpp"
@@ -12,6 +14,9 @@ namespace sluice::writer {
 namespace {
 constexpr std::chrono::milliseconds idle_wait{100};
 constexpr std::chrono::milliseconds health_check_interval{2000};
+// Durable batches that may wait for the cache thread before the writer waits for it: when Redis
+// is slower than PostgreSQL they are written to it together, each key once.
+constexpr std::size_t max_waiting_batches = 8;
 }  // namespace
 
 cache_publisher::cache_publisher(const config& cfg, durable_store* durable, latest_cache* cache, memory_index& memory,
@@ -35,7 +40,7 @@ void cache_publisher::start() {
 
 void cache_publisher::hand_off(durable_batch done) {
     std::unique_lock lock(handoff_mutex_);
-    handoff_cv_.wait(lock, [&] { return handoff_.empty(); });
+    handoff_cv_.wait(lock, [&] { return handoff_.size() < max_waiting_batches; });
     handoff_.push_back(std::move(done));
     lock.unlock();
     handoff_cv_.notify_all();
@@ -57,21 +62,20 @@ void cache_publisher::run() {
     using clock = std::chrono::steady_clock;
     auto last_health_check = clock::now();
     while (true) {
-        std::optional<durable_batch> next;
+        std::deque<durable_batch> next;
         {
             std::unique_lock lock(handoff_mutex_);
             handoff_cv_.wait_for(lock, idle_wait, [&] { return !handoff_.empty() || handoff_closed_; });
             if (!handoff_.empty()) {
-                next.emplace(std::move(handoff_.front()));
-                handoff_.pop_front();
+                next.swap(handoff_);
             } else if (handoff_closed_) {
                 break;
             }
         }
         if (cache_stale_since_ms_) resync_cache();  // at most once a second
-        if (next) {
-            handoff_cv_.notify_all();  // room for the writer's next batch
-            publish(*next);
+        if (!next.empty()) {
+            handoff_cv_.notify_all();  // room for the writer's next batches
+            publish(next);
             continue;
         }
         // Idle: keep an eye on Redis so /readyz tells the truth between batches.
@@ -82,23 +86,47 @@ void cache_publisher::run() {
     }
 }
 
-void cache_publisher::publish(durable_batch& done) {
+void cache_publisher::publish(std::deque<durable_batch>& batches) {
     const auto& log = module_logger(log_module::store);
-    write_batch& batch = done.batch;
-    const auto& order = done.newest;
     if (cache_ && !cache_stale_since_ms_) {
-        if (auto s = cache_->apply(order); !s) {
+        // One Redis update for every batch waiting: a key in several of them is written once,
+        // with its newest record (the first delivered among equal event times, as in each batch).
+        const std::vector<const record*>* order = &batches.front().newest;
+        std::vector<const record*> merged;
+        if (batches.size() > 1) {
+            std::unordered_map<std::string_view, std::size_t> slot;  // "<set>\0<key>" → index in merged
+            std::vector<std::string> names;
+            std::size_t total = 0;
+            for (const auto& b : batches) total += b.newest.size();
+            names.reserve(total);
+            merged.reserve(total);
+            slot.reserve(total);
+            for (const auto& b : batches) {
+                for (const record* r : b.newest) {
+                    names.push_back(std::to_string(r->set_index) + '\0' + r->key);
+                    const auto [it, added] = slot.try_emplace(names.back(), merged.size());
+                    if (added)
+                        merged.push_back(r);
+                    else if (r->event_time_ms > merged[it->second]->event_time_ms)
+                        merged[it->second] = r;
+                }
+            }
+            order = &merged;
+        }
+        if (auto s = cache_->apply(*order); !s) {
             log->warn("Redis update failed ({} keys); reads fall back to memory and PostgreSQL, and Redis is "
                       "brought up to date when it answers again: {}",
-                      order.size(), s.message());
+                      order->size(), s.message());
             cache_stale_since_ms_ = now_ms() - 60000;
             if (stats_) stats_->redis_errors.fetch_add(1, std::memory_order_relaxed);
         } else if (stats_) {
-            stats_->trace_reached(trace_stage::redis, batch.records);
+            for (const auto& b : batches) stats_->trace_reached(trace_stage::redis, b.batch.records);
         }
     }
-    if (offsets_ && !batch.offsets.empty()) offsets_->offsets_durable(batch.offsets);
-    answer_pushes(done.pushes, batch, true);
+    for (auto& done : batches) {
+        if (offsets_ && !done.batch.offsets.empty()) offsets_->offsets_durable(done.batch.offsets);
+        answer_pushes(done.pushes, done.batch, true);
+    }
 }
 
 void cache_publisher::resync_cache() {

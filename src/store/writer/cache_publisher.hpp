@@ -29,8 +29,9 @@ struct durable_batch {
 
 /// Publishes durable batches in commit order on a thread of its own: the newest record of each
 /// key to Redis, then the batch's offsets to the offset sink (they are durable), then the answers
-/// to its pushes. At most one batch waits for it: the writer thread blocks on a second, so
-/// PostgreSQL writes batch n + 1 while Redis takes batch n. When a Redis update fails, Redis is
+/// to its pushes. PostgreSQL writes batch n + 1 while Redis takes batch n; when Redis falls
+/// behind, the batches that wait meanwhile (up to 8; the writer blocks on more) go to Redis in one
+/// update, each key once with its newest record, so neither the writer nor memory waits for Redis. When a Redis update fails, Redis is
 /// marked stale: updates stop until it answers again, then every latest row PostgreSQL changed
 /// since the failure (a minute of margin) is written back with the event-time guard (from the
 /// memory index when there is no PostgreSQL). At start, Redis is brought up to date with what
@@ -50,7 +51,7 @@ public:
     void set_stats(pipeline_stats* stats) { stats_ = stats; }
     /// Starts the cache thread.
     void start();
-    /// Queues a durable batch; waits while one is queued already.
+    /// Queues a durable batch; waits while 8 are queued already.
     void hand_off(durable_batch done);
     /// No more batches: the thread ends once it has published those handed off.
     void close();
@@ -60,8 +61,8 @@ public:
 
 private:
     void run();
-    /// Redis, then offsets, then the pushes' answers.
-    void publish(durable_batch& done);
+    /// Redis (one update for them all), then each batch's offsets and pushes' answers, in order.
+    void publish(std::deque<durable_batch>& batches);
     /// Writes back to Redis what it missed; clears the stale mark when done.
     void resync_cache();
 
@@ -75,7 +76,7 @@ private:
     std::chrono::steady_clock::time_point last_cache_probe_{};  // cache thread only
     std::mutex handoff_mutex_;
     std::condition_variable handoff_cv_;
-    std::deque<durable_batch> handoff_;  // at most one waiting
+    std::deque<durable_batch> handoff_;  // at most max_waiting_batches
     bool handoff_closed_ = false;        // the writer thread has ended: the cache thread ends when done
     std::thread thread_;
 };

@@ -231,13 +231,19 @@ public:
     bool entered = false;
     bool released = false;
     std::vector<std::string> applied;
+    std::vector<std::int64_t> applied_times;
+    int applies = 0;
 
     status apply(const std::vector<const record*>& records) override {
         std::unique_lock lock(mutex);
         entered = true;
         cv.notify_all();
         cv.wait(lock, [&] { return released; });
-        for (const auto* r : records) applied.push_back(r->key);
+        for (const auto* r : records) {
+            applied.push_back(r->key);
+            applied_times.push_back(r->event_time_ms);
+        }
+        ++applies;
         return status::success();
     }
     result<std::optional<latest_entry>> read_latest(std::uint32_t, const std::string&) override {
@@ -426,6 +432,58 @@ TEST(StoreWriter, WithTwoBatchesInFlightOffsetsAreReportedInOrder) {
         last = o.next_offset;
     }
     EXPECT_EQ(lanes.most_at_once.load(), 2) << "the batches never overlapped";
+}
+
+// While Redis is stuck on one batch, the batches committed meanwhile wait for it together; once
+// it answers they go to Redis in one update, each key once with its newest event, and their
+// offsets are reported in order.
+TEST(StoreWriter, BatchesWaitingForRedisGoToItTogetherEachKeyOnce) {
+    config cfg = one_set_config();
+    mocks::journal journal;
+    mocks::fake_durable_store pg{journal};
+    stuck_cache redis;
+    mocks::fake_offsets offsets{journal};
+    memory_index memory{1};
+    wakeup readable;
+    channel<processed> input{1024, &readable};
+    store_writer writer{cfg, {&input}, readable, &pg, &redis, memory, &offsets};
+    auto committed = [&] {
+        std::lock_guard lock(pg.mutex);
+        return pg.committed.size();
+    };
+    // One record per batch: pushed once the batch before is committed.
+    auto push_batch = [&](processed p) {
+        const auto before = committed();
+        ASSERT_TRUE(input.queue.try_push(p));
+        readable.notify();
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (committed() == before && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        ASSERT_GT(committed(), before);
+    };
+    writer.start();
+    push_batch(make_record("a", 10, 0, 1));
+    {
+        std::unique_lock lock(redis.mutex);
+        ASSERT_TRUE(redis.cv.wait_for(lock, std::chrono::seconds(20), [&] { return redis.entered; }));
+    }
+    push_batch(make_record("b", 11, 0, 2));
+    push_batch(make_record("b", 13, 0, 3));
+    push_batch(make_record("b", 12, 0, 4));  // older than the one before it
+    push_batch(make_record("c", 5, 0, 5));
+    {
+        std::lock_guard lock(redis.mutex);
+        redis.released = true;
+    }
+    redis.cv.notify_all();
+    std::atomic<bool> no_abort{false};
+    writer.drain_and_join(no_abort);
+    EXPECT_EQ(redis.applies, 2) << "the waiting batches were not written to Redis together";
+    EXPECT_EQ(redis.applied, (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_EQ(redis.applied_times, (std::vector<std::int64_t>{10, 13, 5}));
+    std::lock_guard lock(offsets.mutex);
+    ASSERT_EQ(offsets.stored.size(), 5u);
+    for (std::size_t i = 0; i < offsets.stored.size(); ++i) EXPECT_EQ(offsets.stored[i].next_offset, static_cast<std::int64_t>(i) + 2);
 }
 
 }  // namespace
