@@ -253,7 +253,8 @@ public:
     status ping() override { return status::success(); }
 };
 
-TEST(StoreWriter, PostgreSQLWritesOnWhileRedisLagsAndOffsetsWaitForRedis) {
+// A writer whose Redis is stuck on its first update until released.
+struct stuck_redis_fixture {
     config cfg = one_set_config();
     mocks::journal journal;
     mocks::fake_durable_store pg{journal};
@@ -263,14 +264,22 @@ TEST(StoreWriter, PostgreSQLWritesOnWhileRedisLagsAndOffsetsWaitForRedis) {
     wakeup readable;
     channel<processed> input{1024, &readable};
     store_writer writer{cfg, {&input}, readable, &pg, &redis, memory, &offsets};
-    auto push = [&](processed p) {
+
+    void push(processed p) {
         ASSERT_TRUE(input.queue.try_push(p));
         readable.notify();
-    };
-    auto committed = [&] {
+    }
+    std::size_t committed() {
         std::lock_guard lock(pg.mutex);
         return pg.committed.size();
-    };
+    }
+};
+
+TEST(StoreWriter, PostgreSQLWritesOnWhileRedisLagsAndOffsetsWaitForRedis) {
+    stuck_redis_fixture f;
+    auto& [cfg, journal, pg, redis, offsets, memory, readable, input, writer] = f;
+    auto push = [&](processed p) { f.push(std::move(p)); };
+    auto committed = [&] { return f.committed(); };
     writer.start();
     push(make_record("a", 10, 0, 1));
     {
@@ -438,24 +447,13 @@ TEST(StoreWriter, WithTwoBatchesInFlightOffsetsAreReportedInOrder) {
 // it answers they go to Redis in one update, each key once with its newest event, and their
 // offsets are reported in order.
 TEST(StoreWriter, BatchesWaitingForRedisGoToItTogetherEachKeyOnce) {
-    config cfg = one_set_config();
-    mocks::journal journal;
-    mocks::fake_durable_store pg{journal};
-    stuck_cache redis;
-    mocks::fake_offsets offsets{journal};
-    memory_index memory{1};
-    wakeup readable;
-    channel<processed> input{1024, &readable};
-    store_writer writer{cfg, {&input}, readable, &pg, &redis, memory, &offsets};
-    auto committed = [&] {
-        std::lock_guard lock(pg.mutex);
-        return pg.committed.size();
-    };
+    stuck_redis_fixture f;
+    auto& [cfg, journal, pg, redis, offsets, memory, readable, input, writer] = f;
+    auto committed = [&] { return f.committed(); };
     // One record per batch: pushed once the batch before is committed.
     auto push_batch = [&](processed p) {
         const auto before = committed();
-        ASSERT_TRUE(input.queue.try_push(p));
-        readable.notify();
+        f.push(std::move(p));
         const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
         while (committed() == before && std::chrono::steady_clock::now() < until)
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
