@@ -101,17 +101,4 @@ api_key_auth::verdict api_key_auth::check(const request& req, std::string_view s
     return v;
 }
 
-std::string api_key_auth::sha256_hex(std::string_view text) {
-    digest d{};
-    if (!sha256(text, d)) return {};
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(64);
-    for (unsigned char c : d) {
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 15]);
-    }
-    return out;
-}
-
 }  // namespace sluice::serve

@@ -31,9 +31,6 @@ public:
     /// Authenticates the request and, if scope is not empty, checks the key has that scope.
     verdict check(const request& req, std::string_view scope) const;
 
-    /// Lowercase hex SHA-256 of text (used for keys; exposed for tests and tools).
-    static std::string sha256_hex(std::string_view text);
-
 private:
     struct entry {
         std::string name;
