@@ -34,23 +34,27 @@ class flight_queue;
 struct flight;
 }  // namespace writer
 
-/// Two threads. The writer thread collects up to pipeline.batch_max_records items (or what
-/// arrived within pipeline.batch_linger_ms of the first), commits them to PostgreSQL in one
-/// transaction (retrying with backoff while PostgreSQL is away: the queues fill and ingestion
-/// pauses) and publishes the batch's dead letters to the dead-letter topic (if configured,
-/// retrying likewise). The newest record of each key goes into the memory index (which answers
-/// reads first) when the writer takes the batch, before the commit (memory.before_commit, the
-/// default: memory is at most one batch ahead of PostgreSQL), or right after the commit. The
-/// writer then hands the durable batch to the cache thread and goes on with the next one:
-/// PostgreSQL writes batch n + 1 while the cache thread updates Redis with batch n, then reports
-/// its offsets as durable and answers its pushes. Batches reach the cache thread in commit order,
-/// and at most one waits for it (the writer blocks on a second).
+/// The writer thread collects up to pipeline.batch_max_records items (or what arrived within
+/// pipeline.batch_linger_ms of the first; a batch that starts with records which queued while the
+/// writer was busy closes once the queues are empty), fits them to the offset chain (records
+/// below a partition's stored offset are re-deliveries and leave), aggregates them, commits them
+/// to PostgreSQL in one transaction whose offsets are fenced (retrying with backoff while
+/// PostgreSQL is away: the queues fill and ingestion pauses) and publishes the batch's dead
+/// letters to the dead-letter topic (if configured, retrying likewise). The newest record of each
+/// key goes into the memory index (which answers reads first) when the writer takes the batch,
+/// before the commit (memory.before_commit, the default: memory is at most one batch ahead of
+/// PostgreSQL), or right after the commit. With pipeline.batches_in_flight above 1 the commits
+/// run on lane threads instead, one per connection, in turn (writer/flight_order.hpp). The durable
+/// batch then goes to the cache thread, in the order the batches were made: it updates Redis (the
+/// batches waiting for it together, up to 8, each key once), then reports their offsets as
+/// durable and answers their pushes.
 /// When a Redis update fails, Redis is marked stale: updates stop until it answers again, then
 /// every latest row PostgreSQL changed since the failure (a minute of margin) is written back to
 /// Redis with the event-time guard, so no key stays older than PostgreSQL's latest.
-/// The writer thread's batching, flush and retries are here (store_writer.cpp); the aggregation
-/// gate (writer/aggregation_gate.hpp) and the cache thread (writer/cache_publisher.hpp) are parts
-/// it owns.
+/// The writer thread's batching, flush and retries are here (store_writer.cpp); the offset chain
+/// (writer/offset_chain.hpp), the aggregation gate (writer/aggregation_gate.hpp), the order of
+/// batches in flight (writer/flight_order.hpp) and the cache thread (writer/cache_publisher.hpp)
+/// are parts it owns.
 /// Owned by the app; the stores it writes to outlive it.
 class store_writer final : public push_writer {
 public:
