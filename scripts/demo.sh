@@ -64,6 +64,7 @@ Sluice is running (logs: $RUN/sluice.log).
 
 Try:
   curl -s http://127.0.0.1:$http_port/v1/features/user_activity/$key
+  curl -s http://127.0.0.1:$http_port/metrics | grep sluice_record_stage_seconds_sum   # where a record's time goes, by stage
 
 MSG
 curl -s "http://127.0.0.1:$http_port/v1/features/user_activity/$key"
