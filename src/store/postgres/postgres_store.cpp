@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -81,33 +82,17 @@ public:
     }
 
     status write(const write_batch& batch) override {
-        // Without records there is nothing for latest to do in parallel.
-        auto s = latest_writer_ && !batch.records.empty() ? write_split(batch) : write_once(batch, /*fast=*/true);
-        if (!s && writer_->connected() && writer_->last_sqlstate() == pg::unique_violation) {
-            // Some rows are in history already (a re-delivery past the stored offsets, or another
-            // instance wrote them): redo the batch the safe way, which skips exactly those rows.
-            (void)writer_->exec("ROLLBACK");
-            log_->info("batch of {} records holds rows already in history; writing it again without them",
-                       batch.records.size());
-            s = write_once(batch, /*fast=*/false);
-        }
-        if (!s && writer_->connected()) (void)writer_->exec("ROLLBACK");
-        return health_.noted(std::move(s));
+        return write_with_redo(*writer_, batch, [&](bool fast) {
+            // Without records there is nothing for latest to do in parallel.
+            return fast && latest_writer_ && !batch.records.empty() ? write_split(batch) : write_once(batch, fast);
+        });
     }
 
     std::size_t write_lanes() const override { return 1 + lanes_.size(); }
 
     status write_in_lane(const write_batch& batch, std::size_t lane, const write_order& order) override {
         pg::connection& conn = lane == 0 ? *writer_ : *lanes_.at(lane - 1);
-        auto s = write_ordered(conn, batch, /*fast=*/true, order);
-        if (!s && conn.connected() && conn.last_sqlstate() == pg::unique_violation) {
-            (void)conn.exec("ROLLBACK");
-            log_->info("batch of {} records holds rows already in history; writing it again without them",
-                       batch.records.size());
-            s = write_ordered(conn, batch, /*fast=*/false, order);
-        }
-        if (!s && conn.connected()) (void)conn.exec("ROLLBACK");
-        return health_.noted(std::move(s));
+        return write_with_redo(conn, batch, [&](bool fast) { return write_ordered(conn, batch, fast, order); });
     }
 
     // Each read leases a reader connection for its statements only: the lease (a temporary, or
@@ -286,6 +271,21 @@ private:
         return outcome;
     }
 
+    // One attempt the fast way (attempt(true)); when history holds some of its rows already (a
+    // unique violation: only with postgres.history_unique_index), the batch again the safe way,
+    // which skips exactly those rows. A failed attempt is rolled back on conn.
+    status write_with_redo(pg::connection& conn, const write_batch& batch, const std::function<status(bool fast)>& attempt) {
+        auto s = attempt(/*fast=*/true);
+        if (!s && conn.connected() && conn.last_sqlstate() == pg::unique_violation) {
+            (void)conn.exec("ROLLBACK");
+            log_->info("batch of {} records holds rows already in history; writing it again without them",
+                       batch.records.size());
+            s = attempt(/*fast=*/false);
+        }
+        if (!s && conn.connected()) (void)conn.exec("ROLLBACK");
+        return health_.noted(std::move(s));
+    }
+
     static const std::string& history_copy(const pg::table_sql& t, const pg::batch_copy& copy) {
         return copy.binary ? t.copy_history_binary_sql : t.copy_history_sql;
     }
@@ -412,9 +412,9 @@ private:
         return status::success();
     }
 
-    // The batch's Kafka offsets, first in the writer connection's transaction: a partition another
-    // writer moved since this batch's expected offset fails the batch (not_owned) before anything
-    // is copied, and the row locks taken here order the commits of writers of one partition.
+    // The batch's Kafka offsets (first in write_once's transaction, last in write_ordered's): a
+    // partition another writer moved since this batch's expected offset fails the batch
+    // (not_owned), and the row locks taken here order the commits of writers of one partition.
     // after_earlier_commits: first wait for the writers holding the rows (a batch before this one
     // in flight), so the fence compares with what they committed rather than with what this
     // statement's snapshot would show.

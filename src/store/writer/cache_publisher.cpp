@@ -94,17 +94,14 @@ void cache_publisher::publish(std::deque<durable_batch>& batches) {
         const std::vector<const record*>* order = &batches.front().newest;
         std::vector<const record*> merged;
         if (batches.size() > 1) {
-            std::unordered_map<std::string_view, std::size_t> slot;  // "<set>\0<key>" → index in merged
-            std::vector<std::string> names;
+            // Per feature set: key → index in merged (the keys are the records', which outlive this).
+            std::vector<std::unordered_map<std::string_view, std::size_t>> slot(cfg_.feature_sets.size());
             std::size_t total = 0;
             for (const auto& b : batches) total += b.newest.size();
-            names.reserve(total);
             merged.reserve(total);
-            slot.reserve(total);
             for (const auto& b : batches) {
                 for (const record* r : b.newest) {
-                    names.push_back(std::to_string(r->set_index) + '\0' + r->key);
-                    const auto [it, added] = slot.try_emplace(names.back(), merged.size());
+                    const auto [it, added] = slot[r->set_index].try_emplace(r->key, merged.size());
                     if (added)
                         merged.push_back(r);
                     else if (r->event_time_ms > merged[it->second]->event_time_ms)

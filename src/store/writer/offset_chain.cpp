@@ -68,10 +68,4 @@ void offset_chain::advance(const std::vector<partition_offset>& offsets) {
     }
 }
 
-std::int64_t offset_chain::next_of(const std::string& topic, std::int32_t partition) const {
-    std::lock_guard lock(mutex_);
-    const auto it = next_.find({topic, partition});
-    return it == next_.end() ? partition_offset::unfenced : it->second;
-}
-
 }  // namespace sluice::writer

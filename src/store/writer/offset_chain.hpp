@@ -40,8 +40,6 @@ public:
     /// chain moves forward to their ends (never back).
     void advance(const std::vector<partition_offset>& offsets);
 
-    /// Where partition (topic, partition) continues from; nullopt-like -2 when unknown. Tests.
-    std::int64_t next_of(const std::string& topic, std::int32_t partition) const;
 
 private:
     using topic_partition = std::pair<std::string, std::int32_t>;
