@@ -391,6 +391,11 @@ TEST_F(Api, catalog_and_metrics_show_live_figures) {
     EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/ingest/{set}\""),
               std::string::npos);
     EXPECT_NE(m.body.find("sluice_consumer_lag_messages{feature_set=\"user_activity\"} 0"), std::string::npos);
+    // Where traced records' time goes, by stage, and no batch fenced out (one instance).
+    for (const char* stage : {"consumed", "parsed", "batched", "memory", "committed", "redis"})
+        EXPECT_NE(m.body.find(std::string("sluice_record_stage_seconds_count{stage=\"") + stage + "\"}"), std::string::npos)
+            << stage;
+    EXPECT_NE(m.body.find("sluice_write_fenced_total 0"), std::string::npos);
 }
 
 TEST_F(Api, with_the_memory_index_off_reads_come_from_redis_then_postgresql) {
