@@ -22,6 +22,7 @@
 #include "sluice/store/postgres_store.hpp"
 #include "sluice/store/redis_cache.hpp"
 #include "sluice/store/redis_io_reader.hpp"
+#include "sluice/store/registry.hpp"
 #include "sluice/store/store_writer.hpp"
 
 namespace sluice {
@@ -60,7 +61,21 @@ struct daemon::impl final : health_source {
     serve_context serve_ctx;
     http_server_ptr http;
     std::unique_ptr<event_generator> generator;
+    std::unique_ptr<definition_registry> registry;
+    std::mutex definitions_mutex;
+    std::vector<registered_definition> definitions;  // the registry's newest, for the catalog
     std::atomic<bool> stopping{false};
+
+    void refresh_definitions() {
+        auto snap = registry->read();
+        if (!snap) {
+            log->warn("reading the registry: {}", snap.message());
+            return;
+        }
+        std::lock_guard lock(definitions_mutex);
+        definitions = std::move(snap.value().definitions);
+    }
+
     bool left_threads = false;  // stop() left a Kafka consumer handle running
 
     std::vector<std::string> not_ready_reasons() const override {
@@ -89,13 +104,28 @@ status daemon::start() {
     auto& d = *impl_;
     const auto& cfg = d.cfg;
     if (cfg.postgres) {
+        // The definitions first: another environment's schema, or a breaking change without a new
+        // version, stops the start before any table is touched.
+        d.registry = std::make_unique<definition_registry>(cfg);
+        auto plan = d.registry->check_before_start();
+        if (!plan) return plan.as_status();
+        for (const auto& p : plan.value().sets)
+            if (p.action != plan_action::unchanged)
+                d.log->info("definition {}@{}: {}{}{}", p.set, p.version, to_string(p.action), p.note.empty() ? "" : ": ",
+                            p.note);
         d.durable = make_postgres_store(cfg);
         if (auto s = d.durable->prepare(); !s) return s;
+        if (auto s = d.registry->record(plan.value()); !s) return status::failure("recording the definitions: " + s.message());
+        d.refresh_definitions();
     }
     if (cfg.redis) {
         d.cache = make_redis_cache(cfg);
-        // Redis may come later: the writer keeps trying and reads fall back meanwhile.
-        if (auto s = d.cache->ping(); !s) d.log->warn("{}", s.message());
+        // Redis may come later: the writer keeps trying and reads fall back meanwhile. Another
+        // environment's prefix stops the start.
+        if (auto s = d.cache->ping(); !s) {
+            if (s.kind() == error_kind::permanent) return s;
+            d.log->warn("{}", s.message());
+        }
     }
 
     const auto capacity = static_cast<std::size_t>(cfg.pipeline.queue_capacity);

@@ -634,10 +634,12 @@ void apply_feature_sets(config& c, const json& v, const std::string& path, diagn
         const auto& a = c.feature_sets[i];
         for (std::size_t j = 0; j < i; ++j) {
             const auto& b = c.feature_sets[j];
-            if (!a.name.empty() && a.name == b.name)
+            // Two versions of one set may run side by side (the newer one backfilling), from one topic.
+            if (!a.name.empty() && a.name == b.name && a.version == b.version)
                 d.add(index_path(path, i) + ".name",
-                      "duplicate feature set name " + quote(a.name) + " (also " + index_path(path, j) + ")");
-            if (!a.topic.empty() && a.topic == b.topic)
+                      "duplicate feature set name " + quote(a.name) + " (also " + index_path(path, j) + ")" +
+                          (a.version == 1 ? "" : " at version " + std::to_string(a.version)));
+            if (!a.topic.empty() && a.topic == b.topic && a.name != b.name)
                 d.add(index_path(path, i) + ".topic", "topic " + quote(a.topic) + " already feeds feature set " +
                                                           quote(b.name) + " (" + index_path(path, j) + ")");
         }

@@ -294,6 +294,10 @@ const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
     using S = feature_set_config;
     static const std::vector<key_spec<S>> keys = {
         required(string_key<S>("name", "name in the API and in table names", &S::name, identifier(max_name_len))),
+        integer_key<S>("version",
+                       "the definition's version: raise it for a breaking change, which then gets tables and Redis "
+                       "keys of its own, backfilled from the topic, while the version before it keeps serving",
+                       &S::version, 1, 999999),
         required(string_key<S>("topic", "Kafka topic the events come from", &S::topic, non_empty())),
         required(string_key<S>("key", "event member holding the entity key, or a JSON pointer \"/a/b\"", &S::key_field,
                                member_or_pointer())),
@@ -608,6 +612,10 @@ key_spec<config> optional_section_key(std::string name, std::string description,
 const std::vector<key_spec<config>>& root_keys() {
     using S = config;
     static const std::vector<key_spec<S>> keys = {
+        string_key<S>("environment",
+                      "the environment this daemon runs as (sandbox, staging, production or a name): it owns the "
+                      "PostgreSQL schema and Redis prefix it first runs against, and refuses another's",
+                      &S::environment, identifier(max_name_len)),
         section_key("kafka", "where events come from", &S::kafka, kafka_keys),
         required(with_nested(custom_key<S>("feature_sets", "the datasets served", no_default(), kind::array,
                                            apply_feature_sets),

@@ -18,6 +18,8 @@
 
 #include "json_reader.hpp"
 #include "key_tables.hpp"
+#include "sluice/core/clock.hpp"
+#include "sluice/core/sha256.hpp"
 
 namespace sluice {
 namespace {
@@ -87,7 +89,9 @@ config_load_result load_config_file(const std::string& path) {
             text.append(buf, static_cast<std::size_t>(n));
         }
         ::close(fd);
-        return load_config_text(text);
+        result = load_config_text(text);
+        result.cfg.origin = {path, sha256_hex(text), now_ms()};
+        return result;
     } catch (const std::exception& e) {
         result.errors.push_back({"", "cannot read config file " + quote(path) + ": " + e.what()});
         return result;

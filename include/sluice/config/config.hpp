@@ -89,6 +89,9 @@ enum class time_fallback { none, kafka_timestamp };
 
 struct feature_set_config {
     std::string name;                 // identifier: [a-z_][a-z0-9_]*, at most 48 chars
+    /// The definition's version: raised for a breaking change, which then gets tables and Redis
+    /// keys of its own (see storage_name) built from the topic by a backfill.
+    std::int64_t version = 1;
     std::string topic;
     std::string key_field;            // JSON "key"
     std::string event_time_field;     // JSON "event_time"
@@ -103,6 +106,14 @@ struct feature_set_config {
     /// none: an event without an event time is a dead letter; kafka_timestamp: it takes the
     /// Kafka message's timestamp instead.
     time_fallback event_time_fallback = time_fallback::none;
+
+    /// The name of this version's tables and Redis keys: the set's name for version 1 (as before
+    /// versions existed), "<name>_v<N>" for version N.
+    std::string storage_name() const { return version == 1 ? name : name + "_v" + std::to_string(version); }
+    /// "<name>@<N>", the address of this version on every read route.
+    std::string versioned_name() const { return name + "@" + std::to_string(version); }
+    /// How logs, metrics and dead letters name this version: the name for version 1, else "<name>@<N>".
+    std::string display_name() const { return version == 1 ? name : versioned_name(); }
 
     /// The longest aggregation window (0 without aggregations): as-of lookups read this much history.
     std::int64_t widest_window_ms() const {
@@ -251,7 +262,19 @@ struct generator_config {
     bool operator==(const generator_config&) const = default;
 };
 
+/// Where a config came from: set by load_config_file, empty for a config loaded from text.
+struct config_origin {
+    std::string path;                 // as given on the command line
+    std::string sha256;               // of the file's bytes
+    std::int64_t loaded_at_ms = 0;    // wall clock
+
+    bool operator==(const config_origin&) const = default;
+};
+
 struct config {
+    /// The environment this daemon runs as ("sandbox", "staging", "production" or a name): it owns
+    /// the PostgreSQL schema and the Redis prefix it first ran against, and no other may use them.
+    std::string environment = "default";
     kafka_config kafka;
     std::vector<feature_set_config> feature_sets;
     pipeline_config pipeline;
@@ -261,6 +284,7 @@ struct config {
     memory_config memory;
     log_config log;
     generator_config generator;
+    config_origin origin;             // not a key of the file
 
     /// Index of the feature set with this name, or -1.
     int find_set(const std::string& name) const;

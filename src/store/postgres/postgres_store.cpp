@@ -462,7 +462,8 @@ private:
             const std::string offset = std::to_string(d.source.offset);
             const std::string received = format_rfc3339_ms(d.received_at_ms);
             const bool kafka = d.source.from_kafka();
-            std::vector<const char*> values = {cfg_.feature_sets[d.set_index].name.c_str(),
+            const std::string set_name = cfg_.feature_sets[d.set_index].display_name();
+            std::vector<const char*> values = {set_name.c_str(),
                                                d.source.topic.empty() ? nullptr : d.source.topic.c_str(),
                                                kafka ? partition.c_str() : nullptr,
                                                kafka ? offset.c_str() : nullptr,

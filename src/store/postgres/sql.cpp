@@ -22,9 +22,9 @@ namespace {
 // One feature set's tables and statements; its connection setup goes to sql.
 table_sql make_table_sql(const std::string& schema, const feature_set_config& set, std::size_t index, store_sql& sql) {
     table_sql t;
-    t.history = schema + "." + quote_ident(set.name + "_history");
-    t.latest = schema + "." + quote_ident(set.name + "_latest");
-    t.temp = quote_ident("sluice_tmp_" + set.name);
+    t.history = schema + "." + quote_ident(set.storage_name() + "_history");
+    t.latest = schema + "." + quote_ident(set.storage_name() + "_latest");
+    t.temp = quote_ident("sluice_tmp_" + set.storage_name());
     // History has the fields; latest (and the batch's temporary table) also the aggregations.
     // Columns are selected as the store decodes them: timestamps as epoch ms, json as text.
     const auto columns = latest_columns(set);
@@ -126,16 +126,16 @@ std::vector<std::string> make_schema_ddl(const config& cfg, const std::string& s
         // from (the offsets' fencing). The unique index on the Kafka source is a second guard, at an
         // index entry per row; without it a block-range index keeps a partition's rows by offset
         // findable (a partition taken over is caught up from them) at almost no cost per row.
-        const std::string unique_src = quote_ident(set.name + "_history_src");
+        const std::string unique_src = quote_ident(set.storage_name() + "_history_src");
         if (cfg.postgres->history_unique_index) {
             ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS " + unique_src + " ON " + t.history +
                           " (src_topic, src_partition, src_offset)");
         } else {
             ddl.push_back("DROP INDEX IF EXISTS " + schema + "." + unique_src);
         }
-        ddl.push_back("CREATE INDEX IF NOT EXISTS " + quote_ident(set.name + "_history_src_range") + " ON " +
+        ddl.push_back("CREATE INDEX IF NOT EXISTS " + quote_ident(set.storage_name() + "_history_src_range") + " ON " +
                       t.history + " USING brin (src_offset)");
-        ddl.push_back("CREATE INDEX IF NOT EXISTS " + quote_ident(set.name + "_history_key_time") + " ON " + t.history +
+        ddl.push_back("CREATE INDEX IF NOT EXISTS " + quote_ident(set.storage_name() + "_history_key_time") + " ON " + t.history +
                       " (key, event_time DESC)");
     }
     ddl.push_back("CREATE TABLE IF NOT EXISTS " + offsets +
@@ -144,8 +144,10 @@ std::vector<std::string> make_schema_ddl(const config& cfg, const std::string& s
     ddl.push_back("CREATE TABLE IF NOT EXISTS " + dead_letters +
                   " (id bigserial PRIMARY KEY, feature_set text NOT NULL, src_topic text, src_partition int,"
                   " src_offset bigint, payload bytea, error text NOT NULL, received_at timestamptz NOT NULL)");
-    ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_src ON " + dead_letters +
-                  " (src_topic, src_partition, src_offset)");
+    // Per feature set: two versions of a set read the same messages, and may both reject one.
+    ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_set_src ON " + dead_letters +
+                  " (feature_set, src_topic, src_partition, src_offset)");
+    ddl.push_back("DROP INDEX IF EXISTS " + schema + ".dead_letters_src");
     return ddl;
 }
 

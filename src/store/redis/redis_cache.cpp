@@ -94,7 +94,9 @@ using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
 /// cannot be reused after one).
 class redis_connection {
 public:
-    explicit redis_connection(const redis_config& cfg) : cfg_(cfg) {}
+    /// environment: checked on every connect (claimed when the prefix has no owner yet); "" = not checked.
+    explicit redis_connection(const redis_config& cfg, std::string environment = {})
+        : cfg_(cfg), environment_(std::move(environment)) {}
     ~redis_connection() { reset(); }
 
     void reset() {
@@ -121,11 +123,33 @@ public:
         if (cfg_.db != 0) {
             if (auto r = command({"SELECT", std::to_string(cfg_.db)}); !r) return status::failure(r.message());
         }
+        if (!environment_.empty()) {
+            auto owner = claim_prefix();
+            if (!owner) return status::failure(owner.message());
+            if (owner.value() != environment_) {
+                reset();
+                return status::failure("Redis prefix " + cfg_.key_prefix + " at " + cfg_.host + ":" +
+                                           std::to_string(cfg_.port) + " belongs to environment " + owner.value() +
+                                           "; this config is for environment " + environment_ +
+                                           " (give it a key_prefix of its own)",
+                                       error_kind::permanent);
+            }
+        }
         return status::success();
     }
 
+    // Claims the prefix for this environment unless another has it; answers the owner.
+    result<std::string> claim_prefix() {
+        const std::string key = cfg_.key_prefix + ":__environment";
+        if (auto r = command({"SET", key, environment_, "NX"}); !r) return result<std::string>::failure(r.message());
+        auto r = command({"GET", key});
+        if (!r) return result<std::string>::failure(r.message());
+        if (r.value()->type != REDIS_REPLY_STRING) return environment_;
+        return std::string(r.value()->str, r.value()->len);
+    }
+
     result<reply_ptr> command(const std::vector<std::string>& args) {
-        if (auto s = ensure(); !s) return result<reply_ptr>::failure(s.message());
+        if (auto s = ensure(); !s) return result<reply_ptr>::failure(s.message(), s.kind());
         append(args);
         return read_reply();
     }
@@ -168,16 +192,19 @@ public:
 
 private:
     const redis_config& cfg_;
+    std::string environment_;
     redisContext* ctx_ = nullptr;
 };
 
 class redis_cache final : public latest_cache {
 public:
-    explicit redis_cache(const config& cfg) : cfg_(cfg), rc_(*cfg.redis), writer_(rc_), log_(module_logger(log_module::redis)) {
+    // The writer's connection checks on every connect that the prefix is this environment's.
+    explicit redis_cache(const config& cfg)
+        : cfg_(cfg), rc_(*cfg.redis), writer_(rc_, cfg.environment), log_(module_logger(log_module::redis)) {
         for (int i = 0; i < rc_.pool_size; ++i) readers_.push_back(std::make_unique<redis_connection>(rc_));
         for (const auto& set : cfg.feature_sets) {
             columns_.push_back(latest_columns(set));
-            key_prefixes_.push_back(redis_key(rc_.key_prefix, set.name, ""));
+            key_prefixes_.push_back(redis_key(rc_.key_prefix, set.storage_name(), ""));
         }
     }
 
@@ -215,7 +242,7 @@ public:
         using R = result<std::optional<latest_entry>>;
         const auto& set = cfg_.feature_sets[set_index];
         auto conn = acquire();
-        auto r = conn->command({"HGETALL", redis_key(rc_.key_prefix, set.name, key)});
+        auto r = conn->command({"HGETALL", redis_key(rc_.key_prefix, set.storage_name(), key)});
         release(std::move(conn));
         if (!r) {
             healthy_.store(false);
@@ -239,7 +266,7 @@ public:
             return std::vector<R>(keys.size(), R::failure(s.message()));
         }
         // One pipeline: every HGETALL is sent, then every reply read.
-        for (const auto& k : keys) conn->append({"HGETALL", redis_key(rc_.key_prefix, set.name, k)});
+        for (const auto& k : keys) conn->append({"HGETALL", redis_key(rc_.key_prefix, set.storage_name(), k)});
         for (const auto& k : keys) {
             auto r = conn->read_reply();
             if (!r) {
@@ -261,7 +288,10 @@ public:
 
     status ping() override {
         auto r = writer_.command({"PING"});
-        if (!r) return fail(r.message());
+        if (!r) {
+            healthy_.store(false);
+            return r.as_status();  // permanent when the prefix is another environment's
+        }
         healthy_.store(true);
         return status::success();
     }

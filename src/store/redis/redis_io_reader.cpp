@@ -255,7 +255,7 @@ bool redis_io_reader::read(std::uint32_t set_index, const std::string& key, call
     }
     connection& conn = *this_thread.conn;
     if (!conn.accepts()) return false;
-    const std::string redis_name = redis_key(cfg_.redis->key_prefix, cfg_.feature_sets[set_index].name, key);
+    const std::string redis_name = redis_key(cfg_.redis->key_prefix, cfg_.feature_sets[set_index].storage_name(), key);
     conn.send({"HGETALL", redis_name},
               [columns = &columns_[set_index], key, done = std::move(done)](const resp_reply* r, const std::string& error) {
                   using R = result<std::optional<latest_entry>>;
