@@ -9,6 +9,7 @@
 #include <string>
 
 #include "sluice/app/daemon.hpp"
+#include "sluice/app/definition_commands.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/config/schema.hpp"
 #include "sluice/core/log.hpp"
@@ -20,12 +21,80 @@ void usage(std::FILE* out) {
                  "usage: sluice --config FILE            run the daemon\n"
                  "       sluice --config FILE --check    validate the config and exit 0, or print every error and exit 1\n"
                  "       sluice --describe-config [--json]  every config key: type, default, bounds, description\n"
+                 "       sluice plan --config FILE [--json]  diff FILE against its environment's registry:\n"
+                 "                                          exit 0 ok, 3 breaking, 1 error\n"
+                 "       sluice promote --from STAGING_CONFIG --to PRODUCTION_CONFIG [--window 1h]\n"
+                 "                      [--max-dead-letter-rate 0.01] [--json]   exit 0 ready, 3 blocked, 1 error\n"
+                 "       sluice drop --config FILE --set S --version N [--yes]   drop a retired version\n"
                  "       sluice --version\n");
+}
+
+// The lifecycle commands: `sluice plan|promote|drop ...`.
+int run_command(const std::string& command, int argc, char** argv) {
+    std::string config_path, set, from, to;
+    std::int64_t version = 0;
+    bool json = false, yes = false;
+    sluice::promote_options promote;
+    const auto fail = [&](const std::string& why) {
+        std::fprintf(stderr, "sluice %s: %s\n", command.c_str(), why.c_str());
+        usage(stderr);
+        return sluice::exit_usage;
+    };
+    for (int i = 2; i < argc; ++i) {
+        const std::string arg = argv[i];
+        const bool has_value = i + 1 < argc;
+        if (arg == "--json") {
+            json = true;
+        } else if (arg == "--yes" && command == "drop") {
+            yes = true;
+        } else if (arg == "--config" && has_value && command != "promote") {
+            config_path = argv[++i];
+        } else if (arg == "--from" && has_value && command == "promote") {
+            from = argv[++i];
+        } else if (arg == "--to" && has_value && command == "promote") {
+            to = argv[++i];
+        } else if (arg == "--window" && has_value && command == "promote") {
+            if (!sluice::parse_duration_ms(argv[++i], promote.window_ms) || promote.window_ms <= 0)
+                return fail(std::string("--window takes a duration such as 1h, got ") + argv[i]);
+        } else if (arg == "--max-dead-letter-rate" && has_value && command == "promote") {
+            char* end = nullptr;
+            promote.max_dead_letter_rate = std::strtod(argv[++i], &end);
+            if (!end || *end || promote.max_dead_letter_rate < 0 || promote.max_dead_letter_rate > 1)
+                return fail(std::string("--max-dead-letter-rate takes a fraction 0..1, got ") + argv[i]);
+        } else if (arg == "--set" && has_value && command == "drop") {
+            set = argv[++i];
+        } else if (arg == "--version" && has_value && command == "drop") {
+            char* end = nullptr;
+            version = std::strtoll(argv[++i], &end, 10);
+            if (!end || *end || version < 1) return fail(std::string("--version takes a version number, got ") + argv[i]);
+        } else {
+            return fail("unknown argument '" + arg + "'");
+        }
+    }
+    // Only what the command prints goes to stdout; the stores' own log lines stay quiet.
+    spdlog::set_level(spdlog::level::warn);
+    if (command == "plan") {
+        if (config_path.empty()) return fail("--config FILE is required");
+        return sluice::run_plan(config_path, json);
+    }
+    if (command == "promote") {
+        if (from.empty() || to.empty()) return fail("--from and --to are required");
+        promote.from = from;
+        promote.to = to;
+        promote.json = json;
+        return sluice::run_promote(promote);
+    }
+    if (config_path.empty() || set.empty() || version == 0) return fail("--config, --set and --version are required");
+    return sluice::run_drop(config_path, set, version, yes);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc > 1) {
+        const std::string command = argv[1];
+        if (command == "plan" || command == "promote" || command == "drop") return run_command(command, argc, argv);
+    }
     std::string config_path;
     bool check = false;
     bool describe_config = false;

@@ -1,7 +1,9 @@
 #include "sluice/app/daemon.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -34,7 +36,37 @@ constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /
 
 }  // namespace
 
-struct daemon::impl final : health_source {
+// One version N >= 2 of a set: built from the topic by a consumer group of its own
+// ("<group_id>.<set>_v<N>", from the earliest retained offset, exactly once like the live path
+// because it is the live path: its own consumer, preprocess worker, store writer and offsets),
+// then following the stream. It shares the memory index, the aggregators and the readers with
+// the rest; its config differs from the daemon's only in the group and the pool sizes, so every
+// set keeps its index.
+struct version_pipeline {
+    std::uint32_t set = 0;
+    std::unique_ptr<config> cfg;
+    durable_store_ptr durable;
+    latest_cache_ptr cache;
+    wakeup writer_wakeup;
+    std::unique_ptr<wakeup> worker_wakeup;
+    std::unique_ptr<channel<raw_message>> raw;
+    std::unique_ptr<channel<processed>> done;
+    std::unique_ptr<store_writer> writer;
+    std::unique_ptr<preprocess_stage> preprocess;
+    std::unique_ptr<kafka_ingest> ingest;
+    std::unique_ptr<push_source> pushes;
+    bool live = false;  // its backfill has caught up (the catch-up watcher's thread only)
+};
+
+// POST /v1/ingest/{set}: the pipeline that writes the addressed version.
+struct push_router final : ingest_sink {
+    std::vector<ingest_sink*> by_set;
+    void push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) override {
+        by_set.at(set_index)->push(set_index, std::move(payloads), std::move(done));
+    }
+};
+
+struct daemon::impl final : health_source, definition_source {
     explicit impl(const config& c) : cfg(c), memory(c.feature_sets.size()) {}
 
     const config& cfg;
@@ -62,9 +94,120 @@ struct daemon::impl final : health_source {
     http_server_ptr http;
     std::unique_ptr<event_generator> generator;
     std::unique_ptr<definition_registry> registry;
-    std::mutex definitions_mutex;
-    std::vector<registered_definition> definitions;  // the registry's newest, for the catalog
+    std::vector<std::unique_ptr<version_pipeline>> versions;  // one per set version >= 2
+    std::unique_ptr<version_switch> serving;
+    push_router pushes_by_set;
+    std::thread catch_up;
+    std::mutex catch_up_mutex;
+    std::condition_variable catch_up_cv;
+    mutable std::mutex definitions_mutex;
+    std::vector<registered_definition> definitions_;  // the registry's newest, for the catalog
     std::atomic<bool> stopping{false};
+
+    std::vector<registered_definition> definitions() const override {
+        std::lock_guard lock(definitions_mutex);
+        return definitions_;
+    }
+
+    kafka_ingest* ingest_of(std::uint32_t set) const {
+        for (const auto& v : versions)
+            if (v->set == set) return v->ingest.get();
+        return ingest.get();
+    }
+
+    bool version_live_in_registry(std::uint32_t set) {
+        const auto& s = cfg.feature_sets[set];
+        std::lock_guard lock(definitions_mutex);
+        for (const auto& d : definitions_)
+            if (d.set == s.name && d.version == s.version) return d.state == definition_state::live;
+        return false;
+    }
+
+    // Starts the pipeline of one version >= 2 (see version_pipeline).
+    status start_version(std::uint32_t set, const std::string& bootstrap, aggregation_state* aggregation) {
+        auto v = std::make_unique<version_pipeline>();
+        v->set = set;
+        v->cfg = std::make_unique<config>(cfg);
+        config& vc = *v->cfg;
+        vc.kafka.group_id = cfg.kafka.group_id + "." + cfg.feature_sets[set].storage_name();
+        vc.kafka.consumer_threads = 1;
+        vc.pipeline.preprocess_threads = 1;
+        vc.pipeline.batches_in_flight = 1;
+        vc.generator.enabled = false;
+        if (vc.postgres) vc.postgres->pool_size = 1;
+        if (vc.redis) vc.redis->pool_size = 1;
+        if (vc.postgres) v->durable = make_postgres_store(vc);
+        if (vc.redis) v->cache = make_redis_cache(vc);
+        const auto capacity = static_cast<std::size_t>(vc.pipeline.queue_capacity);
+        v->worker_wakeup = std::make_unique<wakeup>();
+        v->raw = std::make_unique<channel<raw_message>>(capacity, v->worker_wakeup.get());
+        v->done = std::make_unique<channel<processed>>(capacity, &v->writer_wakeup);
+        v->ingest = std::make_unique<kafka_ingest>(vc, bootstrap, std::vector<channel<raw_message>*>{v->raw.get()},
+                                                   v->durable.get());
+        v->ingest->consume_only({set});
+        version_pipeline& p = *v;
+        v->ingest->on_revoke([this, &p](const std::vector<partition_offset>& revoked) {
+            std::vector<std::int32_t> partitions;
+            for (const auto& o : revoked)
+                if (o.topic == cfg.feature_sets[p.set].topic) partitions.push_back(o.partition);
+            if (!partitions.empty()) memory.evict_partitions(p.set, partitions);
+            if (p.writer) p.writer->partitions_changed(revoked, /*revoked=*/true);
+        });
+        v->ingest->on_assign([&p](const std::vector<partition_offset>& assigned) {
+            if (p.writer) p.writer->partitions_changed(assigned, /*revoked=*/false);
+        });
+        v->writer = std::make_unique<store_writer>(vc, std::vector<channel<processed>*>{v->done.get()}, v->writer_wakeup,
+                                                   v->durable.get(), v->cache.get(), memory, v->ingest.get(),
+                                                   dead_letter_topic.get());
+        v->preprocess = std::make_unique<preprocess_stage>(vc, std::vector<channel<raw_message>*>{v->raw.get()},
+                                                           std::vector<channel<processed>*>{v->done.get()});
+        std::vector<aggregation_state*> ports(cfg.feature_sets.size(), nullptr);
+        ports[set] = aggregation;
+        v->writer->set_aggregators(ports);
+        v->writer->set_stats(&stats);
+        v->writer->start();
+        v->preprocess->start();
+        if (auto s = v->ingest->start(); !s) return s;
+        log->info("{}: version {} runs in consumer group {}{}", cfg.feature_sets[set].name, cfg.feature_sets[set].version,
+                  vc.kafka.group_id, version_live_in_registry(set) ? "" : ", backfilling from the topic's start");
+        versions.push_back(std::move(v));
+        return status::success();
+    }
+
+    // A version's backfill has caught up when its consumer is within a batch of the live
+    // version's (or of the topic's end, with no older version running): it then serves the
+    // set's name, and the registry records it live.
+    void watch_backfills() {
+        std::unique_lock lock(catch_up_mutex);
+        while (!stopping.load()) {
+            catch_up_cv.wait_for(lock, std::chrono::milliseconds(500));
+            if (stopping.load()) break;
+            for (const auto& v : versions) {
+                if (v->live) continue;
+                const auto& set = cfg.feature_sets[v->set];
+                const std::int64_t lag = v->ingest->durable_lag(v->set);
+                if (lag < 0) continue;  // nothing durable yet, or the ends are unknown
+                std::int64_t live_lag = 0;
+                for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s)
+                    if (s != v->set && cfg.feature_sets[s].name == set.name && serving->live(s))
+                        live_lag = std::max<std::int64_t>(live_lag, ingest_of(s)->durable_lag(s));
+                if (lag > live_lag + cfg.pipeline.batch_max_records) continue;
+                if (registry) {
+                    if (auto st = registry->set_state(set.name, set.version, definition_state::live); !st) {
+                        log->warn("{}: backfill caught up, but the registry could not record it: {}", set.versioned_name(),
+                                  st.message());
+                        continue;
+                    }
+                    refresh_definitions();
+                }
+                v->live = true;
+                serving->set_live(v->set, true);
+                log->info("{}: backfill caught up ({} messages behind the end); reads of {} now go to version {}{}",
+                          set.versioned_name(), lag, set.name, set.version,
+                          serving->resolve(set.name) == static_cast<int>(v->set) ? "" : " unless another is pinned");
+            }
+        }
+    }
 
     void refresh_definitions() {
         auto snap = registry->read();
@@ -73,7 +216,7 @@ struct daemon::impl final : health_source {
             return;
         }
         std::lock_guard lock(definitions_mutex);
-        definitions = std::move(snap.value().definitions);
+        definitions_ = std::move(snap.value().definitions);
     }
 
     bool left_threads = false;  // stop() left a Kafka consumer handle running
@@ -89,7 +232,9 @@ struct daemon::impl final : health_source {
                               " s (a lock or a stalled server)");
         }
         if (cache && !cache->healthy()) reasons.emplace_back("redis: not reachable");
-        if (!ingest || !ingest->has_assignment()) reasons.emplace_back("kafka: no partitions assigned yet");
+        bool assigned = ingest && ingest->has_assignment();
+        for (const auto& v : versions) assigned = assigned || v->ingest->has_assignment();
+        if (!assigned) reasons.emplace_back("kafka: no partitions assigned yet");
         return reasons;
     }
 };
@@ -146,9 +291,17 @@ status daemon::start() {
         bootstrap = d.broker->bootstrap_servers();
     }
     d.ingest = std::make_unique<kafka_ingest>(cfg, bootstrap, raw, d.durable.get());
+    std::vector<std::uint32_t> main_sets;
+    for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s)
+        if (cfg.feature_sets[s].version == 1) main_sets.push_back(s);
+    // A config of versions >= 2 only still needs its main consumer to exist: it then consumes
+    // nothing of its own.
+    d.ingest->consume_only(main_sets.empty() ? std::vector<std::uint32_t>{static_cast<std::uint32_t>(cfg.feature_sets.size())}
+                                             : main_sets);
     // A revoked partition's keys now belong to another instance: drop our copies before they go stale.
     d.ingest->on_revoke([&d](const std::vector<partition_offset>& revoked) {
         for (std::uint32_t set = 0; set < d.cfg.feature_sets.size(); ++set) {
+            if (!d.ingest->consumes(set)) continue;
             std::vector<std::int32_t> partitions;
             for (const auto& p : revoked)
                 if (p.topic == d.cfg.feature_sets[set].topic) partitions.push_back(p.partition);
@@ -188,19 +341,33 @@ status daemon::start() {
                     d.aggregators.back()->keys(),
                     std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count());
     }
-    d.writer->set_aggregators(aggregation_ports);
+    std::vector<aggregation_state*> main_ports = aggregation_ports;
+    for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s)
+        if (!d.ingest->consumes(s)) main_ports[s] = nullptr;
+    d.writer->set_aggregators(main_ports);
     d.writer->set_stats(&d.stats);
     d.writer->start();
     d.preprocess->start();
     if (auto s = d.ingest->start(); !s) return s;
+
+    for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s)
+        if (cfg.feature_sets[s].version != 1)
+            if (auto st = d.start_version(s, bootstrap, aggregation_ports[s]); !st) return st;
 
     d.lookups = std::make_unique<lookup_pool>(cfg.http.lookup_threads, lookup_backlog);
     auto redis_io = d.cache && cfg.redis ? std::make_unique<redis_io_reader>(cfg) : nullptr;
     d.reader = std::make_unique<tiered_reader>(cfg, d.memory, d.cache.get(), d.durable.get(), *d.lookups, lookup_backlog,
                                                aggregator_ptrs, std::move(redis_io));
     telemetry_sources sources;
-    sources.consumer_lag = [&d](std::uint32_t set) { return d.ingest ? d.ingest->consumer_lag(set) : -1; };
-    sources.messages_consumed = [&d] { return d.ingest ? d.ingest->messages_consumed() : 0; };
+    sources.consumer_lag = [&d](std::uint32_t set) {
+        if (kafka_ingest* in = d.ingest_of(set)) return in->consumer_lag(set);
+        return std::int64_t{-1};
+    };
+    sources.messages_consumed = [&d] {
+        std::uint64_t n = d.ingest ? d.ingest->messages_consumed() : 0;
+        for (const auto& v : d.versions) n += v->ingest->messages_consumed();
+        return n;
+    };
     sources.preprocess_queue_depth = [&d] {
         std::size_t n = 0;
         for (const auto& c : d.raw_channels) n += c->queue.size();
@@ -214,20 +381,38 @@ status daemon::start() {
     sources.queue_capacity = [&d] { return static_cast<std::size_t>(d.cfg.pipeline.queue_capacity) * d.raw_channels.size(); };
     sources.memory_keys = [&d](std::uint32_t set) { return d.memory.size(set); };
     // The aggregation state of a partition is served once it is this instance's and caught up.
+    // (Versions of one set share its topic: a partition counts as this instance's when any of
+    // its consumer groups holds it here.)
     d.reader->set_owner([&d](const std::string& topic, std::int32_t partition) {
-        return d.ingest && d.ingest->owns(topic, partition) && !(d.writer && d.writer->catching_up(topic, partition));
+        if (d.ingest && d.ingest->owns(topic, partition) && !(d.writer && d.writer->catching_up(topic, partition)))
+            return true;
+        for (const auto& v : d.versions)
+            if (v->ingest->owns(topic, partition) && !v->writer->catching_up(topic, partition)) return true;
+        return false;
     });
     d.metrics = std::make_unique<prometheus_telemetry>(cfg, d.stats, std::move(sources));
     d.push_validation = std::make_unique<record_push_validator>(cfg);
     d.pushes = std::make_unique<push_source>(cfg, *d.push_validation, *d.writer, *d.lookups);
+    d.pushes_by_set.by_set.assign(cfg.feature_sets.size(), d.pushes.get());
+    for (const auto& v : d.versions) {
+        v->pushes = std::make_unique<push_source>(*v->cfg, *d.push_validation, *v->writer, *d.lookups);
+        d.pushes_by_set.by_set[v->set] = v->pushes.get();
+    }
+    d.serving = std::make_unique<version_switch>(cfg);
+    for (const auto& v : d.versions) d.serving->set_live(v->set, d.version_live_in_registry(v->set));
+    for (const auto& v : d.versions) v->live = d.serving->live(v->set);
+    d.serve_ctx.versions = d.serving.get();
     d.serve_ctx.cfg = &cfg;
     d.serve_ctx.reader = d.reader.get();
     d.serve_ctx.health = &d;
     d.serve_ctx.history = d.reader.get();
-    d.serve_ctx.ingest = d.pushes.get();
+    d.serve_ctx.ingest = &d.pushes_by_set;
     d.serve_ctx.metrics = d.metrics.get();
+    if (d.registry) d.serve_ctx.definitions = &d;
     d.http = make_http_server(d.serve_ctx);
     if (auto s = d.http->start(); !s) return s;
+
+    if (!d.versions.empty()) d.catch_up = std::thread([&d] { d.watch_backfills(); });
 
     if (cfg.generator.enabled) {
         d.generator = std::make_unique<event_generator>(cfg, bootstrap);
@@ -255,11 +440,22 @@ bool daemon::stop() {
     });
 
     if (d.generator) d.generator->stop();
-    if (d.ingest) {
-        d.ingest->stop_fetching(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    if (d.catch_up.joinable()) {
+        {
+            std::lock_guard lock(d.catch_up_mutex);
+        }
+        d.catch_up_cv.notify_all();
+        d.catch_up.join();
     }
+    const auto left = [&] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    };
+    if (d.ingest) d.ingest->stop_fetching(left());
+    for (const auto& v : d.versions) v->ingest->stop_fetching(left());
     if (d.preprocess) d.preprocess->drain_and_join(abort);
+    for (const auto& v : d.versions) v->preprocess->drain_and_join(abort);
     if (d.writer) d.writer->drain_and_join(abort);
+    for (const auto& v : d.versions) v->writer->drain_and_join(abort);
     bool complete = !abort.load();
     finished.store(true);
     watchdog.join();
@@ -267,11 +463,14 @@ bool daemon::stop() {
     if (d.http) d.http->stop();
     if (d.lookups) d.lookups->stop();
     d.pushes.reset();
+    for (const auto& v : d.versions) v->pushes.reset();
     // Commits the stored offsets to Kafka and leaves the group, within what is left of the
     // deadline but at least close_grace: a broker that is up answers in milliseconds.
     constexpr auto close_grace = std::chrono::seconds(2);
     bool left_group = true;
     if (d.ingest) left_group = d.ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace));
+    for (const auto& v : d.versions)
+        left_group = v->ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace)) && left_group;
     d.left_threads = !left_group;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (d.writer)
@@ -281,6 +480,11 @@ bool daemon::stop() {
                     left_group ? "" : "; the Kafka group was not left (broker unreachable)");
     complete = complete && left_group;
     d.http.reset();
+    for (auto& v : d.versions) {
+        v->ingest.reset();
+        v->writer.reset();
+        v->preprocess.reset();
+    }
     d.ingest.reset();
     d.writer.reset();
     d.dead_letter_topic.reset();

@@ -298,6 +298,10 @@ const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
                        "the definition's version: raise it for a breaking change, which then gets tables and Redis "
                        "keys of its own, backfilled from the topic, while the version before it keeps serving",
                        &S::version, 1, 999999),
+        bool_key<S>("serving",
+                    "reads of the set's name go to this version even when a newer version is live (default false: "
+                    "the newest live version serves the name)",
+                    &S::serving),
         required(string_key<S>("topic", "Kafka topic the events come from", &S::topic, non_empty())),
         required(string_key<S>("key", "event member holding the entity key, or a JSON pointer \"/a/b\"", &S::key_field,
                                member_or_pointer())),

@@ -92,6 +92,9 @@ struct feature_set_config {
     /// The definition's version: raised for a breaking change, which then gets tables and Redis
     /// keys of its own (see storage_name) built from the topic by a backfill.
     std::int64_t version = 1;
+    /// Reads of the set's bare name go to this version even when a newer one is live (JSON
+    /// "serving"); otherwise to the newest live version.
+    bool serving = false;
     std::string topic;
     std::string key_field;            // JSON "key"
     std::string event_time_field;     // JSON "event_time"

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,12 @@ public:
     kafka_ingest(const config& cfg, std::string bootstrap_servers, std::vector<channel<raw_message>*> outputs,
                  offset_source* offsets_source);
     ~kafka_ingest() override;
+
+    /// Consume only these feature sets (indices into the config's feature_sets); all when never
+    /// called. Each version of a set beyond the first runs in a consumer group of its own. Before start().
+    void consume_only(std::vector<std::uint32_t> sets) { consumed_sets_ = std::move(sets); }
+    /// Whether this ingest consumes the set.
+    bool consumes(std::uint32_t set_index) const;
 
     status start();
     /// Pauses every partition and hands any held-back message to the queues; returns when every
@@ -61,10 +69,17 @@ public:
     /// topic, from the watermarks librdkafka last fetched (no broker round trip); -1 when no
     /// partition of it is assigned or none has been fetched yet.
     std::int64_t consumer_lag(std::uint32_t set_index) const;
+    /// Messages between what is durable (the offsets the store writer reported) and the ends of
+    /// this instance's partitions of the set's topic; -1 while a partition with messages has no
+    /// durable offset yet or its end is unknown. What a backfill's catch-up is judged by.
+    std::int64_t durable_lag(std::uint32_t set_index) const;
 
     struct consumer;  // one consumer thread (defined in kafka_ingest.cpp)
 
 private:
+    std::vector<std::uint32_t> consumed_sets_;  // empty: every set
+    mutable std::mutex durable_mutex_;
+    std::map<std::pair<std::string, std::int32_t>, std::int64_t> durable_;  // next offset durable, per partition
     const config& cfg_;
     std::string bootstrap_;
     std::vector<channel<raw_message>*> outputs_;

@@ -1,6 +1,7 @@
 #pragma once
 // What the HTTP layer needs from the rest of the daemon, as interfaces.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "sluice/config/config.hpp"
+#include "sluice/config/definition.hpp"
 #include "sluice/core/record.hpp"
 #include "sluice/core/result.hpp"
 #include "sluice/ingest/push_source.hpp"
@@ -48,6 +50,32 @@ public:
     virtual std::vector<std::string> not_ready_reasons() const = 0;
 };
 
+/// The registry's newest revision of each version of each set, as the daemon last read it (the
+/// catalog shows them); empty without PostgreSQL.
+class definition_source {
+public:
+    virtual ~definition_source() = default;
+    virtual std::vector<registered_definition> definitions() const = 0;
+};
+
+/// Which version of a set its bare name reads: the one the config pins ("serving": true), else the
+/// newest live one (a version whose backfill has caught up), else the oldest running. "S@N" names
+/// version N. Flipped by the daemon as backfills catch up; read by every handler (lock-free).
+class version_switch {
+public:
+    explicit version_switch(const config& cfg) : cfg_(cfg), live_(cfg.feature_sets.size()) {
+        for (auto& l : live_) l.store(true);
+    }
+    void set_live(std::uint32_t set_index, bool live) { live_[set_index].store(live); }
+    bool live(std::uint32_t set_index) const { return live_[set_index].load(); }
+    /// The set index a name addresses ("user_activity" or "user_activity@2"), or -1.
+    int resolve(std::string_view name) const;
+
+private:
+    const config& cfg_;
+    std::vector<std::atomic<bool>> live_;
+};
+
 /// Everything a handler may use. Owned by the app; outlives the HTTP server.
 struct serve_context {
     const config* cfg = nullptr;
@@ -56,6 +84,8 @@ struct serve_context {
     history_reader* history = nullptr;  // null: no PostgreSQL, history answers 503
     ingest_sink* ingest = nullptr;      // null: push ingestion answers 503
     telemetry* metrics = nullptr;       // null: no figures, /metrics answers 503
+    const definition_source* definitions = nullptr;  // null: no registry (no PostgreSQL)
+    const version_switch* versions = nullptr;         // null: every name is its version 1
 };
 
 }  // namespace sluice

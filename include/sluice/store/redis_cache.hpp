@@ -21,6 +21,10 @@ latest_cache_ptr make_redis_cache(const config& cfg);
 /// AUTH <password> for the default user.
 std::vector<std::string> auth_command(const redis_config& rc);
 
+/// Deletes every key of one version of a set ("<key_prefix>:<storage name>:*", by SCAN and
+/// UNLINK); answers how many (sluice drop).
+result<std::int64_t> delete_set_keys(const config& cfg, const std::string& storage_name);
+
 /// "<key_prefix>:<set>:<key>" (README, "Stores").
 std::string redis_key(const std::string& prefix, const std::string& set, const std::string& key);
 

@@ -50,6 +50,14 @@ public:
     /// revisions stay: the registry is append-only). Refuses a version that is not retired.
     status drop_version(const std::string& set, std::int64_t version);
 
+    /// Records written and dead letters of one version over the last window_ms (by arrival), for
+    /// `sluice promote`'s check that staging took the definition in without a dead-letter spike.
+    struct ingest_counts {
+        std::int64_t records = 0;
+        std::int64_t dead_letters = 0;
+    };
+    result<ingest_counts> counts_since(const feature_set_config& set, std::int64_t window_ms);
+
 private:
     struct impl;
     std::unique_ptr<impl> impl_;

@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -55,7 +56,8 @@ struct kafka_ingest::consumer {
         log = module_logger(log_module::ingest);
         pending.resize(o.outputs_.size());
         for (std::size_t s = 0; s < o.cfg_.feature_sets.size(); ++s)
-            topic_to_set[o.cfg_.feature_sets[s].topic] = static_cast<std::uint32_t>(s);
+            if (o.consumes(static_cast<std::uint32_t>(s)))
+                topic_to_set[o.cfg_.feature_sets[s].topic] = static_cast<std::uint32_t>(s);
     }
 
     // Moves held-back messages into their queues while there is room.
@@ -144,6 +146,15 @@ struct kafka_ingest::consumer {
         const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
             seed_positions(parts);
+            {
+                // Where PostgreSQL says this group's partitions are durable up to.
+                std::lock_guard lock(owner.durable_mutex_);
+                for (int i = 0; i < parts->cnt; ++i)
+                    if (parts->elems[i].offset >= 0) {
+                        auto& next = owner.durable_[{parts->elems[i].topic, parts->elems[i].partition}];
+                        next = std::max(next, parts->elems[i].offset);
+                    }
+            }
             if (owner.on_assign_) {
                 std::vector<partition_offset> assigned;
                 for (int i = 0; i < parts->cnt; ++i)
@@ -300,9 +311,17 @@ kafka_ingest::kafka_ingest(const config& cfg, std::string bootstrap_servers, std
 
 kafka_ingest::~kafka_ingest() { close(std::chrono::steady_clock::now() + std::chrono::seconds(10)); }
 
+bool kafka_ingest::consumes(std::uint32_t set_index) const {
+    return consumed_sets_.empty() ||
+           std::find(consumed_sets_.begin(), consumed_sets_.end(), set_index) != consumed_sets_.end();
+}
+
 status kafka_ingest::start() {
     std::vector<std::string> topics;
-    for (const auto& s : cfg_.feature_sets) topics.push_back(s.topic);
+    for (std::uint32_t s = 0; s < cfg_.feature_sets.size(); ++s)
+        if (consumes(s) && std::find(topics.begin(), topics.end(), cfg_.feature_sets[s].topic) == topics.end())
+            topics.push_back(cfg_.feature_sets[s].topic);
+    if (topics.empty()) return status::success();  // every set runs in a group of its own
     for (int i = 0; i < cfg_.kafka.consumer_threads; ++i) {
         auto c = std::make_unique<consumer>(*this, static_cast<std::size_t>(i));
         // Our defaults first; kafka.properties override them, except the two settings the
@@ -391,6 +410,13 @@ bool kafka_ingest::close(std::chrono::steady_clock::time_point deadline) {
 }
 
 void kafka_ingest::offsets_durable(const std::vector<partition_offset>& offsets) {
+    {
+        std::lock_guard lock(durable_mutex_);
+        for (const auto& o : offsets) {
+            auto& next = durable_[{o.topic, o.partition}];
+            next = std::max(next, o.next_offset);
+        }
+    }
     for (auto& c : consumers_) {
         auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
         for (const auto& o : offsets)
@@ -439,6 +465,28 @@ std::int64_t kafka_ingest::consumer_lag(std::uint32_t set_index) const {
             }
         }
         rd_kafka_topic_partition_list_destroy(list);
+    }
+    return lag;
+}
+
+std::int64_t kafka_ingest::durable_lag(std::uint32_t set_index) const {
+    const std::string& topic = cfg_.feature_sets[set_index].topic;
+    std::int64_t lag = -1;
+    for (const auto& c : consumers_) {
+        if (!c->rk) continue;
+        for (const std::int32_t p : c->flow.owned_of(topic)) {
+            std::int64_t low = 0, high = 0;
+            if (rd_kafka_get_watermark_offsets(c->rk, topic.c_str(), p, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                high < 0)
+                return -1;
+            std::int64_t durable = -1;
+            {
+                std::lock_guard lock(durable_mutex_);
+                if (auto it = durable_.find({topic, p}); it != durable_.end()) durable = it->second;
+            }
+            if (durable < 0 && high > low) return -1;  // messages, none of them durable yet
+            lag = std::max<std::int64_t>(lag, 0) + std::max<std::int64_t>(0, high - std::max(durable, low));
+        }
     }
     return lag;
 }

@@ -11,10 +11,40 @@ namespace {
 
 ordered_json time_or_null(std::int64_t ms) { return ms >= 0 ? ordered_json(format_rfc3339_ms(ms)) : ordered_json(nullptr); }
 
+ordered_json registered(const registered_definition& d) {
+    ordered_json out;
+    out["version"] = d.version;
+    out["state"] = to_string(d.state);
+    out["revision"] = d.revision;
+    out["spec_sha256"] = d.sha256;
+    out["recorded_at"] = time_or_null(d.recorded_at_ms);
+    out["live_since"] = d.live_since_ms > 0 ? ordered_json(format_rfc3339_ms(d.live_since_ms)) : ordered_json(nullptr);
+    return out;
+}
+
+// What the registry knows of the set: this version's revision and hash, and every version of it
+// that still exists.
+void describe_definition(const serve_context& ctx, const set_view& v, ordered_json& out) {
+    const feature_set_config& s = *v.set;
+    out["version"] = s.version;
+    out["address"] = s.versioned_name();
+    // Whether the bare name reads this version now.
+    out["serving"] = !ctx.versions || ctx.versions->resolve(s.name) == static_cast<int>(v.index);
+    if (!ctx.definitions) return;
+    ordered_json versions = ordered_json::array();
+    for (const auto& d : ctx.definitions->definitions()) {
+        if (d.set != s.name) continue;
+        if (d.version == s.version) out["definition"] = registered(d);
+        if (d.state != definition_state::dropped) versions.push_back(registered(d));
+    }
+    out["versions"] = std::move(versions);
+}
+
 ordered_json describe(const serve_context& ctx, const set_view& v) {
     const feature_set_config& s = *v.set;
     ordered_json out;
     out["name"] = s.name;
+    describe_definition(ctx, v, out);
     out["topic"] = s.topic;
     out["key"] = s.key_field;
     out["event_time"] = s.event_time_field;
@@ -61,6 +91,7 @@ void add_catalog_routes(router& routes, const serve_context& ctx, const std::sha
                [ctx, catalog](const request_context&, const responder& respond) {
                    ordered_json body;
                    body["server_time"] = format_rfc3339_ms(now_ms());
+                   body["environment"] = ctx.cfg->environment;
                    ordered_json sets = ordered_json::array();
                    for (const auto& v : catalog->sets()) sets.push_back(describe(ctx, v));
                    body["feature_sets"] = std::move(sets);
@@ -70,7 +101,9 @@ void add_catalog_routes(router& routes, const serve_context& ctx, const std::sha
                [ctx, catalog](const request_context& rc, const responder& respond) {
                    const set_view* v = catalog->find(rc.param("set"));
                    if (!v) return respond(unknown_set(rc.param("set")));
-                   respond(json_response(http::status::ok, describe(ctx, *v)));
+                   ordered_json body = describe(ctx, *v);
+                   body["environment"] = ctx.cfg->environment;
+                   respond(json_response(http::status::ok, body));
                });
     routes.add(http::verb::get, "/metrics", "admin", [ctx](const request_context&, const responder& respond) {
         if (!ctx.metrics)

@@ -5,9 +5,38 @@
 
 #include "sluice/core/clock.hpp"
 
+namespace sluice {
+
+// Declared in sluice/serve/services.hpp.
+int version_switch::resolve(std::string_view name) const {
+    const auto at = name.find('@');
+    if (at != std::string_view::npos) {
+        const std::string_view base = name.substr(0, at), number = name.substr(at + 1);
+        std::int64_t version = 0;
+        const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), version);
+        if (ec != std::errc() || end != number.data() + number.size()) return -1;
+        for (std::size_t i = 0; i < cfg_.feature_sets.size(); ++i)
+            if (cfg_.feature_sets[i].name == base && cfg_.feature_sets[i].version == version) return static_cast<int>(i);
+        return -1;
+    }
+    int pinned = -1, newest_live = -1, oldest = -1;
+    for (std::size_t i = 0; i < cfg_.feature_sets.size(); ++i) {
+        const auto& s = cfg_.feature_sets[i];
+        if (s.name != name) continue;
+        const int index = static_cast<int>(i);
+        if (s.serving && pinned < 0) pinned = index;
+        if (live_[i].load() && (newest_live < 0 || cfg_.feature_sets[static_cast<std::size_t>(newest_live)].version < s.version))
+            newest_live = index;
+        if (oldest < 0 || cfg_.feature_sets[static_cast<std::size_t>(oldest)].version > s.version) oldest = index;
+    }
+    return pinned >= 0 ? pinned : newest_live >= 0 ? newest_live : oldest;
+}
+
+}  // namespace sluice
+
 namespace sluice::serve {
 
-set_catalog::set_catalog(const config& cfg) {
+set_catalog::set_catalog(const config& cfg, const version_switch* versions) : versions_(versions) {
     sets_.reserve(cfg.feature_sets.size());
     for (std::uint32_t i = 0; i < cfg.feature_sets.size(); ++i) {
         set_view v;
@@ -23,6 +52,10 @@ set_catalog::set_catalog(const config& cfg) {
 }
 
 const set_view* set_catalog::find(std::string_view name) const {
+    if (versions_) {
+        const int index = versions_->resolve(name);
+        return index < 0 ? nullptr : &sets_[static_cast<std::size_t>(index)];
+    }
     for (const auto& v : sets_)
         if (v.set->name == name) return &v;
     return nullptr;

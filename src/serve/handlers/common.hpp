@@ -28,12 +28,15 @@ struct set_view {
 /// Every configured set, built once at start; read-only afterwards.
 class set_catalog {
 public:
-    explicit set_catalog(const config& cfg);
+    /// versions: which version a bare name reads (null: names are unique, every set version 1).
+    set_catalog(const config& cfg, const version_switch* versions);
+    /// The set a route names: "S" (the version serving it) or "S@N".
     const set_view* find(std::string_view name) const;
     const std::vector<set_view>& sets() const { return sets_; }
 
 private:
     std::vector<set_view> sets_;
+    const version_switch* versions_;
 };
 
 /// A stored value as JSON, following its column's type (timestamps as RFC 3339, json as JSON).

@@ -5,7 +5,7 @@ namespace sluice::serve {
 
 void add_feature_routes(router& routes, const serve_context& ctx) {
     // Each set's columns are worked out once here, not per request.
-    auto catalog = std::make_shared<const set_catalog>(*ctx.cfg);
+    auto catalog = std::make_shared<const set_catalog>(*ctx.cfg, ctx.versions);
     add_read_routes(routes, ctx, catalog);
     add_history_routes(routes, ctx, catalog);
     add_feast_routes(routes, ctx, catalog);

@@ -72,78 +72,93 @@ struct prometheus_telemetry::impl {
           requests(prometheus::BuildCounter()
                        .Name("sluice_http_requests_total")
                        .Help("HTTP requests answered, by route pattern, method and status")
+                       .Labels({{"environment", c.environment}})
                        .Register(*registry)),
           durations(prometheus::BuildHistogram()
                         .Name("sluice_http_request_duration_seconds")
                         .Help("Time from a request's arrival to its answer, by route pattern and method")
-                        .Register(*registry)),
+                        .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           records(prometheus::BuildCounter()
                       .Name("sluice_records_total")
                       .Help("Records by feature set and outcome: written to the stores, rejected (dead "
                             "letters), skipped (filtered or duplicate)")
-                      .Register(*registry)),
+                      .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           pushed(prometheus::BuildCounter()
                      .Name("sluice_pushed_records_total")
                      .Help("Records written through POST /v1/ingest, by feature set")
-                     .Register(*registry)),
+                     .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           consumed(prometheus::BuildCounter()
                        .Name("sluice_kafka_messages_total")
                        .Help("Messages consumed from Kafka, all feature sets")
+                       .Labels({{"environment", c.environment}})
                        .Register(*registry)),
           store_errors(prometheus::BuildCounter()
                            .Name("sluice_store_errors_total")
                            .Help("Failed store operations (each retry counts), by store")
-                           .Register(*registry)),
+                           .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           batches(prometheus::BuildCounter()
                       .Name("sluice_write_batches_total")
                       .Help("Batches committed to the stores")
-                      .Register(*registry)),
+                      .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           stages(prometheus::BuildHistogram()
                      .Name("sluice_record_stage_seconds")
                      .Help("Seconds from a traced Kafka record's production (its timestamp) to each stage it "
                            "reaches: consumed, parsed, batched, memory (readable), committed (PostgreSQL), redis; "
                            "one record in 64 is traced")
-                     .Register(*registry)),
+                     .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           fenced(prometheus::BuildCounter()
                      .Name("sluice_write_fenced_total")
                      .Help("Batch writes rolled back because another writer stored one of their partitions' "
                            "offsets first (a rebalance's former owner, a second instance); each is fitted again "
                            "and rewritten")
-                     .Register(*registry)),
+                     .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           lag(prometheus::BuildGauge()
                   .Name("sluice_consumer_lag_messages")
                   .Help("Messages between this instance's positions and the ends of its partitions")
-                  .Register(*registry)),
+                  .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           freshness(prometheus::BuildGauge()
                         .Name("sluice_freshness_seconds")
                         .Help("Age of the newest event time written, by feature set")
-                        .Register(*registry)),
+                        .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           memory_keys(prometheus::BuildGauge()
                           .Name("sluice_memory_index_keys")
                           .Help("Keys held in the in-memory index, by feature set")
-                          .Register(*registry)),
+                          .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           queue_depth(prometheus::BuildGauge()
                           .Name("sluice_queue_depth")
                           .Help("Items waiting in the queues between stages, by the stage that reads them")
-                          .Register(*registry)),
+                          .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           queue_capacity(prometheus::BuildGauge()
                              .Name("sluice_queue_capacity")
                              .Help("Capacity of the queues between stages, by the stage that reads them")
-                             .Register(*registry)),
+                             .Labels({{"environment", c.environment}})
+                       .Register(*registry)),
           build_info(prometheus::BuildGauge()
                          .Name("sluice_build_info")
                          .Help("Always 1; the version in a label")
-                         .Register(*registry)) {
+                         .Labels({{"environment", c.environment}})
+                       .Register(*registry)) {
         build_info.Add({{"version", SLUICE_VERSION}}).Set(1);
         for (const auto& set : cfg.feature_sets) {
             per_set.push_back(set_metrics{
-                {&records.Add({{"feature_set", set.name}, {"outcome", "written"}})},
-                {&records.Add({{"feature_set", set.name}, {"outcome", "rejected"}})},
-                {&records.Add({{"feature_set", set.name}, {"outcome", "skipped"}})},
-                {&pushed.Add({{"feature_set", set.name}})},
-                &lag.Add({{"feature_set", set.name}}),
-                &freshness.Add({{"feature_set", set.name}}),
-                &memory_keys.Add({{"feature_set", set.name}}),
+                {&records.Add({{"feature_set", set.display_name()}, {"outcome", "written"}})},
+                {&records.Add({{"feature_set", set.display_name()}, {"outcome", "rejected"}})},
+                {&records.Add({{"feature_set", set.display_name()}, {"outcome", "skipped"}})},
+                {&pushed.Add({{"feature_set", set.display_name()}})},
+                &lag.Add({{"feature_set", set.display_name()}}),
+                &freshness.Add({{"feature_set", set.display_name()}}),
+                &memory_keys.Add({{"feature_set", set.display_name()}}),
             });
         }
         consumed_total.counter = &consumed.Add({});

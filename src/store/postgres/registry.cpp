@@ -124,8 +124,8 @@ struct definition_registry::impl {
         return snap;
     }
 
-    // The tables' columns against each set's definition: a type that differs is breaking even
-    // where the registry has no row yet (tables made before the registry existed).
+    // The tables' columns against the definition of each set new to the registry: a type that
+    // differs is breaking.
     status check_columns(definition_plan& plan) {
         auto rows = conn.exec_params(
             "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = $1",
@@ -136,6 +136,9 @@ struct definition_registry::impl {
         for (int i = 0; i < PQntuples(r); ++i) tables[value_at(r, i, 0)][value_at(r, i, 1)] = value_at(r, i, 2);
         for (std::size_t s = 0; s < cfg.feature_sets.size(); ++s) {
             const auto& set = cfg.feature_sets[s];
+            // A set the registry knows is judged by its recorded spec; the tables speak only for
+            // those it has no row for (tables made before the registry existed).
+            if (plan.sets[s].action != plan_action::added) continue;
             for (const char* suffix : {"_history", "_latest"}) {
                 const auto t = tables.find(set.storage_name() + suffix);
                 if (t == tables.end()) continue;
@@ -250,16 +253,26 @@ status definition_registry::record(const definition_plan& plan) {
                  user.c_str(), d.cfg.origin.path.c_str(), d.cfg.origin.sha256.c_str(), change.c_str()});
             if (!r) return fail(r.as_status());
         }
-        // A new version of a set that exists is built by a backfill first; anything else is live.
-        const definition_state state =
-            p.action == plan_action::new_version ? definition_state::backfilling : definition_state::live;
-        auto r = d.conn.exec_params(
-            "INSERT INTO " + d.table("registry_versions") +
-                " AS v (feature_set, version, state, live_since) VALUES ($1, $2, $3, CASE WHEN $3 = 'live' THEN now() END)"
-                " ON CONFLICT (feature_set, version) DO UPDATE SET state = EXCLUDED.state, state_since = now(),"
-                " live_since = coalesce(v.live_since, EXCLUDED.live_since)"
-                " WHERE v.state IN ('retired', 'dropped') OR (v.state = 'backfilling' AND EXCLUDED.state = 'live')",
-            {p.set.c_str(), version.c_str(), to_string(state)});
+        // A version is built by a backfill in a consumer group of its own before it serves (a new
+        // version, or a retired one back: it catches up from where it stopped); version 1 runs in
+        // the daemon's group and is live at once. A version's state is otherwise left as it is.
+        const bool own_group = p.version != 1;
+        std::string sql;
+        definition_state state = definition_state::live;
+        switch (p.action) {
+            case plan_action::new_version:
+            case plan_action::added:
+            case plan_action::revived:
+                state = own_group && p.action != plan_action::added ? definition_state::backfilling : definition_state::live;
+                sql = " ON CONFLICT (feature_set, version) DO UPDATE SET state = EXCLUDED.state, state_since = now(),"
+                      " live_since = CASE WHEN EXCLUDED.state = 'live' THEN now() ELSE v.live_since END";
+                break;
+            default: sql = " ON CONFLICT (feature_set, version) DO NOTHING"; break;
+        }
+        auto r = d.conn.exec_params("INSERT INTO " + d.table("registry_versions") +
+                                        " AS v (feature_set, version, state, live_since) VALUES ($1, $2, $3,"
+                                        " CASE WHEN $3 = 'live' THEN now() END)" + sql,
+                                    {p.set.c_str(), version.c_str(), to_string(state)});
         if (!r) return fail(r.as_status());
     }
     if (auto r = d.conn.exec("COMMIT"); !r) return r.as_status();
@@ -312,6 +325,31 @@ status definition_registry::drop_version(const std::string& set, std::int64_t ve
     if (auto r = d.conn.exec("COMMIT"); !r) return r.as_status();
     d.log->info("registry: {}@{} dropped", set, version);
     return status::success();
+}
+
+result<definition_registry::ingest_counts> definition_registry::counts_since(const feature_set_config& set,
+                                                                          std::int64_t window_ms) {
+    auto& d = *impl_;
+    using R = result<ingest_counts>;
+    const std::string since = std::to_string(window_ms);
+    const std::string history = d.schema + "." + pg::quote_ident(set.storage_name() + "_history");
+    const std::string name = set.display_name();
+    auto exists = d.conn.exec_params("SELECT to_regclass($1) IS NOT NULL",
+                                     {(d.cfg.postgres->schema + "." + set.storage_name() + "_history").c_str()});
+    if (!exists) return R::failure(exists.message(), exists.kind());
+    if (std::string(PQgetvalue(exists.value().get(), 0, 0)) != "t")
+        return R::failure("no table " + set.storage_name() + "_history in schema " + d.cfg.postgres->schema,
+                          error_kind::permanent);
+    auto r = d.conn.exec_params("SELECT (SELECT count(*) FROM " + history +
+                                    " WHERE ingested_at > now() - make_interval(secs => $1::bigint / 1000.0)),"
+                                    " (SELECT count(*) FROM " + d.table("dead_letters") +
+                                    " WHERE feature_set = $2 AND received_at > now() - make_interval(secs => $1::bigint / 1000.0))",
+                                {since.c_str(), name.c_str()});
+    if (!r) return R::failure(r.message(), r.kind());
+    ingest_counts c;
+    c.records = int_at(r.value().get(), 0, 0);
+    c.dead_letters = int_at(r.value().get(), 0, 1);
+    return c;
 }
 
 }  // namespace sluice

@@ -473,4 +473,28 @@ private:
 
 latest_cache_ptr make_redis_cache(const config& cfg) { return std::make_unique<redis_cache>(cfg); }
 
+result<std::int64_t> delete_set_keys(const config& cfg, const std::string& storage_name) {
+    using R = result<std::int64_t>;
+    redis_connection conn(*cfg.redis, cfg.environment);  // another environment's prefix is refused
+    const std::string pattern = redis_key(cfg.redis->key_prefix, storage_name, "*");
+    std::string cursor = "0";
+    std::int64_t deleted = 0;
+    do {
+        auto r = conn.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+        if (!r) return R::failure(r.message(), r.kind());
+        const redisReply* reply = r.value().get();
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) return R::failure("Redis: unexpected SCAN reply");
+        cursor.assign(reply->element[0]->str, reply->element[0]->len);
+        std::vector<std::string> unlink = {"UNLINK"};
+        const redisReply* keys = reply->element[1];
+        for (std::size_t i = 0; i < keys->elements; ++i) unlink.emplace_back(keys->element[i]->str, keys->element[i]->len);
+        if (unlink.size() > 1) {
+            auto u = conn.command(unlink);
+            if (!u) return R::failure(u.message(), u.kind());
+            deleted += u.value()->integer;
+        }
+    } while (cursor != "0");
+    return deleted;
+}
+
 }  // namespace sluice

@@ -39,7 +39,7 @@ std::string direct(const set_view& view, const latest_entry& e) {
 
 TEST(RenderJson, DirectTextIsTheLibrarysTextForEveryTypeAndEdgeValue) {
     const config cfg = config_with_every_type();
-    const set_catalog catalog(cfg);
+    const set_catalog catalog(cfg, nullptr);
     const set_view& view = catalog.sets().front();
     const std::vector<std::vector<value>> rows = {
         {std::int64_t{42}, 8343.021, true, std::string("plain"), std::int64_t{1763719200123}, std::string("{\"a\":[1,2]}")},
@@ -63,7 +63,7 @@ TEST(RenderJson, DirectTextIsTheLibrarysTextForEveryTypeAndEdgeValue) {
 
 TEST(RenderJson, DoublesOfEveryMagnitudeAreWrittenAsTheLibraryWritesThem) {
     const config cfg = config_with_every_type();
-    const set_catalog catalog(cfg);
+    const set_catalog catalog(cfg, nullptr);
     const set_view& view = catalog.sets().front();
     std::uint64_t state = 88172645463325252ull;  // xorshift: any bit pattern, subnormals included
     for (int n = 0; n < 20000; ++n) {
