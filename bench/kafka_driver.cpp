@@ -112,14 +112,18 @@ void write_file(const std::string& file, const std::string& text) {
 
 void write_bootstrap(const std::string& file, const char* bootstraps) { write_file(file, bootstraps); }
 
-// sluice_records_total{feature_set="kv",outcome="written"} from the daemon's /metrics; -1 if unreachable.
+// sluice_records_total{...,feature_set="kv",outcome="written"} (whatever labels come first, as
+// the environment does) from the daemon's /metrics; -1 if unreachable.
 long long written_records(http_connection& c) {
     auto a = c.request("GET", "/metrics", {}, "application/json", 2000);
     if (a.status != 200) return -1;
-    const std::string needle = "sluice_records_total{feature_set=\"kv\",outcome=\"written\"} ";
-    auto p = a.body.find(needle);
-    if (p == std::string::npos) return 0;
-    return static_cast<long long>(std::strtod(a.body.c_str() + p + needle.size(), nullptr));
+    const std::string needle = "feature_set=\"kv\",outcome=\"written\"} ";
+    for (auto p = a.body.find(needle); p != std::string::npos; p = a.body.find(needle, p + 1)) {
+        const auto line = a.body.rfind('\n', p);
+        if (a.body.compare(line == std::string::npos ? 0 : line + 1, 21, "sluice_records_total{") == 0)
+            return static_cast<long long>(std::strtod(a.body.c_str() + p + needle.size(), nullptr));
+    }
+    return 0;
 }
 
 int run_ingest(const options& o, rd_kafka_t* producer, const char* bootstraps, const url_parts& u) {

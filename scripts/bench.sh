@@ -389,7 +389,7 @@ CONF
     r=$(run_wrk "webdis-$i" "$webdis_port" random_get.lua 64 BENCH_PREFIX=/HGETALL/sluice:kv: BENCH_KEYS="$SERVE_KEYS")
     w_rps+=("$(field rps "$r")"); w_p99+=("$(field p99_us "$r")")
   done
-  mem_keys=$(curl -s "http://127.0.0.1:$serve_port/metrics" | awk '/^sluice_memory_index_keys\{feature_set="kv"/ {print $2}')
+  mem_keys=$(curl -s "http://127.0.0.1:$serve_port/metrics" | awk '/^sluice_memory_index_keys\{.*feature_set="kv"/ {print $2}')
   log "memory index keys after the Redis-path runs: ${mem_keys:-0} (0: every read went to Redis)"
   a=$(median "${s_rps[@]}"); b=$(median "${w_rps[@]}")
   add_row "GET /v1/features/{set}/{key}, Redis path (memory.enabled false), wrk -t2 -c64: req/s (p99 $(fmt "$(median "${s_p99[@]}")") µs)" \
@@ -473,10 +473,10 @@ run_stats() {
 }
 # scrape_metrics FILE: the ingest daemon's /metrics into FILE (no FILE if it does not answer).
 scrape_metrics() { curl -sf --max-time 5 "http://127.0.0.1:$ingest_port/metrics" >"$1" || rm -f "$1"; }
-# written_records: sluice_records_total{feature_set="kv",outcome="written"} of the ingest daemon.
+# written_records: sluice_records_total{...,feature_set="kv",outcome="written"} of the ingest daemon.
 written_records() {
   curl -sf --max-time 2 "http://127.0.0.1:$ingest_port/metrics" |
-    awk '/^sluice_records_total\{feature_set="kv",outcome="written"\}/ { n = $2 } END { printf "%d\n", n }'
+    awk '/^sluice_records_total\{.*feature_set="kv",outcome="written"\}/ { n = $2 } END { printf "%d\n", n }'
 }
 # start_driver NAME LIMIT [driver args...]: starts sluice_bench_kafka with at most LIMIT seconds
 # of its own (and LIMIT + 300 s from timeout), its output in NAME.out and NAME.err, and waits (120 s
@@ -588,7 +588,7 @@ underload_rows() {
     sleep 1
   }
   ingest_switch off  # the first pass over every key: all of them in memory before reading
-  log "underload: $(curl -s "http://127.0.0.1:$ingest_port/metrics" | grep '^sluice_memory_index_keys{feature_set="kv"')"
+  log "underload: $(curl -s "http://127.0.0.1:$ingest_port/metrics" | grep '^sluice_memory_index_keys{.*feature_set="kv"')"
   printf '{"feature_set":"kv","keys":[%s]}' "$(printf '"{key}",%.0s' $(seq 99))\"{key}\"" >"$WORK/lookup-100.json"
   get_run() { run_openloop "$1" --url "http://127.0.0.1:$ingest_port/v1/features/kv/{key}" --keys "$INGEST_KEYS" \
     --rate "$get_rate" --connections 16; }

@@ -53,6 +53,9 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
+# The embedded broker's address, for `sluice try` (it reads the topic itself, writing nothing).
+broker=$(grep -o 'embedded Kafka-protocol broker (librdkafka mock cluster) at [^ ]*' "$RUN/sluice.log" | awk '{print $NF}' | head -1)
+
 cat <<MSG
 
 Sluice is running (logs: $RUN/sluice.log).
@@ -65,6 +68,12 @@ Sluice is running (logs: $RUN/sluice.log).
 Try:
   curl -s http://127.0.0.1:$http_port/v1/features/user_activity/$key
   curl -s http://127.0.0.1:$http_port/metrics | grep sluice_record_stage_seconds_sum   # where a record's time goes, by stage
+  curl -s http://127.0.0.1:$http_port/v1/feature-sets/user_activity   # the definition: version, revision, spec hash (environment "demo")
+
+Change the definition (README, "Changing a feature set"), with these variables set in your shell:
+  export SLUICE_PG_DSN="$SLUICE_PG_DSN" SLUICE_REDIS_PORT=$redis_port SLUICE_HTTP_LISTEN=127.0.0.1:0
+  $ROOT/build-release/sluice try --config $ROOT/config/demo.json --set user_activity --brokers $broker --records 2000
+  $ROOT/build-release/sluice plan --config $ROOT/config/demo.json      # exit 0: nothing to change; 3: breaking
 
 MSG
 curl -s "http://127.0.0.1:$http_port/v1/features/user_activity/$key"

@@ -12,7 +12,7 @@ build_sluice "$ROOT/build" RelWithDebInfo
 cd "$ROOT/build"
 ctest --output-on-failure "$@"
 
-# A short fuzzing run of the HTTP layer and of the record parser (scripts/fuzz.sh: clang, libFuzzer,
+# A short fuzzing run of the HTTP layer, the record parser and the definitions (scripts/fuzz.sh: clang, libFuzzer,
 # ASan and UBSan; build dir build-fuzz). SLUICE_FUZZ_SECONDS sets each one's length; 0 skips them.
 if [[ ${SLUICE_FUZZ_SECONDS:-20} != 0 ]]; then
   bash "$ROOT/scripts/fuzz.sh" --seconds "${SLUICE_FUZZ_SECONDS:-20}"

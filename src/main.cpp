@@ -26,6 +26,8 @@ void usage(std::FILE* out) {
                  "       sluice promote --from STAGING_CONFIG --to PRODUCTION_CONFIG [--window 1h]\n"
                  "                      [--max-dead-letter-rate 0.01] [--json]   exit 0 ready, 3 blocked, 1 error\n"
                  "       sluice drop --config FILE --set S --version N [--yes]   drop a retired version\n"
+                 "       sluice try --config FILE --set S[@N] [--records N | --seconds T] [--from-start]\n"
+                 "                  [--brokers HOST:PORT] [--json]   parse live data, write nothing\n"
                  "       sluice --version\n");
 }
 
@@ -35,6 +37,7 @@ int run_command(const std::string& command, int argc, char** argv) {
     std::int64_t version = 0;
     bool json = false, yes = false;
     sluice::promote_options promote;
+    sluice::try_options sandbox;
     const auto fail = [&](const std::string& why) {
         std::fprintf(stderr, "sluice %s: %s\n", command.c_str(), why.c_str());
         usage(stderr);
@@ -61,7 +64,17 @@ int run_command(const std::string& command, int argc, char** argv) {
             promote.max_dead_letter_rate = std::strtod(argv[++i], &end);
             if (!end || *end || promote.max_dead_letter_rate < 0 || promote.max_dead_letter_rate > 1)
                 return fail(std::string("--max-dead-letter-rate takes a fraction 0..1, got ") + argv[i]);
-        } else if (arg == "--set" && has_value && command == "drop") {
+        } else if (arg == "--from-start" && command == "try") {
+            sandbox.from_start = true;
+        } else if ((arg == "--records" || arg == "--seconds") && has_value && command == "try") {
+            char* end = nullptr;
+            const long long n = std::strtoll(argv[++i], &end, 10);
+            if (!end || *end || n < 1) return fail(arg + " takes a positive number, got " + argv[i]);
+            (arg == "--records" ? sandbox.records : sandbox.seconds) = n;
+            if (arg == "--seconds" && sandbox.records == 1000) sandbox.records = 10000000;
+        } else if (arg == "--brokers" && has_value && command == "try") {
+            sandbox.brokers = argv[++i];
+        } else if (arg == "--set" && has_value && (command == "drop" || command == "try")) {
             set = argv[++i];
         } else if (arg == "--version" && has_value && command == "drop") {
             char* end = nullptr;
@@ -84,6 +97,13 @@ int run_command(const std::string& command, int argc, char** argv) {
         promote.json = json;
         return sluice::run_promote(promote);
     }
+    if (command == "try") {
+        if (config_path.empty() || set.empty()) return fail("--config and --set are required");
+        sandbox.config_path = config_path;
+        sandbox.set = set;
+        sandbox.json = json;
+        return sluice::run_try(sandbox);
+    }
     if (config_path.empty() || set.empty() || version == 0) return fail("--config, --set and --version are required");
     return sluice::run_drop(config_path, set, version, yes);
 }
@@ -93,7 +113,7 @@ int run_command(const std::string& command, int argc, char** argv) {
 int main(int argc, char** argv) {
     if (argc > 1) {
         const std::string command = argv[1];
-        if (command == "plan" || command == "promote" || command == "drop") return run_command(command, argc, argv);
+        if (command == "plan" || command == "promote" || command == "drop" || command == "try") return run_command(command, argc, argv);
     }
     std::string config_path;
     bool check = false;

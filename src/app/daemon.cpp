@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -56,6 +57,10 @@ struct version_pipeline {
     std::unique_ptr<kafka_ingest> ingest;
     std::unique_ptr<push_source> pushes;
     bool live = false;  // its backfill has caught up (the catch-up watcher's thread only)
+    mutable std::mutex progress_mutex;
+    std::optional<backfill_progress> progress;  // updated by the catch-up watcher
+    std::int64_t last_done = -1;
+    std::chrono::steady_clock::time_point last_at{};
 };
 
 // POST /v1/ingest/{set}: the pipeline that writes the addressed version.
@@ -180,9 +185,10 @@ struct daemon::impl final : health_source, definition_source {
     void watch_backfills() {
         std::unique_lock lock(catch_up_mutex);
         while (!stopping.load()) {
-            catch_up_cv.wait_for(lock, std::chrono::milliseconds(500));
+            catch_up_cv.wait_for(lock, std::chrono::milliseconds(200));
             if (stopping.load()) break;
             for (const auto& v : versions) {
+                measure(*v);
                 if (v->live) continue;
                 const auto& set = cfg.feature_sets[v->set];
                 const std::int64_t lag = v->ingest->durable_lag(v->set);
@@ -202,11 +208,43 @@ struct daemon::impl final : health_source, definition_source {
                 }
                 v->live = true;
                 serving->set_live(v->set, true);
+                measure(*v);
                 log->info("{}: backfill caught up ({} messages behind the end); reads of {} now go to version {}{}",
                           set.versioned_name(), lag, set.name, set.version,
                           serving->resolve(set.name) == static_cast<int>(v->set) ? "" : " unless another is pinned");
             }
         }
+    }
+
+    std::optional<backfill_progress> backfill(std::uint32_t set_index) const override {
+        for (const auto& v : versions)
+            if (v->set == set_index) {
+                std::lock_guard lock(v->progress_mutex);
+                return v->progress;
+            }
+        return std::nullopt;
+    }
+
+    // The watcher's figures for one version: done and to do from its durable offsets, the rate
+    // between two looks (smoothed), the time left at that rate.
+    void measure(version_pipeline& v) {
+        const auto p = v.ingest->durable_progress(v.set);
+        if (p.behind < 0) return;
+        const auto now = std::chrono::steady_clock::now();
+        std::lock_guard lock(v.progress_mutex);
+        backfill_progress b = v.progress.value_or(backfill_progress{});
+        if (v.last_done >= 0) {
+            const double seconds = std::chrono::duration<double>(now - v.last_at).count();
+            const double rate = seconds > 0 ? static_cast<double>(p.done - v.last_done) / seconds : 0;
+            b.rate = b.rate > 0 ? 0.7 * b.rate + 0.3 * rate : rate;
+        }
+        v.last_done = p.done;
+        v.last_at = now;
+        b.state = v.live ? definition_state::live : definition_state::backfilling;
+        b.done = p.done;
+        b.to_do = p.behind;
+        b.eta_s = b.rate > 0 ? static_cast<double>(p.behind) / b.rate : (p.behind == 0 ? 0 : -1);
+        v.progress = b;
     }
 
     void refresh_definitions() {

@@ -2,15 +2,24 @@
 
 #include "sluice/app/definition_commands.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/config/columns.hpp"
 #include "sluice/config/definition.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/core/clock.hpp"
+#include "sluice/core/value_codec.hpp"
+#include "sluice/ingest/topic_sample.hpp"
+#include "sluice/preprocess/aggregator.hpp"
+#include "sluice/preprocess/record_parser.hpp"
 #include "sluice/store/redis_cache.hpp"
 #include "sluice/store/registry.hpp"
+#include "sluice/store/store_writer.hpp"
 
 namespace sluice {
 namespace {
@@ -197,6 +206,208 @@ int run_drop(const std::string& config_path, const std::string& set, std::int64_
     std::printf("dropped %s@%lld: tables %s_history and %s_latest, %lld Redis keys\n", set.c_str(),
                 static_cast<long long>(version), named.storage_name().c_str(), named.storage_name().c_str(),
                 static_cast<long long>(keys));
+    return exit_ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sluice try
+
+namespace {
+
+// What one field looked like over the records read.
+struct field_profile {
+    std::int64_t values = 0, nulls = 0;
+    double min = 0, max = 0, sum = 0;
+    bool numeric = false;
+    std::map<std::string, std::int64_t> counts;  // strings, bools, timestamps: value text -> count
+
+    void add(field_type type, const value& v) {
+        if (std::holds_alternative<std::monostate>(v)) {
+            ++nulls;
+            return;
+        }
+        ++values;
+        double x = 0;
+        if (type == field_type::int64 && std::holds_alternative<std::int64_t>(v)) {
+            x = static_cast<double>(std::get<std::int64_t>(v));
+        } else if (type == field_type::float64 && std::holds_alternative<double>(v)) {
+            x = std::get<double>(v);
+        } else {
+            ++counts[value_to_json_text(type, v)];
+            return;
+        }
+        numeric = true;
+        min = values == 1 ? x : std::min(min, x);
+        max = values == 1 ? x : std::max(max, x);
+        sum += x;
+    }
+
+    nlohmann::json json() const {
+        const std::int64_t n = values + nulls;
+        nlohmann::json j = {{"values", values}, {"nulls", nulls}, {"null_rate", n ? static_cast<double>(nulls) / static_cast<double>(n) : 0.0}};
+        if (numeric) {
+            j["min"] = min;
+            j["max"] = max;
+            j["mean"] = sum / static_cast<double>(values);
+        } else if (!counts.empty()) {
+            std::vector<std::pair<std::int64_t, std::string>> top;
+            for (const auto& [v, c] : counts) top.emplace_back(-c, v);
+            std::sort(top.begin(), top.end());
+            nlohmann::json list = nlohmann::json::array();
+            for (std::size_t i = 0; i < top.size() && i < 5; ++i)
+                list.push_back({{"value", nlohmann::json::parse(top[i].second, nullptr, false)}, {"count", -top[i].first}});
+            j["top"] = list;
+            j["distinct"] = counts.size();
+        }
+        return j;
+    }
+};
+
+int find_set_for_try(const config& cfg, const std::string& name) {
+    int best = -1;
+    for (std::size_t i = 0; i < cfg.feature_sets.size(); ++i) {
+        const auto& s = cfg.feature_sets[i];
+        if (s.versioned_name() == name) return static_cast<int>(i);
+        if (s.name == name && (best < 0 || cfg.feature_sets[static_cast<std::size_t>(best)].version < s.version))
+            best = static_cast<int>(i);
+    }
+    return best;
+}
+
+std::string text_report(const nlohmann::json& r) {
+    std::string out;
+    const auto line = [&out](const std::string& s) { out += s + "\n"; };
+    line("feature set " + r["set"].get<std::string>() + " version " + std::to_string(r["version"].get<std::int64_t>()) +
+         ", topic " + r["topic"].get<std::string>() + " (nothing was written anywhere)");
+    line("  read " + std::to_string(r["read"].get<std::int64_t>()) + ", parsed " +
+         std::to_string(r["parsed"].get<std::int64_t>()) + ", filtered " + std::to_string(r["filtered"].get<std::int64_t>()) +
+         ", duplicates " + std::to_string(r["duplicates"].get<std::int64_t>()) + ", dead letters " +
+         std::to_string(r["dead_letters"]["count"].get<std::int64_t>()));
+    for (const auto& [reason, n] : r["dead_letters"]["by_reason"].items())
+        line("    " + reason + ": " + std::to_string(n.get<std::int64_t>()));
+    for (const auto& e : r["dead_letters"]["by_error"]) {
+        line("    " + std::to_string(e["count"].get<std::int64_t>()) + " x " + e["error"].get<std::string>());
+        for (const auto& ex : e["examples"]) line("        e.g. " + ex.get<std::string>());
+    }
+    line("  fields:");
+    for (const auto& [name, f] : r["fields"].items()) {
+        std::string s = "    " + name + ": null rate " + std::to_string(f["null_rate"].get<double>()).substr(0, 5);
+        if (f.contains("min"))
+            s += ", min " + f["min"].dump() + ", max " + f["max"].dump() + ", mean " + f["mean"].dump();
+        if (f.contains("top")) {
+            s += ", " + f["distinct"].dump() + " distinct, top";
+            for (const auto& t : f["top"]) s += " " + t["value"].dump() + " (" + t["count"].dump() + ")";
+        }
+        line(s);
+    }
+    line("  last rows:");
+    for (const auto& row : r["rows"]) line("    " + row.dump());
+    return out;
+}
+
+}  // namespace
+
+int run_try(const try_options& o) {
+    auto loaded = load_config_file(o.config_path);
+    if (!loaded.ok()) {
+        std::fprintf(stderr, "%s: %zu error(s)\n%s", o.config_path.c_str(), loaded.errors.size(),
+                     format_errors(loaded.errors).c_str());
+        return exit_error;
+    }
+    const config& cfg = loaded.cfg;
+    const int found = find_set_for_try(cfg, o.set);
+    if (found < 0) {
+        std::fprintf(stderr, "sluice try: %s has no feature set %s\n", o.config_path.c_str(), o.set.c_str());
+        return exit_error;
+    }
+    const auto index = static_cast<std::uint32_t>(found);
+    const auto& set = cfg.feature_sets[index];
+    const std::string bootstrap = o.brokers.empty() ? cfg.kafka.brokers : o.brokers;
+    if (bootstrap == "embedded") {
+        std::fprintf(stderr,
+                     "sluice try: the config's broker is the daemon's embedded one; give its address with --brokers "
+                     "(the daemon logs \"embedded Kafka-protocol broker ... at HOST:PORT\")\n");
+        return exit_error;
+    }
+    topic_sample_options sample;
+    sample.records = o.records;
+    sample.seconds = o.seconds;
+    sample.from_start = o.from_start;
+    auto messages = sample_topic(cfg, bootstrap, index, sample);
+    if (!messages) {
+        std::fprintf(stderr, "sluice try: %s\n", messages.message().c_str());
+        return exit_error;
+    }
+
+    // The daemon's own steps, in its order: parse (coercion, transforms, filters), dedup, then
+    // the aggregation gate's lateness rule and the aggregations.
+    record_parser parser(cfg);
+    deduplicator dedup(cfg);
+    std::unique_ptr<aggregator> agg = set.aggregations.empty() ? nullptr : std::make_unique<aggregator>(set);
+    std::vector<field_profile> profiles(set.fields.size());
+    std::int64_t parsed = 0, filtered = 0, duplicates = 0, dead = 0;
+    std::map<std::string, std::int64_t> by_reason;
+    std::map<std::string, std::pair<std::int64_t, std::vector<std::string>>> by_error;
+    std::vector<nlohmann::json> rows;
+    const auto dead_letter_seen = [&](const std::string& reason, const std::string& error, const std::string& payload) {
+        ++dead;
+        ++by_reason[reason];
+        auto& e = by_error[error];
+        ++e.first;
+        if (e.second.size() < 2) e.second.push_back(payload.size() > 200 ? payload.substr(0, 197) + "..." : payload);
+    };
+    for (const auto& msg : messages.value()) {
+        processed item = parser.parse(msg, now_ms());
+        const bool was_record = std::holds_alternative<record>(item);
+        dedup.apply(item);
+        if (const auto* d = std::get_if<dead_letter>(&item)) {
+            dead_letter_seen(to_string(d->reason), d->error, d->payload);
+            continue;
+        }
+        if (std::holds_alternative<skipped>(item)) {
+            ++(was_record ? duplicates : filtered);
+            continue;
+        }
+        auto& r = std::get<record>(item);
+        if (agg) {
+            if (agg->too_late(r.key, r.event_time_ms)) {
+                dead_letter_seen(to_string(dead_letter_reason::late_event), late_event_error(set, r.key, r.event_time_ms),
+                                 msg.payload);
+                continue;
+            }
+            agg->add(r.key, r.event_time_ms, r.values, r.source.partition);
+        }
+        ++parsed;
+        for (std::size_t f = 0; f < set.fields.size() && f < r.values.size(); ++f) profiles[f].add(set.fields[f].type, r.values[f]);
+        nlohmann::json row = {{"key", r.key}, {"event_time", format_rfc3339_ms(r.event_time_ms)}};
+        for (std::size_t f = 0; f < set.fields.size() && f < r.values.size(); ++f)
+            row[set.fields[f].name] = nlohmann::json::parse(value_to_json_text(set.fields[f].type, r.values[f]), nullptr, false);
+        if (agg) {
+            const auto aggs = agg->values_at(r.key, r.event_time_ms);
+            for (std::size_t a = 0; a < set.aggregations.size() && a < aggs.size(); ++a)
+                row[set.aggregations[a].name] = nlohmann::json::parse(
+                    value_to_json_text(result_type(set, set.aggregations[a]), aggs[a]), nullptr, false);
+        }
+        rows.push_back(std::move(row));
+        if (rows.size() > 5) rows.erase(rows.begin());
+    }
+
+    nlohmann::json report = {{"set", set.name},
+                             {"version", set.version},
+                             {"topic", set.topic},
+                             {"read", messages.value().size()},
+                             {"parsed", parsed},
+                             {"filtered", filtered},
+                             {"duplicates", duplicates}};
+    nlohmann::json errors = nlohmann::json::array();
+    for (const auto& [error, e] : by_error) errors.push_back({{"error", error}, {"count", e.first}, {"examples", e.second}});
+    report["dead_letters"] = {{"count", dead}, {"by_reason", by_reason}, {"by_error", errors}};
+    nlohmann::json fields = nlohmann::json::object();
+    for (std::size_t f = 0; f < set.fields.size(); ++f) fields[set.fields[f].name] = profiles[f].json();
+    report["fields"] = fields;
+    report["rows"] = rows;
+    const std::string out = o.json ? report.dump(2) + "\n" : text_report(report);
+    std::fwrite(out.data(), 1, out.size(), stdout);
     return exit_ok;
 }
 

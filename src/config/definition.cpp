@@ -228,7 +228,6 @@ std::vector<spec_change> classify_changes(const std::string& old_spec, const std
     std::vector<spec_change> out;
     // What a row is: which stream, which entity, which moment.
     static const std::pair<const char*, const char*> identity[] = {
-        {"topic", "history holds another stream's events"},
         {"key", "history and latest are keyed by the old key"},
         {"event_time", "history is ordered and windowed by the old event time"},
     };
@@ -238,6 +237,9 @@ std::vector<spec_change> classify_changes(const std::string& old_spec, const std
     classify_aggregations(a, b, out);
     // How events are treated from now on: none of it touches what is stored.
     static const std::pair<const char*, const char*> in_place[] = {
+        // Another topic of the same events (a topic renamed, a cluster moved): read from its start
+        // under its own offsets; history keeps the old topic's rows, latest keeps the newest.
+        {"topic", "applied in place: the new topic is read from its start, history keeps the old one's rows"},
         {"ttl", "applied in place: how long latest values are served"},
         {"allowed_lateness", "applied in place: late events from now on"},
         {"event_time_fallback", "applied in place: events from now on"},

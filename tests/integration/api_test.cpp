@@ -62,6 +62,7 @@ protected:
                                        {"ttl", "30d"}});
         cfg["http"]["max_lookup_keys"] = 50;
         cfg["http"]["ingest_timeout_ms"] = 3000;
+        feature_sets_ = cfg["feature_sets"];
         daemon_ = std::make_unique<it::daemon_process>(cfg);
         daemon_->start();
         if (!daemon_->wait_http_ready(port_, 30s) || !daemon_->wait_http_ready(port_, 60s, "/readyz"))
@@ -95,6 +96,7 @@ protected:
 
     static inline int port_ = 0;
     static inline std::unique_ptr<it::daemon_process> daemon_;
+    static inline json feature_sets_;  // the running daemon's definitions
 };
 
 TEST_F(Api, push_answers_after_durability_and_reports_each_bad_record) {
@@ -384,18 +386,18 @@ TEST_F(Api, catalog_and_metrics_show_live_figures) {
         std::ifstream in(file + ".out");
         return std::string(std::istreambuf_iterator<char>(in), {});
     }();
-    EXPECT_NE(m.body.find("sluice_records_total{feature_set=\"user_activity\",outcome=\"written\"} " +
+    EXPECT_NE(m.body.find("sluice_records_total{environment=\"default\",feature_set=\"user_activity\",outcome=\"written\"} " +
                           std::to_string(in_before + 43)),
               std::string::npos)
         << m.body.substr(0, 3000);
-    EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/ingest/{set}\""),
+    EXPECT_NE(m.body.find("sluice_http_request_duration_seconds_bucket{environment=\"default\",method=\"POST\",route=\"/v1/ingest/{set}\""),
               std::string::npos);
-    EXPECT_NE(m.body.find("sluice_consumer_lag_messages{feature_set=\"user_activity\"} 0"), std::string::npos);
+    EXPECT_NE(m.body.find("sluice_consumer_lag_messages{environment=\"default\",feature_set=\"user_activity\"} 0"), std::string::npos);
     // Where traced records' time goes, by stage, and no batch fenced out (one instance).
     for (const char* stage : {"consumed", "parsed", "batched", "memory", "committed", "redis"})
-        EXPECT_NE(m.body.find(std::string("sluice_record_stage_seconds_count{stage=\"") + stage + "\"}"), std::string::npos)
+        EXPECT_NE(m.body.find(std::string("sluice_record_stage_seconds_count{environment=\"default\",stage=\"") + stage + "\"}"), std::string::npos)
             << stage;
-    EXPECT_NE(m.body.find("sluice_write_fenced_total 0"), std::string::npos);
+    EXPECT_NE(m.body.find("sluice_write_fenced_total{environment=\"default\"} 0"), std::string::npos);
 }
 
 TEST_F(Api, with_the_memory_index_off_reads_come_from_redis_then_postgresql) {
@@ -410,7 +412,8 @@ TEST_F(Api, with_the_memory_index_off_reads_come_from_redis_then_postgresql) {
     const int port = it::free_port();
     json cfg = it::user_activity_config(*stack_, "api-cold-" + it::random_suffix(), port, k_topic);
     cfg["memory"] = {{"enabled", false}};
-    cfg["feature_sets"][0]["fields"]["event_id"] = {{"type", "string"}};
+    // The same definitions as the running daemon: another would be a change to them.
+    cfg["feature_sets"] = feature_sets_;
     it::daemon_process cold(cfg);
     ASSERT_NO_FATAL_FAILURE(it::start_until_ready(cold, port, "cold"));
     auto r = it::http_request(port, "POST", "/v1/features/lookup",

@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
+#include <thread>
 
 #include "integration/support/suite.hpp"
 
@@ -340,7 +342,7 @@ TEST_F(Definitions, a_raised_version_is_backfilled_exactly_once_while_the_old_on
     const std::string schema = "defs_ver_" + it::random_suffix();
     const int port = it::free_port();
     json v1 = config_for(s, topic, schema, port);
-    constexpr int k_events = 20000, k_keys = 200;
+    constexpr int k_events = 30000, k_keys = 200;
     const std::int64_t t0 = it::now_ms() - 3'600'000;
     for (int i = 0; i < k_events; ++i) {
         const std::string key = "u" + std::to_string(i % k_keys);
@@ -375,7 +377,7 @@ TEST_F(Definitions, a_raised_version_is_backfilled_exactly_once_while_the_old_on
     it::daemon_process daemon(both);
     ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, port, "both versions"));
     // Reads of the name never fail while version 2 backfills: version 1 answers them.
-    int reads = 0, served_by_v2 = 0;
+    int reads = 0, served_by_v2 = 0, progress_seen = 0;
     bool switched = false;
     const bool caught_up = it::wait_until(120s, [&] {
         const auto r = it::http_get(port, "/v1/features/user_activity/u5");
@@ -386,12 +388,24 @@ TEST_F(Definitions, a_raised_version_is_backfilled_exactly_once_while_the_old_on
         if (c.status != 200) return false;
         const json cj = json::parse(c.body);
         switched = cj.value("serving", false);
+        // The backfill's progress while it runs: what is durable and what is left, of every message.
+        if (cj.contains("backfill") && cj["backfill"]["state"] == "backfilling" &&
+            cj["backfill"]["done"].get<long long>() + cj["backfill"]["to_do"].get<long long>() == k_events)
+            ++progress_seen;
         return cj["definition"]["state"] == "live" && switched;
     }, 20ms);
     ASSERT_TRUE(caught_up) << daemon.log_tail();
-    std::printf("[versions] %d reads during the backfill, all 200; %d of them by version 2\n", reads, served_by_v2);
+    std::printf("[versions] %d reads during the backfill, all 200; %d of them by version 2; progress seen %d times\n",
+                reads, served_by_v2, progress_seen);
+    EXPECT_GT(progress_seen, 0) << "the catalog never showed the backfill's progress";
+    const json after_switch = json::parse(it::http_get(port, "/v1/feature-sets/user_activity@2").body);
+    EXPECT_EQ(after_switch["backfill"]["state"], "live") << after_switch.dump();
 
-    // Every message once in version 2's history, each offset once.
+    // Switched within a batch (batch_max_records, 1000) of the end; then every message once in
+    // version 2's history, each offset once.
+    EXPECT_GE(history_rows(s, schema, v2_history), k_events - 1000);
+    EXPECT_TRUE(it::wait_until(30s, [&] { return history_rows(s, schema, v2_history) >= k_events; }));
+    std::this_thread::sleep_for(500ms);  // anything beyond would show up now
     EXPECT_EQ(history_rows(s, schema, v2_history), k_events);
     EXPECT_EQ(it::pg_count(s.postgres.dsn(), "SELECT count(DISTINCT (src_partition, src_offset)) FROM " + schema + "." + v2_history),
               k_events);
@@ -431,4 +445,66 @@ TEST_F(Definitions, a_raised_version_is_backfilled_exactly_once_while_the_old_on
     EXPECT_EQ(dropped.status.code, 0) << dropped.output;
     EXPECT_EQ(history_rows(s, schema), -1);  // gone
     EXPECT_EQ(history_rows(s, schema, v2_history), k_events + 100);
+}
+
+TEST_F(Definitions, try_reports_what_the_daemon_then_writes_and_writes_nothing_itself) {
+    it::test_stack& s = *stack_;
+    const std::string topic = new_topic(s);
+    const std::string schema = "defs_try_" + it::random_suffix();
+    const int port = it::free_port();
+    json cfg = config_for(s, topic, schema, port);
+    const std::string group = cfg["kafka"]["group_id"];
+    const std::int64_t t = it::now_ms() - 60'000;
+    int good = 0;
+    for (int i = 0; i < 350; ++i) {
+        const std::string key = "u" + std::to_string(i % 50);
+        json e = {{"user_id", key}, {"ts", t + i}, {"clicks", i}, {"spend", 0.5 * (i % 7)}, {"country", i % 3 ? "DE" : "FR"}};
+        if (i % 35 == 3) {
+            s.kafka.produce(topic, key, "{\"user_id\": \"" + key + "\", \"ts\":");  // malformed JSON
+        } else if (i % 35 == 7) {
+            e.erase("clicks");  // a required field missing
+            s.kafka.produce(topic, key, e.dump());
+        } else if (i % 35 == 11) {
+            e["spend"] = -1;  // below min
+            s.kafka.produce(topic, key, e.dump());
+        } else if (i % 35 == 13) {
+            s.kafka.produce(topic, key, std::nullopt);  // a tombstone
+        } else {
+            s.kafka.produce(topic, key, e.dump());
+            ++good;
+        }
+    }
+    s.kafka.flush();
+
+    it::temp_dir dir("sluice-defs-");
+    const auto path = write_config(dir, "try.json", cfg);
+    const auto tried = sluice_cli({"try", "--config", path, "--set", k_set, "--from-start", "--records", "100000", "--json"});
+    ASSERT_EQ(tried.status.code, 0) << tried.output;
+    const json report = json::parse(tried.output);
+    EXPECT_EQ(report["read"], 350);
+    EXPECT_EQ(report["parsed"], good);
+    EXPECT_EQ(report["dead_letters"]["count"], 350 - good);
+    EXPECT_EQ(report["dead_letters"]["by_reason"]["tombstone"], 10);
+    EXPECT_EQ(report["dead_letters"]["by_reason"]["invalid"], 30);
+    EXPECT_NEAR(report["fields"]["premium"]["null_rate"].get<double>(), 1.0, 1e-9);
+    EXPECT_EQ(report["fields"]["spend"]["min"], 0.0);
+    EXPECT_EQ(report["fields"]["country"]["top"][0]["value"], "DE");
+    EXPECT_EQ(report["rows"].size(), 5u);
+    // The text form says the same.
+    const auto text = sluice_cli({"try", "--config", path, "--set", k_set, "--from-start"});
+    EXPECT_EQ(text.status.code, 0) << text.output;
+    EXPECT_NE(text.output.find("read 350, parsed " + std::to_string(good)), std::string::npos) << text.output;
+    // Nothing was written: no schema, no group offsets.
+    EXPECT_EQ(it::pg_count(s.postgres.dsn(), "SELECT count(*) FROM pg_namespace WHERE nspname = $1", {schema}), 0);
+    for (const auto& [p, off] : s.kafka.committed_offsets(group, topic, 2)) EXPECT_LT(off, 0) << "partition " << p;
+
+    // The daemon, running the same definition for real, writes exactly that.
+    ASSERT_NO_FATAL_FAILURE(run_until(s, cfg, port, schema, good));
+    EXPECT_EQ(history_rows(s, schema), good);
+    std::map<std::string, long long> written;
+    for (const auto& row : it::pg_query(s.postgres.dsn(), "SELECT error, count(*) FROM " + schema + ".dead_letters GROUP BY error"))
+        written[row[0]] = std::stoll(row[1]);
+    std::map<std::string, long long> reported;
+    for (const auto& e : report["dead_letters"]["by_error"]) reported[e["error"]] = e["count"].get<long long>();
+    EXPECT_EQ(written, reported);
 }

@@ -30,6 +30,22 @@ struct promote_options {
 /// the window; 3 with each blocker printed; 1 on error.
 int run_promote(const promote_options& options);
 
+struct try_options {
+    std::string config_path;
+    std::string set;             // "S" (its newest version in the config) or "S@N"
+    std::int64_t records = 1000;
+    std::int64_t seconds = 0;    // > 0: read what arrives for this long instead
+    bool from_start = false;
+    bool json = false;
+    std::string brokers;         // overrides kafka.brokers (the daemon's embedded broker's address)
+};
+/// `sluice try --config F --set S [--records N | --seconds T] [--from-start] [--json]`: reads the
+/// live topic with a throwaway consumer (no group, no commits; nothing written to PostgreSQL or
+/// Redis), runs the real parser, transforms, dedup and aggregations, and prints what a data
+/// engineer needs to judge the definition: counts, dead letters by reason with examples, each
+/// field's null rate and range or top values, and a few output rows. 0 on success, 1 on error.
+int run_try(const try_options& options);
+
 /// `sluice drop --config F --set S --version N --yes`: drops a retired version's tables and its
 /// Redis keys. Without --yes it only says what it would drop (exit 1).
 int run_drop(const std::string& config_path, const std::string& set, std::int64_t version, bool yes);

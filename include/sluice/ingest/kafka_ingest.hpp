@@ -72,7 +72,14 @@ public:
     /// Messages between what is durable (the offsets the store writer reported) and the ends of
     /// this instance's partitions of the set's topic; -1 while a partition with messages has no
     /// durable offset yet or its end is unknown. What a backfill's catch-up is judged by.
-    std::int64_t durable_lag(std::uint32_t set_index) const;
+    std::int64_t durable_lag(std::uint32_t set_index) const { return durable_progress(set_index).behind; }
+    /// The same with what is durable already: messages from the partitions' starts to the durable
+    /// offsets (done) and from there to their ends (behind, -1 when unknown as above).
+    struct progress {
+        std::int64_t done = 0;
+        std::int64_t behind = -1;
+    };
+    progress durable_progress(std::uint32_t set_index) const;
 
     struct consumer;  // one consumer thread (defined in kafka_ingest.cpp)
 

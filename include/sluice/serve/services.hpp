@@ -52,10 +52,21 @@ public:
 
 /// The registry's newest revision of each version of each set, as the daemon last read it (the
 /// catalog shows them); empty without PostgreSQL.
+/// How far a version's backfill has come (the catalog and the status page show it).
+struct backfill_progress {
+    definition_state state = definition_state::backfilling;
+    std::int64_t done = 0;    // messages durable from the partitions' starts
+    std::int64_t to_do = 0;   // messages from there to the partitions' ends
+    double rate = 0;          // messages made durable per second, lately
+    double eta_s = -1;        // to_do / rate; -1 when unknown
+};
+
 class definition_source {
 public:
     virtual ~definition_source() = default;
     virtual std::vector<registered_definition> definitions() const = 0;
+    /// The backfill of a version > 1 running here; nullopt for others (and before it is known).
+    virtual std::optional<backfill_progress> backfill(std::uint32_t set_index) const = 0;
 };
 
 /// Which version of a set its bare name reads: the one the config pins ("serving": true), else the

@@ -56,6 +56,10 @@ struct flight;
 /// batches in flight (writer/flight_order.hpp) and the cache thread (writer/cache_publisher.hpp)
 /// are parts it owns.
 /// Owned by the app; the stores it writes to outlive it.
+/// The error of a late event's dead letter: older than its key's newest event by more than the
+/// set's allowed_lateness (the store writer's aggregation gate, and `sluice try`, write it).
+std::string late_event_error(const feature_set_config& set, const std::string& key, std::int64_t event_time_ms);
+
 class store_writer final : public push_writer {
 public:
     store_writer(const config& cfg, std::vector<channel<processed>*> inputs, wakeup& readable,

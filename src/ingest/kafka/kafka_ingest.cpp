@@ -469,26 +469,32 @@ std::int64_t kafka_ingest::consumer_lag(std::uint32_t set_index) const {
     return lag;
 }
 
-std::int64_t kafka_ingest::durable_lag(std::uint32_t set_index) const {
+kafka_ingest::progress kafka_ingest::durable_progress(std::uint32_t set_index) const {
     const std::string& topic = cfg_.feature_sets[set_index].topic;
-    std::int64_t lag = -1;
+    progress out;
+    bool unknown = false;
     for (const auto& c : consumers_) {
         if (!c->rk) continue;
         for (const std::int32_t p : c->flow.owned_of(topic)) {
             std::int64_t low = 0, high = 0;
             if (rd_kafka_get_watermark_offsets(c->rk, topic.c_str(), p, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-                high < 0)
-                return -1;
+                high < 0) {
+                unknown = true;
+                continue;
+            }
             std::int64_t durable = -1;
             {
                 std::lock_guard lock(durable_mutex_);
                 if (auto it = durable_.find({topic, p}); it != durable_.end()) durable = it->second;
             }
-            if (durable < 0 && high > low) return -1;  // messages, none of them durable yet
-            lag = std::max<std::int64_t>(lag, 0) + std::max<std::int64_t>(0, high - std::max(durable, low));
+            if (durable < 0 && high > low) unknown = true;  // messages, none of them durable yet
+            const std::int64_t at = std::clamp(durable, low, high);
+            out.done += at - low;
+            out.behind = std::max<std::int64_t>(out.behind, 0) + (high - at);
         }
     }
-    return lag;
+    if (unknown) out.behind = -1;
+    return out;
 }
 
 std::uint64_t kafka_ingest::messages_consumed() const {

@@ -31,6 +31,15 @@ void describe_definition(const serve_context& ctx, const set_view& v, ordered_js
     // Whether the bare name reads this version now.
     out["serving"] = !ctx.versions || ctx.versions->resolve(s.name) == static_cast<int>(v.index);
     if (!ctx.definitions) return;
+    if (const auto b = ctx.definitions->backfill(v.index)) {
+        ordered_json bj;
+        bj["state"] = to_string(b->state);
+        bj["done"] = b->done;
+        bj["to_do"] = b->to_do;
+        bj["rate"] = b->rate;
+        bj["eta_s"] = b->eta_s >= 0 ? ordered_json(b->eta_s) : ordered_json(nullptr);
+        out["backfill"] = std::move(bj);
+    }
     ordered_json versions = ordered_json::array();
     for (const auto& d : ctx.definitions->definitions()) {
         if (d.set != s.name) continue;

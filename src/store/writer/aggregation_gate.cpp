@@ -1,5 +1,7 @@
 #include "aggregation_gate.hpp"
 
+#include "sluice/store/store_writer.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -58,9 +60,7 @@ void aggregation_gate::aggregate(write_batch& batch) {
                 d.source = r.source;
                 d.received_at_ms = r.ingested_at_ms;
                 d.reason = dead_letter_reason::late_event;
-                d.error = "late event: event time " + format_rfc3339_ms(r.event_time_ms) +
-                          " is more than allowed_lateness (" + std::to_string(set.allowed_lateness_ms / 1000) +
-                          " s) older than the newest event of key '" + r.key + "'";
+                d.error = late_event_error(set, r.key, r.event_time_ms);
                 nlohmann::json payload = {{set.key_field, r.key}, {set.event_time_field, r.event_time_ms}};
                 for (std::size_t i = 0; i < set.fields.size() && i < r.values.size(); ++i)
                     payload[set.fields[i].name] = nlohmann::json::parse(
@@ -175,3 +175,13 @@ void aggregation_gate::apply_partition_changes() {
 }
 
 }  // namespace sluice::writer
+
+namespace sluice {
+
+// Declared in sluice/store/store_writer.hpp.
+std::string late_event_error(const feature_set_config& set, const std::string& key, std::int64_t event_time_ms) {
+    return "late event: event time " + format_rfc3339_ms(event_time_ms) + " is more than allowed_lateness (" +
+           std::to_string(set.allowed_lateness_ms / 1000) + " s) older than the newest event of key '" + key + "'";
+}
+
+}  // namespace sluice
