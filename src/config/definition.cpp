@@ -120,6 +120,15 @@ cjson spec_json(const feature_set_config& set) {
 
 std::string text_of(const cjson& j) { return j.is_string() ? j.get<std::string>() : j.dump(); }
 
+// A member of a recorded spec, or null when it has none (a spec from the registry is data: it may
+// lack anything).
+const cjson& member(const cjson& j, const char* key) {
+    static const cjson none;
+    if (!j.is_object()) return none;
+    const auto it = j.find(key);
+    return it == j.end() ? none : *it;
+}
+
 std::string from_to(const cjson& a, const cjson& b) { return text_of(a) + " -> " + text_of(b); }
 
 // The members of a JSON array as a set of their texts.
@@ -133,7 +142,7 @@ std::set<std::string> texts(const cjson& list) {
 void classify_field(const std::string& name, const cjson& a, const cjson& b, std::vector<spec_change>& out) {
     const std::string subject = "field " + name;
     if (a.value("type", "") != b.value("type", ""))
-        out.push_back({subject, "type " + from_to(a["type"], b["type"]), true,
+        out.push_back({subject, "type " + from_to(member(a, "type"), member(b, "type")), true,
                        "history, latest and every reader hold the old type"});
     const bool was_required = a.value("required", false), now_required = b.value("required", false);
     if (was_required != now_required)
@@ -147,7 +156,7 @@ void classify_field(const std::string& name, const cjson& a, const cjson& b, std
             out.push_back({subject, std::string(bound) + " " + from_to(a.value(bound, cjson()), b.value(bound, cjson())),
                            false, "applied in place: a limit on events from now on"});
     if (a.value("source", "") != b.value("source", ""))
-        out.push_back({subject, "source " + from_to(a["source"], b["source"]), false,
+        out.push_back({subject, "source " + from_to(member(a, "source"), member(b, "source")), false,
                        "applied in place: events from now on"});
     // No list is any value: going to a list, or dropping a value from one, rejects what history holds.
     const cjson none;
@@ -207,12 +216,15 @@ void classify_aggregations(const cjson& a, const cjson& b, std::vector<spec_chan
                            false, "applied in place: a column added, computed from history"});
             continue;
         }
-        for (const char* member : {"op", "window", "field"})
-            if (it->second.value(member, "") != agg.value(member, ""))
-                out.push_back({"aggregation " + name, std::string(member) + " " + from_to(it->second[member], agg[member]),
-                               true, "its values so far mean something else"});
+        for (const char* field : {"op", "window", "field"})
+            if (member(it->second, field) != member(agg, field))
+                out.push_back({"aggregation " + name,
+                               std::string(field) + " " + from_to(member(it->second, field), member(agg, field)), true,
+                               "its values so far mean something else"});
     }
 }
+
+std::vector<spec_change> classify_objects(const cjson& a, const cjson& b);
 
 }  // namespace
 
@@ -225,14 +237,26 @@ std::vector<spec_change> classify_changes(const std::string& old_spec, const std
     const cjson b = cjson::parse(new_spec, nullptr, false);
     if (!a.is_object() || !b.is_object())
         return {{"spec", "unreadable", true, "a recorded spec is not a JSON object"}};
+    // A member of the wrong type (a spec written by hand into the registry, or by a later version)
+    // makes the whole spec unreadable rather than half-compared.
+    try {
+        return classify_objects(a, b);
+    } catch (const nlohmann::json::exception& e) {
+        return {{"spec", "unreadable", true, std::string("a recorded spec has a member of the wrong shape: ") + e.what()}};
+    }
+}
+
+namespace {
+
+std::vector<spec_change> classify_objects(const cjson& a, const cjson& b) {
     std::vector<spec_change> out;
     // What a row is: which stream, which entity, which moment.
     static const std::pair<const char*, const char*> identity[] = {
         {"key", "history and latest are keyed by the old key"},
         {"event_time", "history is ordered and windowed by the old event time"},
     };
-    for (const auto& [member, why] : identity)
-        if (a.value(member, "") != b.value(member, "")) out.push_back({member, from_to(a[member], b[member]), true, why});
+    for (const auto& [key, why] : identity)
+        if (member(a, key) != member(b, key)) out.push_back({key, from_to(member(a, key), member(b, key)), true, why});
     classify_fields(a, b, out);
     classify_aggregations(a, b, out);
     // How events are treated from now on: none of it touches what is stored.
@@ -246,17 +270,18 @@ std::vector<spec_change> classify_changes(const std::string& old_spec, const std
         {"transforms", "applied in place: events from now on"},
         {"dedup", "applied in place: events from now on"},
     };
-    for (const auto& [member, why] : in_place) {
-        const cjson none;
-        const cjson& was = a.contains(member) ? a[member] : none;
-        const cjson& now = b.contains(member) ? b[member] : none;
+    for (const auto& [key, why] : in_place) {
+        const cjson& was = member(a, key);
+        const cjson& now = member(b, key);
         if (was != now) {
             const bool long_text = was.dump().size() + now.dump().size() > 60;
-            out.push_back({member, long_text ? std::string("changed") : from_to(was, now), false, why});
+            out.push_back({key, long_text ? std::string("changed") : from_to(was, now), false, why});
         }
     }
     return out;
 }
+
+}  // namespace
 
 const char* to_string(definition_state s) {
     switch (s) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "feature_set_reader.hpp"
+#include "sluice/core/timestamp.hpp"
 #include "value_checks.hpp"
 
 namespace sluice::config_detail {
@@ -325,6 +326,23 @@ const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
         with_nested(custom_key<S>("fields", "typed fields by name, in the order of the file", value_default("{}"),
                                   kind::object, apply_fields),
                     keys_of(field_keys, ".*")),
+        custom_key<S>("backfill_from",
+                      "where a new consumer group of the set (a version's backfill, a new set) starts when "
+                      "PostgreSQL holds no offset for it: the first message at or after this time (RFC 3339 or "
+                      "epoch ms)",
+                      noted_default("the earliest retained message"), kind::any,
+                      [](S& fs, const json& v, const std::string& p, diagnostics& d) {
+                          std::optional<std::int64_t> ms;
+                          if (v.is_string())
+                              ms = parse_timestamp_text(v.get_ref<const std::string&>());
+                          else if (fits_int64(v))
+                              ms = epoch_number_to_ms(v.get<std::int64_t>());
+                          if (ms && *ms > 0)
+                              fs.backfill_from_ms = *ms;
+                          else
+                              d.add(p, "must be a time: RFC 3339 (\"2026-12-01T00:00:00Z\") or epoch milliseconds, got " +
+                                           compact(v));
+                      }),
         custom_key<S>("ttl", "how long a latest value is served; \"0\" = forever", value_default("\"24h\""),
                       kind::string,
                       [](S& fs, const json& v, const std::string& p, diagnostics& d) {

@@ -302,9 +302,21 @@ TEST_F(Definitions, a_set_left_out_is_retired_then_dropped_only_with_yes) {
     s.kafka.create_topic(other["topic"], 1);
     two["feature_sets"].push_back(other);
     produce_events(s, topic, 5, 5000);
-    ASSERT_NO_FATAL_FAILURE(run_until(s, two, port, schema, 5));
+    produce_events(s, other["topic"], 3, 6000);
+    {
+        it::daemon_process daemon(two);
+        ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, port, "two sets"));
+        EXPECT_TRUE(it::wait_until(60s, [&] {
+            return history_rows(s, schema) == 5 && history_rows(s, schema, "sessions_history") == 3;
+        }));
+        daemon.terminate();
+    }
+    const std::string sessions_offsets =
+        "SELECT count(*) FROM " + schema + ".consumer_offsets WHERE topic = '" + other["topic"].get<std::string>() + "'";
+    EXPECT_GT(it::pg_count(s.postgres.dsn(), sessions_offsets), 0);
 
-    json one = config_for(s, topic, schema, port);
+    json one = two;  // the same group: only the set list changes
+    one["feature_sets"].erase(1);
     it::temp_dir dir("sluice-defs-");
     const auto path = write_config(dir, "one.json", one);
     const auto plan = sluice_cli({"plan", "--config", path});
@@ -330,6 +342,8 @@ TEST_F(Definitions, a_set_left_out_is_retired_then_dropped_only_with_yes) {
               0);
     EXPECT_EQ(it::pg_query(s.postgres.dsn(), "SELECT state FROM " + schema + ".registry_versions WHERE feature_set = 'sessions'")[0][0],
               "dropped");
+    // Its group's offsets go with it (added again later, it is built anew).
+    EXPECT_EQ(it::pg_count(s.postgres.dsn(), sessions_offsets), 0);
     // Its revisions stay: the registry is append-only.
     EXPECT_EQ(it::pg_count(s.postgres.dsn(), "SELECT count(*) FROM " + schema + ".registry WHERE feature_set = 'sessions'"), 1);
     // The set that stays is untouched.
@@ -507,4 +521,32 @@ TEST_F(Definitions, try_reports_what_the_daemon_then_writes_and_writes_nothing_i
     std::map<std::string, long long> reported;
     for (const auto& e : report["dead_letters"]["by_error"]) reported[e["error"]] = e["count"].get<long long>();
     EXPECT_EQ(written, reported);
+}
+
+TEST_F(Definitions, a_version_backfills_from_the_configured_start_time) {
+    it::test_stack& s = *stack_;
+    const std::string topic = new_topic(s);
+    const std::string schema = "defs_from_" + it::random_suffix();
+    const int port = it::free_port();
+    produce_events(s, topic, 100, 0);
+    std::this_thread::sleep_for(1500ms);
+    const std::int64_t from = it::now_ms();  // the Kafka timestamps of what follows are later
+    std::this_thread::sleep_for(100ms);
+    produce_events(s, topic, 60, 100);
+
+    json cfg = config_for(s, topic, schema, port);
+    json second = cfg["feature_sets"][0];
+    second["version"] = 2;
+    second["fields"]["clicks"]["type"] = "double";
+    second["backfill_from"] = it::rfc3339_ms(from);
+    cfg["feature_sets"].push_back(second);
+    it::daemon_process daemon(cfg);
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, port, "backfill_from"));
+    EXPECT_TRUE(it::wait_until(60s, [&] {
+        return history_rows(s, schema) == 160 && history_rows(s, schema, "user_activity_v2_history") == 60;
+    })) << history_rows(s, schema) << " / " << history_rows(s, schema, "user_activity_v2_history");
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(history_rows(s, schema, "user_activity_v2_history"), 60);
+    EXPECT_EQ(it::pg_count(s.postgres.dsn(), "SELECT count(*) FROM " + schema + ".user_activity_v2_history WHERE key = 'u5'"), 0);
+    daemon.terminate();
 }

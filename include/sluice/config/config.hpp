@@ -95,6 +95,10 @@ struct feature_set_config {
     /// Reads of the set's bare name go to this version even when a newer one is live (JSON
     /// "serving"); otherwise to the newest live version.
     bool serving = false;
+    /// Where a new consumer group of this set starts when PostgreSQL holds no offset for it (a
+    /// version's backfill, a new set): the first message at or after this time (epoch ms); 0 =
+    /// the earliest retained. JSON "backfill_from" (RFC 3339 or epoch ms).
+    std::int64_t backfill_from_ms = 0;
     std::string topic;
     std::string key_field;            // JSON "key"
     std::string event_time_field;     // JSON "event_time"

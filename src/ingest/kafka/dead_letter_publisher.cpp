@@ -90,7 +90,7 @@ status kafka_dead_letter_publisher::publish(const std::vector<dead_letter>& lett
     for (const auto& d : letters) {
         const std::string partition = std::to_string(d.source.partition);
         const std::string offset = std::to_string(d.source.offset);
-        const auto& set = impl_->cfg.feature_sets[d.set_index].name;
+        const std::string set = impl_->cfg.feature_sets[d.set_index].display_name();  // S@N beyond version 1
         rd_kafka_headers_t* headers = rd_kafka_headers_new(5);
         rd_kafka_header_add(headers, "sluice.error", -1, d.error.data(), static_cast<ssize_t>(d.error.size()));
         rd_kafka_header_add(headers, "sluice.feature_set", -1, set.data(), static_cast<ssize_t>(set.size()));

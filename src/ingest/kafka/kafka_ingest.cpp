@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -42,6 +43,8 @@ struct kafka_ingest::consumer {
     bool commit_done = false;  // this thread only
     bool closed = false;       // written by this thread, read by close() after the join
     std::unordered_map<std::string, std::uint32_t> topic_to_set;
+    // Partitions whose messages before a time are passed over (backfill_from; see seed_positions).
+    std::map<std::pair<std::string, std::int32_t>, std::int64_t> skip_before;
 
     // The assigned partitions, their queues and their pause state (no librdkafka in it).
     kafka::partition_flow flow;
@@ -125,6 +128,15 @@ struct kafka_ingest::consumer {
         msg.source.offset = m->offset;
         rd_kafka_timestamp_type_t tstype;
         msg.kafka_timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
+        // A partition started at its set's backfill_from without the broker's help: messages before
+        // the first one at or after that time are passed over (and read again after a restart).
+        if (!skip_before.empty()) {
+            const auto skip = skip_before.find({msg.source.topic, msg.source.partition});
+            if (skip != skip_before.end()) {
+                if (msg.kafka_timestamp_ms < skip->second) return;
+                skip_before.erase(skip);
+            }
+        }
         if (traced(msg.source)) msg.consumed_us = now_us();
         msg.has_value = m->payload != nullptr;
         if (m->payload) msg.payload.assign(static_cast<const char*>(m->payload), m->len);
@@ -216,6 +228,7 @@ struct kafka_ingest::consumer {
     // PostgreSQL's consumer_offsets is written in the same transaction as the rows: it is where
     // durable data ends, so consumption resumes exactly there.
     void seed_positions(rd_kafka_topic_partition_list_t* parts) {
+        for (int i = 0; i < parts->cnt; ++i) skip_before.erase({parts->elems[i].topic, parts->elems[i].partition});
         if (!owner.offsets_source_) return;
         auto stored = owner.offsets_source_->read_offsets(owner.cfg_.kafka.group_id);
         if (!stored) {
@@ -225,9 +238,44 @@ struct kafka_ingest::consumer {
         }
         std::map<std::pair<std::string, std::int32_t>, std::int64_t> by_partition;
         for (const auto& o : stored.value()) by_partition[{o.topic, o.partition}] = o.next_offset;
+        // Partitions PostgreSQL has no offset for start at their set's backfill_from, if it has one.
+        std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)> by_time(
+            rd_kafka_topic_partition_list_new(parts->cnt), rd_kafka_topic_partition_list_destroy);
         for (int i = 0; i < parts->cnt; ++i) {
             auto it = by_partition.find({parts->elems[i].topic, parts->elems[i].partition});
-            if (it != by_partition.end()) parts->elems[i].offset = it->second;
+            if (it != by_partition.end()) {
+                parts->elems[i].offset = it->second;
+                continue;
+            }
+            const auto set = topic_to_set.find(parts->elems[i].topic);
+            if (set == topic_to_set.end()) continue;
+            const std::int64_t from = owner.cfg_.feature_sets[set->second].backfill_from_ms;
+            if (from > 0)
+                rd_kafka_topic_partition_list_add(by_time.get(), parts->elems[i].topic, parts->elems[i].partition)->offset =
+                    from;
+        }
+        if (by_time->cnt == 0) return;
+        // Each partition's first offset at or after the time (the end when none is).
+        if (auto err = rd_kafka_offsets_for_times(rk, by_time.get(), 10000)) {
+            log->warn("looking up backfill_from offsets: {}; starting at the earliest retained", rd_kafka_err2str(err));
+            return;
+        }
+        for (int i = 0; i < by_time->cnt; ++i) {
+            const auto& t = by_time->elems[i];
+            // The broker's answer when it has one; else (no message at or after the time, or a
+            // broker without timestamp lookups, as librdkafka's mock cluster) from the start,
+            // passing over what is older (handle()): the same first message either way.
+            const bool found = !t.err && t.offset >= 0;
+            if (!found) skip_before[{t.topic, t.partition}] = owner.cfg_.feature_sets[topic_to_set.at(t.topic)].backfill_from_ms;
+            for (int j = 0; j < parts->cnt; ++j)
+                if (parts->elems[j].partition == t.partition && std::strcmp(parts->elems[j].topic, t.topic) == 0)
+                    parts->elems[j].offset = found ? t.offset : RD_KAFKA_OFFSET_BEGINNING;
+            if (found)
+                log->info("{}[{}]: no stored offset; starting at offset {} (backfill_from)", t.topic, t.partition, t.offset);
+            else
+                log->info("{}[{}]: no stored offset; reading from the start for the first message at or after "
+                          "backfill_from (the broker gave no offset for the time)",
+                          t.topic, t.partition);
         }
     }
 

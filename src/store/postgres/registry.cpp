@@ -9,8 +9,11 @@
 #include <cstdlib>
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "pg_connection.hpp"
 #include "sql.hpp"
+
 #include "sluice/config/columns.hpp"
 #include "sluice/core/clock.hpp"
 #include "sluice/core/log.hpp"
@@ -317,6 +320,21 @@ status definition_registry::drop_version(const std::string& set, std::int64_t ve
     for (const char* suffix : {"_history", "_latest"})
         if (auto r = d.conn.exec("DROP TABLE IF EXISTS " + d.schema + "." + pg::quote_ident(storage + suffix)); !r)
             return fail(r.as_status());
+    // Its consumer group's offsets go too: a version added again later is built anew. (Version 1
+    // reads in the daemon's group, from the topic its newest spec names.)
+    auto spec = d.conn.exec_params("SELECT spec FROM " + d.table("registry") +
+                                       " WHERE feature_set = $1 AND version = $2 ORDER BY revision DESC LIMIT 1",
+                                   {set.c_str(), v.c_str()});
+    if (!spec) return fail(spec.as_status());
+    if (PQntuples(spec.value().get()) > 0) {
+        const auto parsed = nlohmann::json::parse(value_at(spec.value().get(), 0, 0), nullptr, false);
+        const std::string topic = parsed.is_object() ? parsed.value("topic", "") : "";
+        const std::string group = version == 1 ? d.cfg.kafka.group_id : d.cfg.kafka.group_id + "." + storage;
+        if (auto r = d.conn.exec_params("DELETE FROM " + d.table("consumer_offsets") + " WHERE group_id = $1 AND topic = $2",
+                                        {group.c_str(), topic.c_str()});
+            !r)
+            return fail(r.as_status());
+    }
     if (auto r = d.conn.exec_params("UPDATE " + d.table("registry_versions") +
                                         " SET state = 'dropped', state_since = now() WHERE feature_set = $1 AND version = $2",
                                     {set.c_str(), v.c_str()});

@@ -240,3 +240,28 @@ TEST(Config, TheEnvironmentIsANameAndDefaultsToDefault) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// A registry row is data: specs missing members or holding the wrong shapes are compared, or
+// reported unreadable, never trusted (the definition fuzzer found the missing-member case).
+TEST(Classification, SpecsMissingMembersOrOfTheWrongShapeAreComparedSafely) {
+    const auto missing = classify_changes(R"({"name": "s", "topic": "t", "key": "id"})", R"({"name": "s"})");
+    ASSERT_FALSE(missing.empty());
+    EXPECT_EQ(missing[0].subject, "key");
+    EXPECT_EQ(missing[0].change, "id -> null");
+    EXPECT_TRUE(missing[0].breaking);
+
+    const auto wrong = classify_changes(R"({"fields": [1, 2]})", R"({"fields": {"a": 3}})");
+    ASSERT_EQ(wrong.size(), 1u);
+    EXPECT_EQ(wrong[0].subject, "spec");
+    EXPECT_TRUE(wrong[0].breaking);
+
+    const auto not_json = classify_changes("{", "[]");
+    ASSERT_EQ(not_json.size(), 1u);
+    EXPECT_EQ(not_json[0].change, "unreadable");
+}
+
+}  // namespace
+}  // namespace sluice
