@@ -274,6 +274,13 @@ int find_set_for_try(const config& cfg, const std::string& name) {
     return best;
 }
 
+// 6 significant digits: 123.413, 0.5, 1e+06.
+std::string short_number(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", x);
+    return buf;
+}
+
 std::string text_report(const nlohmann::json& r) {
     std::string out;
     const auto line = [&out](const std::string& s) { out += s + "\n"; };
@@ -293,14 +300,15 @@ std::string text_report(const nlohmann::json& r) {
     for (const auto& [name, f] : r["fields"].items()) {
         std::string s = "    " + name + ": null rate " + std::to_string(f["null_rate"].get<double>()).substr(0, 5);
         if (f.contains("min"))
-            s += ", min " + f["min"].dump() + ", max " + f["max"].dump() + ", mean " + f["mean"].dump();
+            s += ", min " + short_number(f["min"].get<double>()) + ", max " + short_number(f["max"].get<double>()) +
+                 ", mean " + short_number(f["mean"].get<double>());
         if (f.contains("top")) {
             s += ", " + f["distinct"].dump() + " distinct, top";
             for (const auto& t : f["top"]) s += " " + t["value"].dump() + " (" + t["count"].dump() + ")";
         }
         line(s);
     }
-    line("  last rows:");
+    line("  last rows (aggregations over the records read here):");
     for (const auto& row : r["rows"]) line("    " + row.dump());
     return out;
 }
