@@ -133,7 +133,7 @@ void dispatch_and_check(const dispatcher& d, const request& req) {
     std::condition_variable cv;
     int answers = 0;
     response res;
-    const std::string_view route = d.dispatch(req, std::string_view("\x7f\0\0\x01", 4), [&](response r) {
+    const std::string_view route = d.dispatch(req, std::string_view("\x7f\0\0\x01", 4), "fuzz", [&](response r) {
         std::lock_guard lock(mutex);
         if (++answers == 1) res = std::move(r);
         cv.notify_all();

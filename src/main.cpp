@@ -180,6 +180,7 @@ int main(int argc, char** argv) {
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -204,7 +205,8 @@ int main(int argc, char** argv) {
         return finish(1);
     }
     int sig = 0;
-    sigwait(&signals, &sig);
+    // SIGHUP reloads the config (as POST /v1/admin/reload does); SIGTERM or SIGINT ends the run.
+    while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) d.reload("system", "");
     log->info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     const bool complete = d.stop();
     return finish(complete ? 0 : 1);

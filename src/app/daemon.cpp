@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "sluice/config/loader.hpp"
+#include "sluice/config/reload.hpp"
 #include "sluice/core/bounded_queue.hpp"
 #include "sluice/core/clock.hpp"
 #include "sluice/core/log.hpp"
@@ -25,6 +28,7 @@
 #include "sluice/store/postgres_store.hpp"
 #include "sluice/store/redis_cache.hpp"
 #include "sluice/store/redis_io_reader.hpp"
+#include "sluice/store/activity_log.hpp"
 #include "sluice/store/registry.hpp"
 #include "sluice/store/store_writer.hpp"
 
@@ -71,8 +75,9 @@ struct push_router final : ingest_sink {
     }
 };
 
-struct daemon::impl final : health_source, definition_source {
-    explicit impl(const config& c) : cfg(c), memory(c.feature_sets.size()) {}
+struct daemon::impl final : health_source, definition_source, activity_recorder, admin_source {
+    explicit impl(const config& c)
+        : cfg(c), memory(c.feature_sets.size()), running_(std::shared_ptr<const config>(), &c) {}
 
     const config& cfg;
     std::shared_ptr<spdlog::logger> log = module_logger(log_module::main);
@@ -108,6 +113,64 @@ struct daemon::impl final : health_source, definition_source {
     mutable std::mutex definitions_mutex;
     std::vector<registered_definition> definitions_;  // the registry's newest, for the catalog
     std::atomic<bool> stopping{false};
+
+    // Live reload: the config running now (the start's, then each reload's effective config), the
+    // changes still waiting for a restart, and the reloads counted by outcome.
+    mutable std::mutex running_mutex;
+    std::shared_ptr<const config> running_;
+    std::vector<config_change> pending_;
+    std::mutex reload_mutex;  // one reload at a time
+    std::map<std::string, std::uint64_t> reloads_;  // by outcome, under running_mutex
+    std::unique_ptr<activity_log> activity;  // null without PostgreSQL
+
+    // activity_recorder
+    void record(activity_event e) override {
+        if (activity) activity->record(std::move(e));
+    }
+    void auth_failure(const std::string& client, const std::string& route, const std::string& reason,
+                      const std::string& request_id) override {
+        if (activity) activity->auth_failure(client, route, reason, request_id);
+    }
+    result<activity_page> query(const activity_query& q) override {
+        if (!activity) return result<activity_page>::failure("no activity log without PostgreSQL");
+        return activity->query(q);
+    }
+
+    // admin_source
+    std::shared_ptr<const config> running() const override {
+        std::lock_guard lock(running_mutex);
+        return running_;
+    }
+    std::vector<config_change> pending_restart() const override {
+        std::lock_guard lock(running_mutex);
+        return pending_;
+    }
+    void reload(std::string actor, std::string request_id, std::function<void(reload_outcome)> done) override {
+        // Off the io thread: it reads a file and rebuilds the parsers.
+        auto work = [this, actor = std::move(actor), request_id = std::move(request_id), done = std::move(done)] {
+            done(reload_now(actor, request_id));
+        };
+        if (!lookups || !lookups->submit(work)) work();
+    }
+
+    reload_outcome reload_now(const std::string& actor, const std::string& request_id);
+    void apply(const std::shared_ptr<const config>& next, const reload_plan& plan);
+    void append_metrics(std::string& out) const;
+
+    // A registry transition or a definition change, for the activity log.
+    void record_definitions(const definition_plan& plan) {
+        for (const auto& p : plan.sets) {
+            if (p.action == plan_action::unchanged) continue;
+            activity_event e;
+            e.action = "definition";
+            e.target = p.set + "@" + std::to_string(p.version);
+            e.outcome = to_string(p.action);
+            nlohmann::json changes = nlohmann::json::array();
+            for (const auto& c : p.changes) changes.push_back(c.subject + ": " + c.change);
+            e.detail = {{"changes", changes}, {"note", p.note}, {"environment", cfg.environment}};
+            record(std::move(e));
+        }
+    }
 
     std::vector<registered_definition> definitions() const override {
         std::lock_guard lock(definitions_mutex);
@@ -205,6 +268,12 @@ struct daemon::impl final : health_source, definition_source {
                         continue;
                     }
                     refresh_definitions();
+                    activity_event e;
+                    e.action = "definition";
+                    e.target = set.versioned_name();
+                    e.outcome = "live";
+                    e.detail = {{"from", "backfilling"}, {"behind", lag}};
+                    record(std::move(e));
                 }
                 v->live = true;
                 serving->set_live(v->set, true);
@@ -275,7 +344,140 @@ struct daemon::impl final : health_source, definition_source {
         if (!assigned) reasons.emplace_back("kafka: no partitions assigned yet");
         return reasons;
     }
+
+    std::vector<std::string> readiness_notes() const override {
+        std::vector<std::string> notes;
+        if (!activity) return notes;
+        const auto f = activity->figures();
+        if (f.buffered > 0 || f.dropped > 0 || !f.last_error.empty())
+            notes.push_back("activity log: " + std::to_string(f.buffered) + " rows waiting for PostgreSQL, " +
+                            std::to_string(f.dropped) + " dropped since start" +
+                            (f.last_error.empty() ? std::string() : " (" + f.last_error + ")"));
+        return notes;
+    }
 };
+
+// Reads the config file again, and applies what can change live (sluice/config/reload.hpp).
+reload_outcome daemon::impl::reload_now(const std::string& actor, const std::string& request_id) {
+    std::lock_guard serial(reload_mutex);
+    const auto before = running();
+    reload_outcome out;
+    out.path = before->origin.path;
+    out.sha256_before = before->origin.sha256;
+    const auto finish = [&] {
+        {
+            std::lock_guard lock(running_mutex);
+            ++reloads_[out.outcome];
+        }
+        std::string changes;
+        for (const auto& c : out.changes)
+            changes += (changes.empty() ? "" : "; ") + c.path + " " + c.change + " (" + to_string(c.applied) + ")";
+        if (out.ok())
+            log->info("config reload ({}): {}{}{}", actor, out.outcome, changes.empty() ? "" : ": ", changes);
+        else
+            log->error("config reload ({}) refused, the running config keeps running: {}", actor, out.reason);
+        activity_event e;
+        e.actor = actor;
+        e.action = "reload";
+        e.target = out.path;
+        e.outcome = out.outcome;
+        e.request_id = request_id;
+        e.detail = out.json();
+        e.detail.erase("config");
+        e.detail["sha256_before"] = out.sha256_before;
+        e.detail["sha256_after"] = out.sha256_after;
+        record(std::move(e));
+        return out;
+    };
+    if (out.path.empty()) {
+        out.outcome = "refused";
+        out.reason = "the daemon was not started from a config file";
+        return finish();
+    }
+    auto loaded = load_config_file(out.path);
+    out.sha256_after = loaded.cfg.origin.sha256;
+    if (!loaded.ok()) {
+        out.outcome = "refused";
+        out.errors = loaded.errors;
+        out.reason = std::to_string(loaded.errors.size()) + " error(s) in " + out.path + ": " +
+                     format_errors(loaded.errors);
+        while (!out.reason.empty() && out.reason.back() == '\n') out.reason.pop_back();
+        return finish();
+    }
+    reload_plan plan = plan_reload(*before, loaded.cfg);
+    out.changes = plan.changes;
+    if (plan.breaking()) {
+        out.outcome = "refused";
+        for (const auto& c : plan.changes)
+            if (c.applied == change_class::breaking)
+                out.reason += (out.reason.empty() ? "breaking: " : "; ") + c.path + " " + c.change + " (" + c.note + ")";
+        return finish();
+    }
+    auto next = std::make_shared<const config>(std::move(plan.effective));
+    apply(next, plan);
+    const auto pending = plan.pending_restart();
+    out.outcome = plan.changes.empty() ? "unchanged" : pending.empty() ? "applied" : "applied_pending_restart";
+    out.reason = plan.changes.empty() ? "the file changes nothing"
+                 : pending.empty()    ? std::to_string(plan.changes.size()) + " change(s) applied"
+                                      : std::to_string(plan.changes.size() - pending.size()) + " change(s) applied, " +
+                                         std::to_string(pending.size()) + " wait for a restart";
+    return finish();
+}
+
+// Puts a reload's config in place: every part that reads it takes the new one from its next
+// request, batch or message; what the old one was serving finishes with it.
+void daemon::impl::apply(const std::shared_ptr<const config>& next, const reload_plan& plan) {
+    reconfigure_logging(next->log);
+    if (preprocess) preprocess->reconfigure(next);
+    for (const auto& v : versions) v->preprocess->reconfigure(next);
+    if (push_validation) push_validation->reconfigure(next);
+    for (std::uint32_t s = 0; s < next->feature_sets.size(); ++s) {
+        if (cache) cache->set_ttl(s, next->feature_sets[s].ttl_ms);
+        for (const auto& v : versions)
+            if (v->cache) v->cache->set_ttl(s, next->feature_sets[s].ttl_ms);
+    }
+    if (http) http->reconfigure(next);
+    std::lock_guard lock(running_mutex);
+    running_ = next;
+    pending_.clear();
+    for (const auto& c : plan.changes)
+        if (c.applied == change_class::restart) pending_.push_back(c);
+}
+
+// Families of the daemon's own: reloads by outcome, the running config, the activity log.
+void daemon::impl::append_metrics(std::string& out) const {
+    const std::string env = "environment=\"" + cfg.environment + "\"";
+    std::map<std::string, std::uint64_t> reloads;
+    std::shared_ptr<const config> now;
+    {
+        std::lock_guard lock(running_mutex);
+        reloads = reloads_;
+        now = running_;
+    }
+    out += "# HELP sluice_config_reloads_total Config reloads (SIGHUP or POST /v1/admin/reload) by outcome\n"
+           "# TYPE sluice_config_reloads_total counter\n";
+    for (const char* outcome : {"applied", "applied_pending_restart", "unchanged", "refused"})
+        out += "sluice_config_reloads_total{" + env + ",outcome=\"" + outcome + "\"} " +
+               std::to_string(reloads.count(outcome) ? reloads.at(outcome) : 0) + "\n";
+    out += "# HELP sluice_config_info Always 1; the running config file's SHA-256 in a label\n"
+           "# TYPE sluice_config_info gauge\n"
+           "sluice_config_info{" + env + ",sha256=\"" + now->origin.sha256 + "\"} 1\n"
+           "# HELP sluice_config_loaded_timestamp_seconds When the running config was loaded\n"
+           "# TYPE sluice_config_loaded_timestamp_seconds gauge\n"
+           "sluice_config_loaded_timestamp_seconds{" + env + "} " +
+           std::to_string(static_cast<double>(now->origin.loaded_at_ms) / 1000.0) + "\n";
+    if (!activity) return;
+    const auto f = activity->figures();
+    out += "# HELP sluice_activity_rows_total Activity log rows: recorded, written to PostgreSQL, dropped (the "
+           "buffer was full during an outage), pruned (retention)\n"
+           "# TYPE sluice_activity_rows_total counter\n";
+    for (const auto& [what, n] : {std::pair{"recorded", f.recorded}, std::pair{"written", f.written},
+                                  std::pair{"dropped", f.dropped}, std::pair{"pruned", f.pruned}})
+        out += "sluice_activity_rows_total{" + env + ",outcome=\"" + what + "\"} " + std::to_string(n) + "\n";
+    out += "# HELP sluice_activity_rows_buffered Activity log rows waiting to be written\n"
+           "# TYPE sluice_activity_rows_buffered gauge\n"
+           "sluice_activity_rows_buffered{" + env + "} " + std::to_string(f.buffered) + "\n";
+}
 
 daemon::daemon(const config& cfg) : impl_(std::make_unique<impl>(cfg)) {}
 
@@ -300,6 +502,20 @@ status daemon::start() {
         if (auto s = d.durable->prepare(); !s) return s;
         if (auto s = d.registry->record(plan.value()); !s) return status::failure("recording the definitions: " + s.message());
         d.refresh_definitions();
+        // The activity log: its rows wait in memory while PostgreSQL is away, so only making the
+        // table may stop the start.
+        d.activity = std::make_unique<activity_log>(*cfg.postgres, cfg.activity);
+        if (auto s = d.activity->prepare(); !s) return status::failure("the activity log: " + s.message());
+        d.activity->start();
+        activity_event started;
+        started.action = "start";
+        started.target = cfg.origin.path.empty() ? "sluice" : cfg.origin.path;
+        started.detail = {{"version", SLUICE_VERSION},
+                          {"config_sha256", cfg.origin.sha256},
+                          {"environment", cfg.environment},
+                          {"feature_sets", cfg.feature_sets.size()}};
+        d.record(std::move(started));
+        d.record_definitions(plan.value());
     }
     if (cfg.redis) {
         d.cache = make_redis_cache(cfg);
@@ -418,6 +634,7 @@ status daemon::start() {
     };
     sources.queue_capacity = [&d] { return static_cast<std::size_t>(d.cfg.pipeline.queue_capacity) * d.raw_channels.size(); };
     sources.memory_keys = [&d](std::uint32_t set) { return d.memory.size(set); };
+    sources.more_metrics = [&d](std::string& out) { d.append_metrics(out); };
     // The aggregation state of a partition is served once it is this instance's and caught up.
     // (Versions of one set share its topic: a partition counts as this instance's when any of
     // its consumer groups holds it here.)
@@ -447,6 +664,9 @@ status daemon::start() {
     d.serve_ctx.ingest = &d.pushes_by_set;
     d.serve_ctx.metrics = d.metrics.get();
     if (d.registry) d.serve_ctx.definitions = &d;
+    if (d.activity) d.serve_ctx.activity = &d;
+    d.serve_ctx.admin = &d;
+    d.serve_ctx.lookups = d.lookups.get();
     d.http = make_http_server(d.serve_ctx);
     if (auto s = d.http->start(); !s) return s;
 
@@ -518,6 +738,17 @@ bool daemon::stop() {
                     left_group ? "" : "; the Kafka group was not left (broker unreachable)");
     complete = complete && left_group;
     d.http.reset();
+    if (d.activity) {
+        activity_event e;
+        e.action = "stop";
+        e.target = d.cfg.origin.path.empty() ? "sluice" : d.cfg.origin.path;
+        e.outcome = complete ? "ok" : "incomplete";
+        e.detail = {{"version", SLUICE_VERSION}, {"config_sha256", d.running()->origin.sha256}};
+        d.record(std::move(e));
+        // What PostgreSQL has not taken yet waits at most a few seconds more.
+        if (!d.activity->stop(std::chrono::seconds(5)))
+            d.log->warn("stopped with {} activity rows unwritten (PostgreSQL did not take them)", d.activity->figures().buffered);
+    }
     for (auto& v : d.versions) {
         v->ingest.reset();
         v->writer.reset();
@@ -535,5 +766,9 @@ bool daemon::stop() {
 bool daemon::left_threads_running() const { return impl_->left_threads; }
 
 std::uint16_t daemon::http_port() const { return impl_->http ? impl_->http->port() : 0; }
+
+reload_outcome daemon::reload(const std::string& actor, const std::string& request_id) {
+    return impl_->reload_now(actor, request_id);
+}
 
 }  // namespace sluice

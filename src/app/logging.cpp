@@ -28,14 +28,24 @@ public:
     std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<json_formatter>(); }
 };
 
+void format_sink(spdlog::sinks::sink& sink, const log_config& cfg) {
+    if (cfg.format == "json")
+        sink.set_formatter(std::make_unique<json_formatter>());
+    else
+        sink.set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
+}
+
 }  // namespace
+
+void reconfigure_logging(const log_config& cfg) {
+    // Every module logger shares the one sink; an _mt sink takes its own lock to change format.
+    for (const auto& sink : module_logger(log_module::main)->sinks()) format_sink(*sink, cfg);
+    set_module_log_level(spdlog::level::from_str(cfg.level));
+}
 
 void setup_logging(const log_config& cfg) {
     auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    if (cfg.format == "json")
-        sink->set_formatter(std::make_unique<json_formatter>());
-    else
-        sink->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
+    format_sink(*sink, cfg);
     const auto level = spdlog::level::from_str(cfg.level);
     set_module_log_sink(sink, level);
     spdlog::set_default_logger(module_logger(log_module::main));

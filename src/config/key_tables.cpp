@@ -598,6 +598,21 @@ const std::vector<key_spec<generator_config>>& generator_keys() {
     return keys;
 }
 
+const std::vector<key_spec<activity_config>>& activity_keys() {
+    using S = activity_config;
+    static const std::vector<key_spec<S>> keys = {
+        integer_key<S>("retention_days", "days an activity row is kept; older rows are pruned in small batches",
+                       &S::retention_days, 1, 36500),
+        integer_key<S>("buffer_rows", "activity rows held in memory while PostgreSQL is away; more are counted as dropped",
+                       &S::buffer_rows, 100, 10000000),
+        integer_key<S>("auth_failures_per_minute",
+                       "auth failures written as a row each per minute; the rest are counted in one summary row per "
+                       "client address",
+                       &S::auth_failures_per_minute, 0, 100000),
+    };
+    return keys;
+}
+
 // A section read into its member of config.
 template <class T>
 key_spec<config> section_key(std::string name, std::string description, T config::*member,
@@ -662,6 +677,7 @@ const std::vector<key_spec<config>>& root_keys() {
         section_key("memory", "the in-memory index of latest values", &S::memory, memory_keys),
         section_key("log", "logging", &S::log, log_keys),
         section_key("generator", "synthetic events for a demo", &S::generator, generator_keys),
+        section_key("activity", "the activity log: who did what, kept in PostgreSQL", &S::activity, activity_keys),
     };
     return keys;
 }

@@ -52,4 +52,8 @@ void set_module_log_sink(const spdlog::sink_ptr& sink, spdlog::level::level_enum
     }
 }
 
+void set_module_log_level(spdlog::level::level_enum level) {
+    for (auto& logger : loggers()) logger->set_level(level);
+}
+
 }  // namespace sluice

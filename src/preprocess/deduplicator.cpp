@@ -33,25 +33,53 @@ struct deduplicator::set_state {
     }
 };
 
+namespace {
+
+std::unique_ptr<deduplicator::set_state> make_state(const feature_set_config& set);
+
+}  // namespace
+
 deduplicator::deduplicator(const config& cfg) {
-    for (const auto& set : cfg.feature_sets) {
+    for (const auto& set : cfg.feature_sets) sets_.push_back(set.dedup.enabled() ? make_state(set) : nullptr);
+}
+
+void deduplicator::reconfigure(const config& cfg) {
+    sets_.resize(std::max(sets_.size(), cfg.feature_sets.size()));
+    for (std::size_t i = 0; i < cfg.feature_sets.size(); ++i) {
+        const auto& set = cfg.feature_sets[i];
+        auto& s = sets_[i];
         if (!set.dedup.enabled()) {
-            sets_.push_back(nullptr);
-            continue;
+            s.reset();
+        } else if (!s || s->field_name != set.dedup.field) {
+            s = make_state(set);  // another id field: the ids remembered are not ids of it
+        } else {
+            s->window_ms = std::max<std::int64_t>(set.dedup.window_ms, 0);
+            s->max_ids = static_cast<std::size_t>(std::max<std::int64_t>(set.dedup.max_ids, 1));
+            while (s->ids.size() > s->max_ids) {
+                s->forget_oldest();
+                ++evicted_early_;
+            }
         }
-        auto s = std::make_unique<set_state>();
-        s->window_ms = std::max<std::int64_t>(set.dedup.window_ms, 0);
-        s->max_ids = static_cast<std::size_t>(std::max<std::int64_t>(set.dedup.max_ids, 1));
-        s->field = set.fields.size();
-        for (std::size_t i = 0; i < set.fields.size(); ++i)
-            if (set.fields[i].name == set.dedup.field) s->field = i;
-        if (s->field == set.fields.size())
-            throw std::invalid_argument("feature set " + set.name + ": dedup names an undeclared field '" +
-                                        set.dedup.field + "'");
-        s->field_name = set.dedup.field;
-        sets_.push_back(std::move(s));
     }
 }
+
+namespace {
+
+std::unique_ptr<deduplicator::set_state> make_state(const feature_set_config& set) {
+    auto s = std::make_unique<deduplicator::set_state>();
+    s->window_ms = std::max<std::int64_t>(set.dedup.window_ms, 0);
+    s->max_ids = static_cast<std::size_t>(std::max<std::int64_t>(set.dedup.max_ids, 1));
+    s->field = set.fields.size();
+    for (std::size_t i = 0; i < set.fields.size(); ++i)
+        if (set.fields[i].name == set.dedup.field) s->field = i;
+    if (s->field == set.fields.size())
+        throw std::invalid_argument("feature set " + set.name + ": dedup names an undeclared field '" +
+                                    set.dedup.field + "'");
+    s->field_name = set.dedup.field;
+    return s;
+}
+
+}  // namespace
 
 deduplicator::~deduplicator() = default;
 deduplicator::deduplicator(deduplicator&&) noexcept = default;

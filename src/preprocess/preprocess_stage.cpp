@@ -13,8 +13,18 @@ constexpr std::chrono::milliseconds full_wait{10};
 
 preprocess_stage::preprocess_stage(const config& cfg, std::vector<channel<raw_message>*> inputs,
                                    std::vector<channel<processed>*> outputs)
-    : parser_(cfg), inputs_(std::move(inputs)), outputs_(std::move(outputs)) {
+    : parser_(std::make_shared<const record_parser>(cfg)), inputs_(std::move(inputs)), outputs_(std::move(outputs)) {
     for (std::size_t i = 0; i < inputs_.size(); ++i) dedup_.emplace_back(cfg);
+}
+
+void preprocess_stage::reconfigure(std::shared_ptr<const config> cfg) {
+    auto parser = make_parser(cfg);
+    {
+        std::lock_guard lock(rules_mutex_);
+        next_ = rules{std::move(cfg), std::move(parser)};
+    }
+    generation_.fetch_add(1, std::memory_order_release);
+    for (auto* in : inputs_) in->readable->notify();
 }
 
 preprocess_stage::~preprocess_stage() {
@@ -42,12 +52,20 @@ void preprocess_stage::run(std::size_t worker, const std::atomic<bool>*) {
         return a && a->load();
     };
     raw_message msg;
+    std::shared_ptr<const record_parser> parser = parser_;
+    std::uint64_t generation = 0;
     while (true) {
+        if (const auto g = generation_.load(std::memory_order_acquire); g != generation) {
+            std::lock_guard lock(rules_mutex_);
+            parser = next_.parser;
+            dedup_[worker].reconfigure(*next_.cfg);
+            generation = g;
+        }
         const auto seen = in.readable->epoch();
         std::size_t n = 0;
         while (n < burst && in.queue.try_pop(msg)) {
             ++n;
-            processed item = parser_.parse(msg, now_ms());
+            processed item = parser->parse(msg, now_ms());
             dedup_[worker].apply(item);
             if (msg.consumed_us) {
                 if (auto* r = std::get_if<record>(&item)) r->trace = {msg.kafka_timestamp_ms, msg.consumed_us, now_us()};

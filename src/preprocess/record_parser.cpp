@@ -70,4 +70,12 @@ processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
                          now);
 }
 
+std::shared_ptr<const record_parser> make_parser(std::shared_ptr<const config> cfg) {
+    struct owned final : record_parser {
+        explicit owned(std::shared_ptr<const config> c) : record_parser(*c), keep(std::move(c)) {}
+        std::shared_ptr<const config> keep;
+    };
+    return std::make_shared<const owned>(std::move(cfg));
+}
+
 }  // namespace sluice

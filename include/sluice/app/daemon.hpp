@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "sluice/config/config.hpp"
+#include "sluice/config/reload.hpp"
 #include "sluice/core/result.hpp"
 
 namespace sluice {
@@ -25,6 +26,9 @@ public:
     /// the process must end with std::_Exit once logs are flushed, not by returning from main.
     bool left_threads_running() const;
     std::uint16_t http_port() const;
+    /// Re-reads the config file and applies what can change live (SIGHUP; POST /v1/admin/reload
+    /// does the same). Returns what happened; the running config keeps running when refused.
+    reload_outcome reload(const std::string& actor, const std::string& request_id);
 
 private:
     struct impl;
@@ -33,5 +37,7 @@ private:
 
 /// Creates the named loggers (one per module) on one stderr sink, text or JSON.
 void setup_logging(const log_config& cfg);
+/// A live reload's level and format, on the sink setup_logging made (safe while logging).
+void reconfigure_logging(const log_config& cfg);
 
 }  // namespace sluice

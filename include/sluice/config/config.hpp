@@ -269,6 +269,17 @@ struct generator_config {
     bool operator==(const generator_config&) const = default;
 };
 
+/// The activity log (JSON "activity"): who did what, in PostgreSQL's <schema>.activity.
+struct activity_config {
+    std::int64_t retention_days = 90;     // rows older are pruned by the daemon, in small batches
+    std::int64_t buffer_rows = 100000;    // rows held while PostgreSQL is away; more are counted as dropped
+    /// Auth failures written one row each per minute, at most; the rest of the minute's are counted
+    /// in one summary row per client address.
+    std::int64_t auth_failures_per_minute = 20;
+
+    bool operator==(const activity_config&) const = default;
+};
+
 /// Where a config came from: set by load_config_file, empty for a config loaded from text.
 struct config_origin {
     std::string path;                 // as given on the command line
@@ -291,6 +302,7 @@ struct config {
     memory_config memory;
     log_config log;
     generator_config generator;
+    activity_config activity;
     config_origin origin;             // not a key of the file
 
     /// Index of the feature set with this name, or -1.

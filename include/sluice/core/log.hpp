@@ -18,5 +18,7 @@ const std::shared_ptr<spdlog::logger>& module_logger(log_module m);
 
 /// Points every module logger at this sink and level. Called at start before the stages' threads.
 void set_module_log_sink(const spdlog::sink_ptr& sink, spdlog::level::level_enum level);
+/// Every module logger's level, while they are in use (a live reload).
+void set_module_log_level(spdlog::level::level_enum level);
 
 }  // namespace sluice

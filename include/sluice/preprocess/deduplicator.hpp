@@ -35,6 +35,11 @@ public:
     deduplicator(deduplicator&&) noexcept;
     deduplicator& operator=(deduplicator&&) noexcept;
 
+    /// A live reload's dedup settings: a set keeps the ids it remembers when its id field stays
+    /// the same (the window and max_ids change from now on), starts empty when it changes, and
+    /// forgets them when dedup is turned off.
+    void reconfigure(const config& cfg);
+
     /// When `item` is a record of a set with dedup whose id was already seen, replaces it with a
     /// `skipped` naming the id. Dead letters, skipped items and other sets' records pass unchanged.
     void apply(processed& item);

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -26,11 +27,21 @@ public:
     /// Processes everything already queued, then joins. abort (set by the app on timeout) ends sooner.
     void drain_and_join(const std::atomic<bool>& abort);
     std::uint64_t processed_count() const { return processed_.load(std::memory_order_relaxed); }
+    /// A live reload's transforms and dedup: each worker takes them between two bursts of
+    /// messages, so a message is parsed wholly by the old rules or wholly by the new.
+    void reconfigure(std::shared_ptr<const config> cfg);
 
 private:
     void run(std::size_t worker, const std::atomic<bool>* abort_flag);
 
-    record_parser parser_;
+    struct rules {
+        std::shared_ptr<const config> cfg;  // null for the constructor's (which outlives the stage)
+        std::shared_ptr<const record_parser> parser;
+    };
+    std::shared_ptr<const record_parser> parser_;
+    std::atomic<std::uint64_t> generation_{0};
+    mutable std::mutex rules_mutex_;
+    rules next_;  // the newest reload's, under rules_mutex_
     std::vector<deduplicator> dedup_;  // one per worker (a worker owns its partitions' event ids)
     std::vector<channel<raw_message>*> inputs_;
     std::vector<channel<processed>*> outputs_;

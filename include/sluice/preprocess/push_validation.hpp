@@ -2,6 +2,7 @@
 // The preprocess rules for pushed records: the record parser and a deduplicator of their own
 // (Kafka's event ids are remembered per preprocess worker, pushed ones here).
 
+#include <memory>
 #include <mutex>
 
 #include "sluice/config/config.hpp"
@@ -14,17 +15,30 @@ namespace sluice {
 /// validate() runs on any lookup pool thread: parsing is lock-free, dedup takes a lock.
 class record_push_validator final : public push_validator {
 public:
-    explicit record_push_validator(const config& cfg) : parser_(cfg), dedup_(cfg) {}
+    explicit record_push_validator(const config& cfg)
+        : parser_(std::make_shared<const record_parser>(cfg)), dedup_(cfg) {}
     processed validate(raw_message msg, std::int64_t now_ms) override {
-        processed item = parser_.parse(msg, now_ms);
-        std::lock_guard lock(dedup_mutex_);
+        std::shared_ptr<const record_parser> parser;
+        {
+            std::lock_guard lock(mutex_);
+            parser = parser_;
+        }
+        processed item = parser->parse(msg, now_ms);
+        std::lock_guard lock(mutex_);
         dedup_.apply(item);
         return item;
     }
+    /// A live reload's transforms and dedup (cfg stays alive as long as this validator uses it).
+    void reconfigure(std::shared_ptr<const config> cfg) {
+        auto parser = make_parser(cfg);
+        std::lock_guard lock(mutex_);
+        parser_ = std::move(parser);
+        dedup_.reconfigure(*cfg);
+    }
 
 private:
-    record_parser parser_;
-    std::mutex dedup_mutex_;
+    std::mutex mutex_;
+    std::shared_ptr<const record_parser> parser_;
     deduplicator dedup_;
 };
 

@@ -83,4 +83,7 @@ private:
     std::shared_ptr<const std::vector<set_plan>> plans_;
 };
 
+/// A parser owning its config (a live reload's: the config lives as long as the parser).
+std::shared_ptr<const record_parser> make_parser(std::shared_ptr<const config> cfg);
+
 }  // namespace sluice

@@ -18,6 +18,10 @@ public:
     virtual void stop() = 0;
     /// The bound port (useful when the config asked for port 0).
     virtual std::uint16_t port() const = 0;
+    /// A live reload: requests that start from now on use cfg's keys, scopes, rate limit, limits
+    /// and feature set settings; those under way finish with the ones they began with, and no
+    /// connection is closed. (Listen address, threads and TLS stay as started.)
+    virtual void reconfigure(std::shared_ptr<const config> cfg) = 0;
 };
 using http_server_ptr = std::unique_ptr<http_server>;
 

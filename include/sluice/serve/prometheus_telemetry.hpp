@@ -23,6 +23,8 @@ struct telemetry_sources {
     std::function<std::size_t()> write_queue_depth;               // workers → store writer
     std::function<std::size_t()> queue_capacity;                  // of all queues of one stage
     std::function<std::size_t(std::uint32_t set)> memory_keys;    // keys in the memory index
+    /// Appends the daemon's own families (reloads, the activity log) in the text format.
+    std::function<void(std::string& out)> more_metrics;
 };
 
 class prometheus_telemetry final : public telemetry {

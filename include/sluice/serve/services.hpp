@@ -14,10 +14,13 @@
 
 #include "sluice/config/config.hpp"
 #include "sluice/config/definition.hpp"
+#include "sluice/config/reload.hpp"
+#include "sluice/core/lookup_pool.hpp"
 #include "sluice/core/record.hpp"
 #include "sluice/core/result.hpp"
 #include "sluice/ingest/push_source.hpp"
 #include "sluice/query/reader.hpp"
+#include "sluice/store/activity_log.hpp"
 
 namespace sluice {
 
@@ -48,6 +51,8 @@ class health_source {
 public:
     virtual ~health_source() = default;
     virtual std::vector<std::string> not_ready_reasons() const = 0;
+    /// What is worth knowing without making the daemon unready (e.g. activity rows waiting).
+    virtual std::vector<std::string> readiness_notes() const { return {}; }
 };
 
 /// The registry's newest revision of each version of each set, as the daemon last read it (the
@@ -87,6 +92,29 @@ private:
     std::vector<std::atomic<bool>> live_;
 };
 
+/// Where the HTTP layer records who did what (the activity log, sluice/store/activity_log.hpp).
+class activity_recorder {
+public:
+    virtual ~activity_recorder() = default;
+    virtual void record(activity_event e) = 0;
+    virtual void auth_failure(const std::string& client, const std::string& route, const std::string& reason,
+                              const std::string& request_id) = 0;
+    /// GET /v1/admin/activity (blocks on PostgreSQL: call it from a lookup thread).
+    virtual result<activity_page> query(const activity_query& q) = 0;
+};
+
+/// The running config and its reload, for the admin routes.
+class admin_source {
+public:
+    virtual ~admin_source() = default;
+    /// Re-reads the config file and applies what can change live (see sluice/config/reload.hpp);
+    /// `done` is called once, from another thread, with what happened.
+    virtual void reload(std::string actor, std::string request_id, std::function<void(reload_outcome)> done) = 0;
+    /// The effective config (what runs now) and the changes a restart would still apply.
+    virtual std::shared_ptr<const config> running() const = 0;
+    virtual std::vector<config_change> pending_restart() const = 0;
+};
+
 /// Everything a handler may use. Owned by the app; outlives the HTTP server.
 struct serve_context {
     const config* cfg = nullptr;
@@ -97,6 +125,9 @@ struct serve_context {
     telemetry* metrics = nullptr;       // null: no figures, /metrics answers 503
     const definition_source* definitions = nullptr;  // null: no registry (no PostgreSQL)
     const version_switch* versions = nullptr;         // null: every name is its version 1
+    activity_recorder* activity = nullptr;            // null: no activity log (no PostgreSQL)
+    admin_source* admin = nullptr;                    // null: no reload, no /v1/admin/config
+    lookup_pool* lookups = nullptr;                   // where blocking admin work runs; null: inline
 };
 
 }  // namespace sluice

@@ -27,6 +27,9 @@ void add_ingest_routes(router& routes, const serve_context& ctx, const std::shar
 /// GET /v1/feature-sets[/{set}], GET /metrics (scope "admin").
 void add_catalog_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
 
+/// POST /v1/admin/reload, GET /v1/admin/config, GET /v1/admin/activity (scope "admin").
+void add_admin_routes(router& routes, const serve_context& ctx);
+
 /// GET / (the status page) and GET /openapi.json, both embedded in the binary (public).
 void add_static_routes(router& routes, const serve_context& ctx);
 

@@ -4,6 +4,7 @@
 // (and kept as dead letters), so nothing is dropped without the client hearing of it.
 
 #include <exception>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -65,8 +66,30 @@ void ingest(const serve_context& ctx, const set_catalog& catalog, const request_
     if (ctx.ingest == nullptr)
         return respond(error_response(http::status::service_unavailable, "store_unavailable",
                                       "push ingestion is not available"));
-    ctx.ingest->push(view->index, std::move(records.value()), [respond](result<push_outcome> r) {
+    const std::size_t sent = records.value().size();
+    // The activity log's row for this push: who pushed what into which set, and how it went.
+    std::optional<activity_event> row;
+    if (ctx.activity != nullptr) {
+        row.emplace();
+        row->actor = rc.api_key_name.empty() ? "anonymous" : rc.api_key_name;
+        row->action = "ingest";
+        row->target = view->set->display_name();
+        row->request_id = rc.request_id;
+        row->client = rc.client;
+    }
+    ctx.ingest->push(view->index, std::move(records.value()), [respond, activity = ctx.activity, row, sent](result<push_outcome> r) mutable {
         try {
+            if (row) {
+                row->outcome = !r.ok() ? "failed" : r.value().errors.empty() ? "ok" : "partial";
+                row->detail = {{"records", sent}};
+                if (r.ok())
+                    row->detail.update({{"accepted", r.value().accepted},
+                                        {"rejected", r.value().errors.size()},
+                                        {"skipped", r.value().skipped}});
+                else
+                    row->detail["error"] = r.message();
+                activity->record(std::move(*row));
+            }
             if (!r.ok())
                 return respond(error_response(http::status::service_unavailable, "store_unavailable", r.message()));
             const push_outcome& o = r.value();

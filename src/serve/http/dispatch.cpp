@@ -1,5 +1,6 @@
 #include "dispatch.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <spdlog/spdlog.h>
 
 namespace sluice::serve {
@@ -12,13 +13,51 @@ response unauthorized(const std::string& message) {
     return res;
 }
 
+// The remote address's bytes (4 or 16, as the session keeps them) as text.
+std::string address_text(std::string_view peer) {
+    namespace ip = boost::asio::ip;
+    if (peer.size() == 4) {
+        ip::address_v4::bytes_type b{};
+        std::copy(peer.begin(), peer.end(), reinterpret_cast<char*>(b.data()));
+        return ip::address_v4(b).to_string();
+    }
+    if (peer.size() == 16) {
+        ip::address_v6::bytes_type b{};
+        std::copy(peer.begin(), peer.end(), reinterpret_cast<char*>(b.data()));
+        const ip::address_v6 a(b);
+        return a.is_v4_mapped() ? ip::make_address_v4(ip::v4_mapped, a).to_string() : a.to_string();
+    }
+    return "unknown";
+}
+
+// An answer's outcome as the activity log writes it.
+std::string outcome_of(unsigned status) {
+    if (status < 300) return "ok";
+    if (status == 401 || status == 403) return "refused";
+    if (status < 500) return "rejected";
+    return "failed";
+}
+
 }  // namespace
 
 dispatcher::dispatcher(router routes, api_key_auth auth, const rate_limit_config& rate_limit,
-                       std::size_t rate_clients)
-    : router_(std::move(routes)), auth_(std::move(auth)) {
-    if (rate_limit.requests_per_sec > 0)
-        limiter_ = std::make_unique<rate_limiter>(rate_limit.requests_per_sec, rate_limit.burst, rate_clients);
+                       std::size_t rate_clients, activity_recorder* activity)
+    : router_(std::move(routes)), auth_(std::move(auth)), limiter_(make_limiter(rate_limit, rate_clients)),
+      activity_(activity) {}
+
+dispatcher::dispatcher(router routes, api_key_auth auth, std::shared_ptr<rate_limiter> limiter,
+                       activity_recorder* activity)
+    : router_(std::move(routes)), auth_(std::move(auth)), limiter_(std::move(limiter)), activity_(activity) {}
+
+std::shared_ptr<rate_limiter> dispatcher::make_limiter(const rate_limit_config& rate_limit, std::size_t rate_clients) {
+    if (rate_limit.requests_per_sec <= 0) return nullptr;
+    return std::make_shared<rate_limiter>(rate_limit.requests_per_sec, rate_limit.burst, rate_clients);
+}
+
+void dispatcher::refused(std::string_view peer, std::string_view route, const std::string& reason,
+                         std::string_view request_id) const {
+    if (activity_ == nullptr) return;
+    activity_->auth_failure(address_text(peer), std::string(route), reason, std::string(request_id));
 }
 
 bool dispatcher::throttled(std::string_view key_name, std::string_view peer, const responder& respond) const {
@@ -42,7 +81,8 @@ bool dispatcher::throttled(std::string_view key_name, std::string_view peer, con
     return true;
 }
 
-std::string_view dispatcher::dispatch(const request& req, std::string_view peer, const responder& respond) const {
+std::string_view dispatcher::dispatch(const request& req, std::string_view peer, std::string_view request_id,
+                                      const responder& respond) const {
     std::string_view route = unmatched_route;
     try {
         const auto [path, query_text] = split_target(req.target());
@@ -63,6 +103,7 @@ std::string_view dispatcher::dispatch(const request& req, std::string_view peer,
             if (auth_.enabled() && !m.public_path) {
                 auto v = auth_.check(req, {});
                 if (v.result == api_key_auth::verdict::kind::unauthorized) {
+                    refused(peer, path, v.message, request_id);
                     respond(unauthorized(v.message));
                     return route;
                 }
@@ -89,10 +130,12 @@ std::string_view dispatcher::dispatch(const request& req, std::string_view peer,
         if (!m.matched->scope.empty()) {
             auto v = auth_.check(req, m.matched->scope);
             if (v.result == api_key_auth::verdict::kind::unauthorized) {
+                refused(peer, route, v.message, request_id);
                 respond(unauthorized(v.message));
                 return route;
             }
             if (v.result == api_key_auth::verdict::kind::forbidden) {
+                refused(peer, route, v.message, request_id);
                 respond(error_response(http::status::forbidden, "forbidden", v.message));
                 return route;
             }
@@ -100,7 +143,25 @@ std::string_view dispatcher::dispatch(const request& req, std::string_view peer,
             if (throttled(key_name, peer, respond)) return route;
         }
 
-        request_context ctx{req, std::move(m.params), std::move(*query), std::move(key_name)};
+        request_context ctx{req, std::move(m.params), std::move(*query), std::move(key_name), std::string(request_id),
+                            activity_ ? address_text(peer) : std::string()};
+        if (activity_ != nullptr && route.rfind("/v1/admin/", 0) == 0) {
+            // Every request to the admin routes is a row: who, which route, and how it ended. (Reads
+            // of the catalog and /metrics, polled every few seconds by pages and scrapers, are not.)
+            activity_event e;
+            e.actor = ctx.api_key_name.empty() ? "anonymous" : ctx.api_key_name;
+            e.action = "admin_request";
+            e.target = std::string(req.method_string()) + " " + std::string(path);
+            e.request_id = ctx.request_id;
+            e.client = ctx.client;
+            m.matched->fn(ctx, [this, e = std::move(e), respond](response res) mutable {
+                e.outcome = outcome_of(res.result_int());
+                e.detail = {{"status", res.result_int()}};
+                activity_->record(std::move(e));
+                respond(std::move(res));
+            });
+            return route;
+        }
         m.matched->fn(ctx, respond);
     } catch (const std::exception& e) {
         http_logger()->error("http: handler for {} failed: {}", std::string(req.target()), e.what());

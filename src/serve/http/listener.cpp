@@ -95,7 +95,7 @@ void listener::on_accept(boost::system::error_code ec, io_socket accepted) {
         });
         return;
     }
-    if (state_->open_connections() >= state_->limits.max_connections) {
+    if (state_->open_connections() >= state_->current()->limits.max_connections) {
         refuse(accepted);
         return do_accept();
     }

@@ -34,6 +34,8 @@ struct request_context {
     string_pairs params;        // path parameters, URL-decoded
     string_pairs query;         // query parameters, URL-decoded
     std::string api_key_name;   // the authenticated key's name; empty when auth is off
+    std::string request_id = {};  // the X-Request-Id the answer carries
+    std::string client = {};      // the remote address as text ("127.0.0.1", "::1")
 
     /// The path parameter, or an empty string if the pattern has none by that name.
     const std::string& param(std::string_view name) const;

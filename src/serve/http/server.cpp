@@ -107,6 +107,7 @@ serve::router serve::make_routes(const serve_context& ctx) {
     add_health_routes(routes, ctx);
     add_feature_routes(routes, ctx);
     add_static_routes(routes, ctx);
+    add_admin_routes(routes, ctx);
     return routes;
 }
 
@@ -126,7 +127,6 @@ public:
         auto endpoint = parse_listen_address(cfg.listen);
         if (!endpoint) return status::failure(endpoint.message());
 
-        router routes = make_routes(ctx_);
         api_key_auth auth(cfg.api_keys);
         if (!auth.enabled())
             log->warn("http: no API keys configured (http.auth.api_keys): every route is open to anyone "
@@ -148,8 +148,10 @@ public:
             // Keeps run() going while this io_context has no connection yet.
             work_.push_back(net::make_work_guard(*iocs_.back()));
         }
-        state_ = std::make_shared<server_state>(
-            dispatcher(std::move(routes), std::move(auth), cfg.rate_limit), limits);
+        // The config as it is now, shared with the generations of later reloads (the caller keeps
+        // ctx_.cfg alive as long as the server).
+        std::shared_ptr<const config> first(std::shared_ptr<const config>(), ctx_.cfg);
+        state_ = std::make_shared<server_state>(generation(first, dispatcher::make_limiter(cfg.rate_limit)));
         state_->tls = std::move(tls);
         state_->metrics = ctx_.metrics;
         listener_ = std::make_shared<listener>(iocs_, state_);
@@ -188,7 +190,28 @@ public:
 
     std::uint16_t port() const override { return port_; }
 
+    void reconfigure(std::shared_ptr<const config> cfg) override {
+        if (!state_) return;
+        const auto before = state_->current();
+        // The buckets stay when the rate limit does.
+        auto limiter = cfg->http.rate_limit == before->cfg->http.rate_limit
+                           ? before->dispatch.limiter()
+                           : dispatcher::make_limiter(cfg->http.rate_limit);
+        state_->install(generation(std::move(cfg), std::move(limiter)));
+    }
+
 private:
+    // The routes, keys and limits of one config.
+    std::shared_ptr<const server_generation> generation(std::shared_ptr<const config> cfg,
+                                                       std::shared_ptr<rate_limiter> limiter) const {
+        serve_context ctx = ctx_;
+        ctx.cfg = cfg.get();
+        auto g = std::make_shared<server_generation>(server_generation{
+            cfg, dispatcher(make_routes(ctx), api_key_auth(cfg->http.api_keys), std::move(limiter), ctx_.activity),
+            limits_from(cfg->http)});
+        return g;
+    }
+
     serve_context ctx_;
     std::vector<std::shared_ptr<net::io_context>> iocs_;
     std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;

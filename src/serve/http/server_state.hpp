@@ -48,14 +48,25 @@ struct server_limits {
     std::size_t max_connections = 10000;             // open at once; more are closed at accept
 };
 
+/// What a config gives the server: the routes, keys, rate limit and limits of every request
+/// that starts while it is current. A reload installs a new one; a request keeps the one it
+/// started with to its answer, so it never sees half of each.
+struct server_generation {
+    std::shared_ptr<const config> cfg;  // the routes' feature set views point into it
+    dispatcher dispatch;
+    server_limits limits;
+};
+
 class server_state {
 public:
     using registry_entry = std::list<std::weak_ptr<connection>>::iterator;
 
-    server_state(dispatcher d, server_limits l) : dispatch(std::move(d)), limits(l), log(http_logger()) {}
+    explicit server_state(std::shared_ptr<const server_generation> g) : log(http_logger()), generation_(std::move(g)) {}
 
-    const dispatcher dispatch;
-    const server_limits limits;
+    /// The generation a request starting now uses.
+    std::shared_ptr<const server_generation> current() const { return generation_.load(std::memory_order_acquire); }
+    void install(std::shared_ptr<const server_generation> g) { generation_.store(std::move(g), std::memory_order_release); }
+
     const std::shared_ptr<spdlog::logger> log;  // looked up once: spdlog::get takes a global lock
     std::shared_ptr<net::ssl::context> tls;  // null: plain HTTP
     telemetry* metrics = nullptr;            // null: requests are not counted
@@ -84,6 +95,7 @@ public:
     }
 
 private:
+    std::atomic<std::shared_ptr<const server_generation>> generation_;
     std::mutex mutex_;
     std::list<std::weak_ptr<connection>> connections_;
     std::atomic<std::size_t> open_{0};

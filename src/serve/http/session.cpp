@@ -2,6 +2,10 @@
 
 #include <array>
 #include <atomic>
+#include <cctype>
+#include <functional>
+#include <random>
+#include <thread>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -52,6 +56,29 @@ std::string peer_bytes(const io_socket& socket) {
     return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// A new request id: 16 hex digits, random per process and thread.
+std::string new_request_id() {
+    thread_local std::mt19937_64 random{std::random_device{}() ^
+                                        static_cast<std::uint64_t>(std::hash<std::thread::id>{}(std::this_thread::get_id()))};
+    static constexpr char digits[] = "0123456789abcdef";
+    std::uint64_t n = random();
+    std::string id(16, '0');
+    for (int i = 15; i >= 0; --i, n >>= 4) id[static_cast<std::size_t>(i)] = digits[n & 15];
+    return id;
+}
+
+// The client's X-Request-Id when it sent one that is safe to log and echo (1..128 characters of
+// letters, digits and "-_.:"; a proxy in front usually sets it), else a new one.
+std::string request_id_of(const request& req) {
+    if (req.count("X-Request-Id") != 1) return new_request_id();
+    const std::string_view v = req["X-Request-Id"];
+    if (v.empty() || v.size() > 128) return new_request_id();
+    for (char c : v)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != ':')
+            return new_request_id();
+    return std::string(v);
+}
+
 // A handler's answer: delivered at most once. An answer given while dispatch() runs (memory
 // reads, errors) or later on the session's own thread (Redis replies) is written at once; one
 // that comes from another thread is posted to the session's io_context. Holds the io_context so
@@ -72,14 +99,14 @@ thread_local const void* dispatching = nullptr;
 template <>
 session<plain_stream>::session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc,
                                std::shared_ptr<server_state> state)
-    : stream_(std::move(socket)), ioc_(ioc), buffer_(buffer_limit(state->limits)), state_(std::move(state)),
-      peer_(peer_bytes(stream_.socket())) {}
+    : stream_(std::move(socket)), ioc_(ioc), buffer_(buffer_limit(state->current()->limits)), state_(std::move(state)),
+      gen_(state_->current()), peer_(peer_bytes(stream_.socket())) {}
 
 template <>
 session<tls_stream>::session(io_socket&& socket, const std::shared_ptr<net::io_context>& ioc,
                              std::shared_ptr<server_state> state)
-    : stream_(std::move(socket), *state->tls), ioc_(ioc), buffer_(buffer_limit(state->limits)),
-      state_(std::move(state)), peer_(peer_bytes(beast::get_lowest_layer(stream_).socket())) {}
+    : stream_(std::move(socket), *state->tls), ioc_(ioc), buffer_(buffer_limit(state->current()->limits)),
+      state_(std::move(state)), gen_(state_->current()), peer_(peer_bytes(beast::get_lowest_layer(stream_).socket())) {}
 
 template <class Stream>
 session<Stream>::~session() {
@@ -103,7 +130,7 @@ template <class Stream>
 void session<Stream>::start() {
     if constexpr (is_tls) {
         // The handshake is bounded like a request: a client that never finishes it is cut off.
-        tcp_layer().expires_after(state_->limits.read_timeout);
+        tcp_layer().expires_after(gen_->limits.read_timeout);
         stream_.async_handshake(net::ssl::stream_base::server,
                                 beast::bind_front_handler(&session::on_handshake, this->shared_from_this()));
     } else {
@@ -123,7 +150,9 @@ void session<Stream>::on_handshake(beast::error_code ec) {
 
 template <class Stream>
 void session<Stream>::read_request() {
-    const server_limits& l = state_->limits;
+    gen_ = state_->current();
+    request_id_.clear();
+    const server_limits& l = gen_->limits;
     parser_.emplace();
     parser_->header_limit(l.header_limit_bytes);
     parser_->body_limit(l.body_limit_bytes);
@@ -187,9 +216,9 @@ template <class Stream>
 void session<Stream>::on_body(beast::error_code ec, std::size_t bytes) {
     if (ec) return on_read_error(ec);
     request_bytes_ += bytes;
-    if (request_bytes_ > request_byte_limit(state_->limits))
+    if (request_bytes_ > request_byte_limit(gen_->limits))
         return fail(http::status::payload_too_large, "payload_too_large",
-                    "the request is larger than " + std::to_string(state_->limits.body_limit_bytes) + " bytes");
+                    "the request is larger than " + std::to_string(gen_->limits.body_limit_bytes) + " bytes");
     if (parser_->is_done()) return handle_request();
     read_body();
 }
@@ -207,16 +236,16 @@ void session<Stream>::on_read_error(beast::error_code ec) {
     if (ec == beast::error::timeout) {
         // tcp_stream has already closed the socket.
         log->debug("http: closed a connection that sent no complete request within {} ms",
-                   state_->limits.read_timeout.count());
+                   gen_->limits.read_timeout.count());
         return;
     }
     const bool header_done = parser_ && parser_->is_header_done();
     if (ec == http::error::body_limit || (ec == http::error::buffer_overflow && header_done))
         return fail(http::status::payload_too_large, "payload_too_large",
-                    "the request body is larger than " + std::to_string(state_->limits.body_limit_bytes) + " bytes");
+                    "the request body is larger than " + std::to_string(gen_->limits.body_limit_bytes) + " bytes");
     if (ec == http::error::header_limit || ec == http::error::buffer_overflow)
         return fail(http::status::request_header_fields_too_large, "headers_too_large",
-                    "the request header is larger than " + std::to_string(state_->limits.header_limit_bytes) +
+                    "the request header is larger than " + std::to_string(gen_->limits.header_limit_bytes) +
                         " bytes");
     if (ec == http::error::partial_message) {
         log->debug("http: client closed the connection in the middle of a request");
@@ -230,6 +259,7 @@ void session<Stream>::on_read_error(beast::error_code ec) {
 template <class Stream>
 void session<Stream>::handle_request() {
     const request& req = parser_->get();
+    request_id_ = request_id_of(req);
     keep_alive_ = req.keep_alive();
     version_ = req.version();
 
@@ -256,7 +286,7 @@ void session<Stream>::handle_request() {
             explicit scope(const void* s) { dispatching = s; }
             ~scope() { dispatching = nullptr; }
         } during(this);
-        route_ = state_->dispatch.dispatch(req, peer_, respond);
+        route_ = gen_->dispatch.dispatch(req, peer_, request_id_, respond);
     }
     if (inline_answer_) {
         response res = std::move(*inline_answer_);
@@ -280,9 +310,9 @@ void session<Stream>::send_response(response res) {
         const request& req = parser_->get();
         const auto elapsed =
             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started_);
-        state_->log->debug("http: {} {} -> {} in {:.3f} ms", std::string(req.method_string()),
+        state_->log->debug("http: {} {} -> {} in {:.3f} ms request_id={}", std::string(req.method_string()),
                            std::string(split_target(req.target()).first), res.result_int(),
-                           static_cast<double>(elapsed.count()) / 1000.0);
+                           static_cast<double>(elapsed.count()) / 1000.0, request_id_);
     }
     observe(route_, method_, res.result_int());
     const bool close = !keep_alive_;
@@ -299,6 +329,8 @@ void session<Stream>::fail(http::status status, const char* code, const std::str
 
 template <class Stream>
 void session<Stream>::write(response res, bool close) {
+    if (request_id_.empty()) request_id_ = new_request_id();
+    res.set("X-Request-Id", request_id_);
     res_.emplace(std::move(res));
     // The status line and fields as text, then the body as it is: one gather write, without
     // Beast's serializer (its buffer sequence machinery cost more than the rest of a small
@@ -368,7 +400,7 @@ void session<Stream>::consume_unsent(std::size_t bytes) {
 // cut off after write_timeout.
 template <class Stream>
 void session<Stream>::write_unsent(bool close) {
-    tcp_layer().expires_after(state_->limits.write_timeout);
+    tcp_layer().expires_after(gen_->limits.write_timeout);
     stream_.async_write_some(unsent_, [self = this->shared_from_this(), close](beast::error_code ec, std::size_t bytes) {
         if (!ec) {
             self->consume_unsent(bytes);
@@ -399,7 +431,7 @@ void session<Stream>::wait_next_request() {
         return;
     }
     // Idle keep-alive connection: wait up to idle_timeout for the next request's first byte.
-    tcp_layer().expires_after(state_->limits.idle_timeout);
+    tcp_layer().expires_after(gen_->limits.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             beast::bind_front_handler(&session::on_first_byte, this->shared_from_this()));
 }
@@ -419,7 +451,7 @@ void session<Stream>::on_first_byte(beast::error_code ec, std::size_t bytes) {
 // for a short while, then close. Over TLS the same is done by the TLS shutdown exchange.
 template <class Stream>
 void session<Stream>::linger() {
-    tcp_layer().expires_after(state_->limits.linger_timeout);
+    tcp_layer().expires_after(gen_->limits.linger_timeout);
     if constexpr (is_tls) {
         stream_.async_shutdown(beast::bind_front_handler(&session::on_tls_shutdown, this->shared_from_this()));
     } else {

@@ -74,6 +74,8 @@ private:
     std::weak_ptr<net::io_context> ioc_;
     beast::flat_buffer buffer_;
     std::shared_ptr<server_state> state_;
+    std::shared_ptr<const server_generation> gen_;  // the current request's (state_->current() when it began)
+    std::string request_id_;  // the current request's X-Request-Id
     std::string peer_;  // the remote address's bytes: the rate limit's client without an API key
     std::optional<server_state::registry_entry> registered_;
     std::optional<http::request_parser<http::string_body>> parser_;

@@ -295,7 +295,9 @@ std::string prometheus_telemetry::render_metrics() {
         }
     }
     prometheus::TextSerializer serializer;
-    return serializer.Serialize(d.registry->Collect());
+    std::string text = serializer.Serialize(d.registry->Collect());
+    if (d.sources.more_metrics) d.sources.more_metrics(text);
+    return text;
 }
 
 }  // namespace sluice

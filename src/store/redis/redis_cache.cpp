@@ -202,10 +202,17 @@ public:
     explicit redis_cache(const config& cfg)
         : cfg_(cfg), rc_(*cfg.redis), writer_(rc_, cfg.environment), log_(module_logger(log_module::redis)) {
         for (int i = 0; i < rc_.pool_size; ++i) readers_.push_back(std::make_unique<redis_connection>(rc_));
-        for (const auto& set : cfg.feature_sets) {
+        ttl_ms_ = std::make_unique<std::atomic<std::int64_t>[]>(cfg.feature_sets.size());
+        for (std::size_t i = 0; i < cfg.feature_sets.size(); ++i) {
+            const auto& set = cfg.feature_sets[i];
             columns_.push_back(latest_columns(set));
             key_prefixes_.push_back(redis_key(rc_.key_prefix, set.storage_name(), ""));
+            ttl_ms_[i].store(set.ttl_ms);
         }
+    }
+
+    void set_ttl(std::uint32_t set_index, std::int64_t ttl_ms) override {
+        if (set_index < cfg_.feature_sets.size()) ttl_ms_[set_index].store(ttl_ms, std::memory_order_relaxed);
     }
 
     // Writes each record's hash unless Redis holds a newer _event_time, atomically per key by
@@ -407,7 +414,6 @@ private:
     // HSET of a record's hash (and PEXPIRE with the set's TTL) appended to out_; the number of
     // commands appended.
     std::size_t append_writes(const record& r, const std::string& key) {
-        const auto& set = cfg_.feature_sets[r.set_index];
         const auto& columns = columns_[r.set_index];
         const std::size_t fields = std::min(columns.size(), r.values.size());
         append_resp_header(out_, '*', 6 + 2 * fields);
@@ -423,11 +429,12 @@ private:
             append_value_json_text(text_, columns[f].type, r.values[f]);
             append_resp_bulk(out_, text_);
         }
-        if (set.ttl_ms <= 0) return 1;
+        const std::int64_t ttl = ttl_ms_[r.set_index].load(std::memory_order_relaxed);
+        if (ttl <= 0) return 1;
         append_resp_header(out_, '*', 3);
         append_resp_bulk(out_, "PEXPIRE");
         append_resp_bulk(out_, key);
-        append_resp_bulk(out_, decimal(set.ttl_ms));
+        append_resp_bulk(out_, decimal(ttl));
         return 2;
     }
 
@@ -461,6 +468,7 @@ private:
     std::string out_, text_;
     std::vector<char> write_;
     std::vector<std::vector<latest_column>> columns_;  // per set: fields, then aggregations
+    std::unique_ptr<std::atomic<std::int64_t>[]> ttl_ms_;  // per set; a reload may change it
     std::vector<std::string> key_prefixes_;             // per set: "<prefix>:<set>:"
     std::shared_ptr<spdlog::logger> log_;
     std::mutex mutex_;

@@ -297,4 +297,99 @@ std::string url_encode(std::string_view text) {
     return out;
 }
 
+keep_alive_connection::keep_alive_connection(int port) : port_(port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return;
+    auto addr = loopback(port);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+        return;
+    }
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len) == 0) local_port_ = ntohs(local.sin_port);
+}
+
+keep_alive_connection::~keep_alive_connection() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+http_response keep_alive_connection::request(std::string_view method, std::string_view target, std::string_view body,
+                                             const http_headers& headers, std::chrono::milliseconds timeout) {
+    http_response res;
+    if (fd_ < 0) {
+        res.error = "the connection is closed";
+        return res;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string req;
+    req.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
+    req.append("Host: 127.0.0.1:").append(std::to_string(port_)).append("\r\n");
+    for (const auto& [name, value] : headers) req.append(name).append(": ").append(value).append("\r\n");
+    if (!body.empty() || method == "POST")
+        req.append("Content-Type: application/json\r\nContent-Length: ").append(std::to_string(body.size())).append("\r\n");
+    req.append("\r\n").append(body);
+    for (std::size_t sent = 0; sent < req.size();) {
+        const ssize_t n = ::send(fd_, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            res.error = std::string("send: ") + std::strerror(errno);
+            ::close(fd_);
+            fd_ = -1;
+            return res;
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    for (;;) {
+        const auto header_end = in_.find("\r\n\r\n");
+        if (header_end != std::string::npos) {
+            const std::string head = in_.substr(0, header_end);
+            std::size_t length = 0;
+            std::size_t pos = head.find("\r\n");
+            const std::string status_line = head.substr(0, pos);
+            const auto sp = status_line.find(' ');
+            res.status = sp == std::string::npos ? 0 : std::atoi(status_line.c_str() + sp + 1);
+            while (pos != std::string::npos && pos < head.size()) {
+                const auto e = head.find("\r\n", pos + 2);
+                const std::string line = head.substr(pos + 2, (e == std::string::npos ? head.size() : e) - pos - 2);
+                const auto colon = line.find(':');
+                if (colon != std::string::npos) {
+                    const std::string name = lower(line.substr(0, colon));
+                    const std::string value = trim(line.substr(colon + 1));
+                    res.headers[name] = value;
+                    if (name == "content-length") length = std::stoull(value);
+                }
+                pos = e;
+            }
+            if (in_.size() >= header_end + 4 + length) {
+                res.body = in_.substr(header_end + 4, length);
+                in_.erase(0, header_end + 4 + length);
+                if (lower(res.headers["connection"]) == "close") {
+                    ::close(fd_);
+                    fd_ = -1;
+                }
+                return res;
+            }
+        }
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd p{fd_, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+            res = {};
+            res.error = "read: timeout";
+            return res;
+        }
+        char buf[16384];
+        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n <= 0) {
+            res = {};
+            res.error = n == 0 ? "the server closed the connection" : std::string("recv: ") + std::strerror(errno);
+            ::close(fd_);
+            fd_ = -1;
+            return res;
+        }
+        in_.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
 }  // namespace sluice::it

@@ -36,6 +36,31 @@ inline http_response http_get(int port, std::string_view target,
     return http_request(port, "GET", target, {}, {}, timeout);
 }
 
+/// One keep-alive HTTP/1.1 connection, kept open across requests (a client that never
+/// reconnects): what a test needs to show that a server kept a connection through something.
+/// Answers must carry Content-Length (the daemon's always do). Never throws.
+class keep_alive_connection {
+public:
+    explicit keep_alive_connection(int port);
+    ~keep_alive_connection();
+    keep_alive_connection(const keep_alive_connection&) = delete;
+    keep_alive_connection& operator=(const keep_alive_connection&) = delete;
+
+    /// Sends one request on this connection and reads its answer; status 0 and `error` when the
+    /// connection is gone (it is not reopened).
+    http_response request(std::string_view method, std::string_view target, std::string_view body = {},
+                          const http_headers& headers = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    /// The connection's local port (the same one for every request while it stays open); 0 if none.
+    int local_port() const { return local_port_; }
+    bool open() const { return fd_ >= 0; }
+
+private:
+    int port_ = 0;
+    int fd_ = -1;
+    int local_port_ = 0;
+    std::string in_;  // bytes read beyond the last answer
+};
+
 /// `s` in ASCII lower case (HTTP header names, error texts).
 std::string lower(std::string s);
 

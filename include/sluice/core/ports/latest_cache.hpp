@@ -28,6 +28,8 @@ public:
     }
     virtual bool healthy() const = 0;
     virtual status ping() = 0;
+    /// A live reload's new TTL of a set, for the values written from now on (no-op by default).
+    virtual void set_ttl(std::uint32_t /*set_index*/, std::int64_t /*ttl_ms*/) {}
 };
 using latest_cache_ptr = std::unique_ptr<latest_cache>;
 
