@@ -41,13 +41,10 @@ constexpr std::int64_t write_stall_ms = 5000;  // a write waiting longer makes /
 
 }  // namespace
 
-// One version N >= 2 of a set: built from the topic by a consumer group of its own
-// ("<group_id>.<set>_v<N>", from the earliest retained offset, exactly once like the live path
-// because it is the live path: its own consumer, preprocess worker, store writer and offsets),
-// then following the stream. It shares the memory index, the aggregators and the readers with
-// the rest; its config differs from the daemon's only in the group and the pool sizes, so every
-// set keeps its index.
-struct version_pipeline {
+// A pipeline of its own for one set (a version being backfilled, a set added live): its config,
+// in which the set is `set`, has one consumer and one preprocess worker and its own pools; it
+// writes into `memory` (the daemon's, or its own). Started by start(), stopped by the daemon.
+struct own_pipeline {
     std::uint32_t set = 0;
     std::unique_ptr<config> cfg;
     durable_store_ptr durable;
@@ -60,6 +57,63 @@ struct version_pipeline {
     std::unique_ptr<preprocess_stage> preprocess;
     std::unique_ptr<kafka_ingest> ingest;
     std::unique_ptr<push_source> pushes;
+
+    // A copy of `base` for one pipeline: one consumer thread, one worker, one connection each.
+    static std::unique_ptr<config> narrowed(const config& base) {
+        auto c = std::make_unique<config>(base);
+        c->kafka.consumer_threads = 1;
+        c->pipeline.preprocess_threads = 1;
+        c->pipeline.batches_in_flight = 1;
+        c->generator.enabled = false;
+        if (c->postgres) c->postgres->pool_size = 1;
+        if (c->redis) c->redis->pool_size = 1;
+        return c;
+    }
+
+    // Builds the stores, queues, consumer, worker and writer over cfg, and starts them.
+    status start(const std::string& brokers, memory_index& memory, aggregation_state* aggregation, pipeline_stats& stats,
+                 kafka_dead_letter_publisher* dead_letters) {
+        const config& c = *cfg;
+        if (c.postgres && !durable) durable = make_postgres_store(c);
+        if (c.redis) cache = make_redis_cache(c);
+        const auto capacity = static_cast<std::size_t>(c.pipeline.queue_capacity);
+        worker_wakeup = std::make_unique<wakeup>();
+        raw = std::make_unique<channel<raw_message>>(capacity, worker_wakeup.get());
+        done = std::make_unique<channel<processed>>(capacity, &writer_wakeup);
+        ingest = std::make_unique<kafka_ingest>(c, brokers, std::vector<channel<raw_message>*>{raw.get()}, durable.get());
+        ingest->consume_only({set});
+        // A revoked partition's keys now belong to another instance: drop our copies.
+        ingest->on_revoke([this, &memory](const std::vector<partition_offset>& revoked) {
+            std::vector<std::int32_t> partitions;
+            for (const auto& o : revoked)
+                if (o.topic == cfg->feature_sets[set].topic) partitions.push_back(o.partition);
+            if (!partitions.empty()) memory.evict_partitions(set, partitions);
+            if (writer) writer->partitions_changed(revoked, /*revoked=*/true);
+        });
+        ingest->on_assign([this](const std::vector<partition_offset>& assigned) {
+            if (writer) writer->partitions_changed(assigned, /*revoked=*/false);
+        });
+        writer = std::make_unique<store_writer>(c, std::vector<channel<processed>*>{done.get()}, writer_wakeup, durable.get(),
+                                                cache.get(), memory, ingest.get(), dead_letters);
+        preprocess = std::make_unique<preprocess_stage>(c, std::vector<channel<raw_message>*>{raw.get()},
+                                                        std::vector<channel<processed>*>{done.get()});
+        std::vector<aggregation_state*> ports(c.feature_sets.size(), nullptr);
+        ports[set] = aggregation;
+        writer->set_aggregators(ports);
+        writer->set_stats(&stats);
+        writer->start();
+        preprocess->start();
+        return ingest->start();
+    }
+};
+
+// One version N >= 2 of a set: built from the topic by a consumer group of its own
+// ("<group_id>.<set>_v<N>", from the earliest retained offset, exactly once like the live path
+// because it is the live path: its own consumer, preprocess worker, store writer and offsets),
+// then following the stream. It shares the memory index, the aggregators and the readers with
+// the rest; its config differs from the daemon's only in the group and the pool sizes, so every
+// set keeps its index.
+struct version_pipeline : own_pipeline {
     bool live = false;  // its backfill has caught up (the catch-up watcher's thread only)
     mutable std::mutex progress_mutex;
     std::optional<backfill_progress> progress;  // updated by the catch-up watcher
@@ -67,12 +121,123 @@ struct version_pipeline {
     std::chrono::steady_clock::time_point last_at{};
 };
 
-// POST /v1/ingest/{set}: the pipeline that writes the addressed version.
-struct push_router final : ingest_sink {
-    std::vector<ingest_sink*> by_set;
-    void push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) override {
-        by_set.at(set_index)->push(set_index, std::move(payloads), std::move(done));
+// The set indexes of the serving config (the start's sets, then those added by live reloads)
+// mapped onto the component that holds each and its index there. Read by every request, grown
+// by a reload: the table is replaced whole, never changed in place.
+template <class Target>
+class index_table {
+public:
+    struct entry {
+        Target* target = nullptr;
+        std::uint32_t local = 0;
+    };
+    void assign(std::vector<entry> entries) {
+        table_.store(std::make_shared<const std::vector<entry>>(std::move(entries)), std::memory_order_release);
     }
+    void append(entry e) {
+        auto grown = std::make_shared<std::vector<entry>>(*table_.load(std::memory_order_acquire));
+        grown->push_back(e);
+        table_.store(std::move(grown), std::memory_order_release);
+    }
+    /// The entry of a set index; target null when unknown.
+    entry at(std::uint32_t set_index) const {
+        const auto t = table_.load(std::memory_order_acquire);
+        return set_index < t->size() ? (*t)[set_index] : entry{};
+    }
+
+private:
+    std::atomic<std::shared_ptr<const std::vector<entry>>> table_{std::make_shared<const std::vector<entry>>()};
+};
+
+// POST /v1/ingest/{set}: the pipeline that writes the addressed version (or added set).
+struct push_router final : ingest_sink {
+    index_table<ingest_sink> by_set;
+    void push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) override {
+        const auto e = by_set.at(set_index);
+        if (e.target == nullptr) return done(result<push_outcome>::failure("no pipeline for this feature set"));
+        e.target->push(e.local, std::move(payloads), std::move(done));
+    }
+};
+
+// Reads of a set: the daemon's reader, or the reader of a set added live.
+struct read_router final : feature_reader, history_reader {
+    index_table<tiered_reader> by_set;
+    void get_latest(std::uint32_t set_index, std::string key, latest_callback done) override {
+        const auto e = by_set.at(set_index);
+        if (e.target == nullptr) return done(result<std::optional<latest_entry>>::failure("unknown feature set"));
+        e.target->get_latest(e.local, std::move(key), std::move(done));
+    }
+    void get_as_of(std::uint32_t set_index, std::string key, std::int64_t at_ms, latest_callback done) override {
+        const auto e = by_set.at(set_index);
+        if (e.target == nullptr) return done(result<std::optional<latest_entry>>::failure("unknown feature set"));
+        e.target->get_as_of(e.local, std::move(key), at_ms, std::move(done));
+    }
+    void get_latest_many(std::uint32_t set_index, std::vector<std::string> keys, std::optional<std::int64_t> as_of_ms,
+                         latest_many_callback done) override {
+        const auto e = by_set.at(set_index);
+        if (e.target == nullptr) {
+            std::vector<result<std::optional<latest_entry>>> out;
+            for (std::size_t i = 0; i < keys.size(); ++i) out.push_back(result<std::optional<latest_entry>>::failure("unknown feature set"));
+            return done(std::move(out));
+        }
+        e.target->get_latest_many(e.local, std::move(keys), as_of_ms, std::move(done));
+    }
+    void get_history(history_request req, history_callback done) override {
+        const auto e = by_set.at(req.set_index);
+        if (e.target == nullptr) return done(result<history_page>::failure("unknown feature set"));
+        req.set_index = e.local;
+        e.target->get_history(std::move(req), std::move(done));
+    }
+};
+
+// A feature set added by a live reload: consumed, preprocessed, stored and read by components of
+// its own, whose config holds only it (as set 0), until the next start makes it one of the
+// daemon's sets. Its consumer joins "<group_id>.<set>" on the broker, a group of its own, so no
+// other consumer is rebalanced; its offsets go to PostgreSQL under group_id, where the next
+// start's main consumer finds them and goes on exactly where this one stopped. Its tables and
+// Redis keys are the ones the set has after that start.
+struct added_set : own_pipeline {
+    std::uint32_t index = 0;  // in the serving config (`set`, in its own, is 0)
+    pipeline_stats stats{1};
+    memory_index memory{1};
+    std::unique_ptr<aggregator> aggregation;  // null without aggregations
+    std::unique_ptr<record_push_validator> validation;
+    std::unique_ptr<tiered_reader> reader;
+};
+
+// Stops a set added live: fetching, then its queues drained and written, then its group left.
+bool stop_added(added_set& a, std::chrono::milliseconds within) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    std::atomic<bool> abort{false};
+    if (a.ingest) a.ingest->stop_fetching(within);
+    if (a.preprocess) a.preprocess->drain_and_join(abort);
+    if (a.writer) a.writer->drain_and_join(abort);
+    a.pushes.reset();
+    const bool left = a.ingest ? a.ingest->close(std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(2))) : true;
+    return left;
+}
+
+// The catalog's figures: the daemon's, or those of a set added live.
+struct figures_router final : telemetry {
+    telemetry* main = nullptr;
+    std::uint32_t main_sets = 0;
+    const std::vector<std::unique_ptr<added_set>>* added = nullptr;
+    std::mutex* added_mutex = nullptr;
+    feature_set_figures figures(std::uint32_t set_index) const override {
+        if (set_index < main_sets) return main->figures(set_index);
+        std::lock_guard lock(*added_mutex);
+        for (const auto& a : *added)
+            if (a->index == set_index) {
+                feature_set_figures f = figures_of(a->stats, 0);
+                f.consumer_lag = a->ingest->consumer_lag(0);
+                return f;
+            }
+        return {};
+    }
+    void observe_request(std::string_view route, std::string_view method, int status, double seconds) override {
+        main->observe_request(route, method, status, seconds);
+    }
+    std::string render_metrics() override { return main->render_metrics(); }
 };
 
 struct daemon::impl final : health_source, definition_source, activity_recorder, admin_source {
@@ -107,6 +272,11 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
     std::vector<std::unique_ptr<version_pipeline>> versions;  // one per set version >= 2
     std::unique_ptr<version_switch> serving;
     push_router pushes_by_set;
+    read_router reads_by_set;
+    figures_router figures_by_set;
+    std::mutex added_mutex;  // guards `added` against the catalog's figures
+    std::vector<std::unique_ptr<added_set>> added;  // sets added by live reloads
+    std::string bootstrap;  // the brokers the consumers were given
     std::thread catch_up;
     std::mutex catch_up_mutex;
     std::condition_variable catch_up_cv;
@@ -154,6 +324,8 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
     }
 
     reload_outcome reload_now(const std::string& actor, const std::string& request_id);
+    result<std::unique_ptr<added_set>> start_added_set(const config& next, std::uint32_t index);
+    status record_in_registry(const config& next);
     void apply(const std::shared_ptr<const config>& next, const reload_plan& plan);
     void append_metrics(std::string& out) const;
 
@@ -192,52 +364,14 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
     }
 
     // Starts the pipeline of one version >= 2 (see version_pipeline).
-    status start_version(std::uint32_t set, const std::string& bootstrap, aggregation_state* aggregation) {
+    status start_version(std::uint32_t set, const std::string& brokers, aggregation_state* aggregation) {
         auto v = std::make_unique<version_pipeline>();
         v->set = set;
-        v->cfg = std::make_unique<config>(cfg);
-        config& vc = *v->cfg;
-        vc.kafka.group_id = cfg.kafka.group_id + "." + cfg.feature_sets[set].storage_name();
-        vc.kafka.consumer_threads = 1;
-        vc.pipeline.preprocess_threads = 1;
-        vc.pipeline.batches_in_flight = 1;
-        vc.generator.enabled = false;
-        if (vc.postgres) vc.postgres->pool_size = 1;
-        if (vc.redis) vc.redis->pool_size = 1;
-        if (vc.postgres) v->durable = make_postgres_store(vc);
-        if (vc.redis) v->cache = make_redis_cache(vc);
-        const auto capacity = static_cast<std::size_t>(vc.pipeline.queue_capacity);
-        v->worker_wakeup = std::make_unique<wakeup>();
-        v->raw = std::make_unique<channel<raw_message>>(capacity, v->worker_wakeup.get());
-        v->done = std::make_unique<channel<processed>>(capacity, &v->writer_wakeup);
-        v->ingest = std::make_unique<kafka_ingest>(vc, bootstrap, std::vector<channel<raw_message>*>{v->raw.get()},
-                                                   v->durable.get());
-        v->ingest->consume_only({set});
-        version_pipeline& p = *v;
-        v->ingest->on_revoke([this, &p](const std::vector<partition_offset>& revoked) {
-            std::vector<std::int32_t> partitions;
-            for (const auto& o : revoked)
-                if (o.topic == cfg.feature_sets[p.set].topic) partitions.push_back(o.partition);
-            if (!partitions.empty()) memory.evict_partitions(p.set, partitions);
-            if (p.writer) p.writer->partitions_changed(revoked, /*revoked=*/true);
-        });
-        v->ingest->on_assign([&p](const std::vector<partition_offset>& assigned) {
-            if (p.writer) p.writer->partitions_changed(assigned, /*revoked=*/false);
-        });
-        v->writer = std::make_unique<store_writer>(vc, std::vector<channel<processed>*>{v->done.get()}, v->writer_wakeup,
-                                                   v->durable.get(), v->cache.get(), memory, v->ingest.get(),
-                                                   dead_letter_topic.get());
-        v->preprocess = std::make_unique<preprocess_stage>(vc, std::vector<channel<raw_message>*>{v->raw.get()},
-                                                           std::vector<channel<processed>*>{v->done.get()});
-        std::vector<aggregation_state*> ports(cfg.feature_sets.size(), nullptr);
-        ports[set] = aggregation;
-        v->writer->set_aggregators(ports);
-        v->writer->set_stats(&stats);
-        v->writer->start();
-        v->preprocess->start();
-        if (auto s = v->ingest->start(); !s) return s;
+        v->cfg = own_pipeline::narrowed(cfg);
+        v->cfg->kafka.group_id = cfg.kafka.group_id + "." + cfg.feature_sets[set].storage_name();
+        if (auto s = v->start(brokers, memory, aggregation, stats, dead_letter_topic.get()); !s) return s;
         log->info("{}: version {} runs in consumer group {}{}", cfg.feature_sets[set].name, cfg.feature_sets[set].version,
-                  vc.kafka.group_id, version_live_in_registry(set) ? "" : ", backfilling from the topic's start");
+                  v->cfg->kafka.group_id, version_live_in_registry(set) ? "" : ", backfilling from the topic's start");
         versions.push_back(std::move(v));
         return status::success();
     }
@@ -361,6 +495,12 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
 reload_outcome daemon::impl::reload_now(const std::string& actor, const std::string& request_id) {
     std::lock_guard serial(reload_mutex);
     const auto before = running();
+    if (stopping.load()) {
+        reload_outcome refused;
+        refused.outcome = "refused";
+        refused.reason = "the daemon is stopping";
+        return refused;
+    }
     reload_outcome out;
     out.path = before->origin.path;
     out.sha256_before = before->origin.sha256;
@@ -414,6 +554,33 @@ reload_outcome daemon::impl::reload_now(const std::string& actor, const std::str
         return finish();
     }
     auto next = std::make_shared<const config>(std::move(plan.effective));
+    // Sets added: their tables, registry rows and pipelines first; any failure refuses the whole
+    // reload before anything serving has changed.
+    std::vector<std::unique_ptr<added_set>> fresh;
+    const auto known = static_cast<std::uint32_t>(before->feature_sets.size());
+    if (next->feature_sets != before->feature_sets) {
+        if (auto st = record_in_registry(*next); !st) {
+            out.outcome = "refused";
+            out.reason = "the registry: " + st.message();
+            return finish();
+        }
+    }
+    for (std::uint32_t s = known; s < next->feature_sets.size(); ++s) {
+        auto a = start_added_set(*next, s);
+        if (!a) {
+            for (auto& f : fresh) stop_added(*f, std::chrono::seconds(5));
+            out.outcome = "refused";
+            out.reason = "feature set " + next->feature_sets[s].name + " could not start: " + a.message();
+            return finish();
+        }
+        fresh.push_back(std::move(a.value()));
+    }
+    for (auto& a : fresh) {
+        pushes_by_set.by_set.append({a->pushes.get(), 0});
+        reads_by_set.by_set.append({a->reader.get(), 0});
+        std::lock_guard lock(added_mutex);
+        added.push_back(std::move(a));
+    }
     apply(next, plan);
     const auto pending = plan.pending_restart();
     out.outcome = plan.changes.empty() ? "unchanged" : pending.empty() ? "applied" : "applied_pending_restart";
@@ -422,6 +589,65 @@ reload_outcome daemon::impl::reload_now(const std::string& actor, const std::str
                                       : std::to_string(plan.changes.size() - pending.size()) + " change(s) applied, " +
                                          std::to_string(pending.size()) + " wait for a restart";
     return finish();
+}
+
+// The registry's check and record for a reload's config: the same rules as at start (another
+// environment's schema and breaking changes refused), and a revision for each set it changes.
+status daemon::impl::record_in_registry(const config& next) {
+    if (!registry) return status::success();
+    definition_registry r(next);
+    auto plan = r.check_before_start();
+    if (!plan) return plan.as_status();
+    // The tables of sets added live are made by their own stores (start_added_set) before reads.
+    for (std::uint32_t s = static_cast<std::uint32_t>(cfg.feature_sets.size()); s < next.feature_sets.size(); ++s) {
+        config only = next;
+        only.feature_sets = {next.feature_sets[s]};
+        if (auto st = make_postgres_store(only)->prepare(); !st) return st;
+    }
+    if (auto st = r.record(plan.value()); !st) return st;
+    refresh_definitions();
+    record_definitions(plan.value());
+    return status::success();
+}
+
+// The pipeline of one set added live (see added_set), started and consuming.
+result<std::unique_ptr<added_set>> daemon::impl::start_added_set(const config& next, std::uint32_t index) {
+    using R = result<std::unique_ptr<added_set>>;
+    auto a = std::make_unique<added_set>();
+    a->index = index;
+    a->cfg = own_pipeline::narrowed(next);
+    config& c = *a->cfg;
+    const feature_set_config set = next.feature_sets[index];
+    c.feature_sets = {set};
+    c.kafka.membership_group = next.kafka.group_id + "." + set.storage_name();
+    if (c.postgres) {
+        a->durable = make_postgres_store(c);
+        if (auto st = a->durable->prepare(); !st) return R::failure(st.message());
+    }
+    std::vector<aggregator*> own_aggregator{nullptr};
+    if (!set.aggregations.empty()) {
+        a->aggregation = std::make_unique<aggregator>(c.feature_sets[0]);
+        own_aggregator[0] = a->aggregation.get();
+        if (a->durable) {
+            auto rows = rebuild_from_history(*a->aggregation, *a->durable, 0, c.feature_sets[0]);
+            if (!rows) return R::failure(rows.message());
+        }
+    }
+    if (auto st = a->start(bootstrap, a->memory, a->aggregation.get(), a->stats, dead_letter_topic.get()); !st) {
+        stop_added(*a, std::chrono::seconds(5));
+        return R::failure(st.message());
+    }
+    added_set& p = *a;
+    a->reader = std::make_unique<tiered_reader>(c, a->memory, a->cache.get(), a->durable.get(), *lookups, lookup_backlog,
+                                                own_aggregator, nullptr);
+    a->reader->set_owner([&p](const std::string& topic, std::int32_t partition) {
+        return p.ingest->owns(topic, partition) && !p.writer->catching_up(topic, partition);
+    });
+    a->validation = std::make_unique<record_push_validator>(c);
+    a->pushes = std::make_unique<push_source>(c, *a->validation, *a->writer, *lookups);
+    log->info("{}: added by a live reload; consumer group {} (offsets kept under {})", set.name, c.kafka.membership_group,
+              c.kafka.group_id);
+    return a;
 }
 
 // Puts a reload's config in place: every part that reads it takes the new one from its next
@@ -435,6 +661,18 @@ void daemon::impl::apply(const std::shared_ptr<const config>& next, const reload
         if (cache) cache->set_ttl(s, next->feature_sets[s].ttl_ms);
         for (const auto& v : versions)
             if (v->cache) v->cache->set_ttl(s, next->feature_sets[s].ttl_ms);
+    }
+    {
+        std::lock_guard lock(added_mutex);
+        for (const auto& a : added) {
+            // Its own config holds only it: the reload's version of the set, as set 0.
+            auto own = std::make_shared<config>(*a->cfg);
+            own->feature_sets = {next->feature_sets[a->index]};
+            own->log = next->log;
+            a->preprocess->reconfigure(own);
+            a->validation->reconfigure(own);
+            if (a->cache) a->cache->set_ttl(0, next->feature_sets[a->index].ttl_ms);
+        }
     }
     if (http) http->reconfigure(next);
     std::lock_guard lock(running_mutex);
@@ -544,6 +782,7 @@ status daemon::start() {
         if (auto s = d.broker->start(cfg); !s) return s;
         bootstrap = d.broker->bootstrap_servers();
     }
+    d.bootstrap = bootstrap;
     d.ingest = std::make_unique<kafka_ingest>(cfg, bootstrap, raw, d.durable.get());
     std::vector<std::uint32_t> main_sets;
     for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s)
@@ -648,21 +887,32 @@ status daemon::start() {
     d.metrics = std::make_unique<prometheus_telemetry>(cfg, d.stats, std::move(sources));
     d.push_validation = std::make_unique<record_push_validator>(cfg);
     d.pushes = std::make_unique<push_source>(cfg, *d.push_validation, *d.writer, *d.lookups);
-    d.pushes_by_set.by_set.assign(cfg.feature_sets.size(), d.pushes.get());
+    std::vector<index_table<ingest_sink>::entry> push_targets;
+    std::vector<index_table<tiered_reader>::entry> read_targets;
+    for (std::uint32_t s = 0; s < cfg.feature_sets.size(); ++s) {
+        push_targets.push_back({d.pushes.get(), s});
+        read_targets.push_back({d.reader.get(), s});
+    }
     for (const auto& v : d.versions) {
         v->pushes = std::make_unique<push_source>(*v->cfg, *d.push_validation, *v->writer, *d.lookups);
-        d.pushes_by_set.by_set[v->set] = v->pushes.get();
+        push_targets[v->set] = {v->pushes.get(), v->set};
     }
+    d.pushes_by_set.by_set.assign(std::move(push_targets));
+    d.reads_by_set.by_set.assign(std::move(read_targets));
+    d.figures_by_set.main = d.metrics.get();
+    d.figures_by_set.main_sets = static_cast<std::uint32_t>(cfg.feature_sets.size());
+    d.figures_by_set.added = &d.added;
+    d.figures_by_set.added_mutex = &d.added_mutex;
     d.serving = std::make_unique<version_switch>(cfg);
     for (const auto& v : d.versions) d.serving->set_live(v->set, d.version_live_in_registry(v->set));
     for (const auto& v : d.versions) v->live = d.serving->live(v->set);
     d.serve_ctx.versions = d.serving.get();
     d.serve_ctx.cfg = &cfg;
-    d.serve_ctx.reader = d.reader.get();
+    d.serve_ctx.reader = &d.reads_by_set;
     d.serve_ctx.health = &d;
-    d.serve_ctx.history = d.reader.get();
+    d.serve_ctx.history = &d.reads_by_set;
     d.serve_ctx.ingest = &d.pushes_by_set;
-    d.serve_ctx.metrics = d.metrics.get();
+    d.serve_ctx.metrics = &d.figures_by_set;
     if (d.registry) d.serve_ctx.definitions = &d;
     if (d.activity) d.serve_ctx.activity = &d;
     d.serve_ctx.admin = &d;
@@ -686,6 +936,7 @@ status daemon::start() {
 bool daemon::stop() {
     auto& d = *impl_;
     d.stopping.store(true);
+    { std::lock_guard wait_for_reload(d.reload_mutex); }  // a reload under way finishes first
     const auto started = std::chrono::steady_clock::now();
     const auto deadline = started + std::chrono::milliseconds(d.cfg.pipeline.shutdown_timeout_ms);
     std::atomic<bool> abort{false};
@@ -710,10 +961,15 @@ bool daemon::stop() {
     };
     if (d.ingest) d.ingest->stop_fetching(left());
     for (const auto& v : d.versions) v->ingest->stop_fetching(left());
+    for (const auto& a : d.added) a->ingest->stop_fetching(left());
     if (d.preprocess) d.preprocess->drain_and_join(abort);
     for (const auto& v : d.versions) v->preprocess->drain_and_join(abort);
     if (d.writer) d.writer->drain_and_join(abort);
     for (const auto& v : d.versions) v->writer->drain_and_join(abort);
+    for (const auto& a : d.added) {
+        a->preprocess->drain_and_join(abort);
+        a->writer->drain_and_join(abort);
+    }
     bool complete = !abort.load();
     finished.store(true);
     watchdog.join();
@@ -722,6 +978,7 @@ bool daemon::stop() {
     if (d.lookups) d.lookups->stop();
     d.pushes.reset();
     for (const auto& v : d.versions) v->pushes.reset();
+    for (const auto& a : d.added) a->pushes.reset();
     // Commits the stored offsets to Kafka and leaves the group, within what is left of the
     // deadline but at least close_grace: a broker that is up answers in milliseconds.
     constexpr auto close_grace = std::chrono::seconds(2);
@@ -729,6 +986,8 @@ bool daemon::stop() {
     if (d.ingest) left_group = d.ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace));
     for (const auto& v : d.versions)
         left_group = v->ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace)) && left_group;
+    for (const auto& a : d.added)
+        left_group = a->ingest->close(std::max(deadline, std::chrono::steady_clock::now() + close_grace)) && left_group;
     d.left_threads = !left_group;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (d.writer)
@@ -748,6 +1007,11 @@ bool daemon::stop() {
         // What PostgreSQL has not taken yet waits at most a few seconds more.
         if (!d.activity->stop(std::chrono::seconds(5)))
             d.log->warn("stopped with {} activity rows unwritten (PostgreSQL did not take them)", d.activity->figures().buffered);
+    }
+    for (auto& a : d.added) {
+        a->ingest.reset();
+        a->writer.reset();
+        a->preprocess.reset();
     }
     for (auto& v : d.versions) {
         v->ingest.reset();

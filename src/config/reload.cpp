@@ -129,6 +129,31 @@ void apply_live_sections(config& into, const config& from) {
     h.ingest_timeout_ms = n.ingest_timeout_ms;
 }
 
+// "added ops; removed ci; scopes or digest of reader changed": names only, never digests.
+std::string key_changes(const std::vector<api_key_config>& was, const std::vector<api_key_config>& now) {
+    const auto named = [](const std::vector<api_key_config>& keys, const std::string& name) -> const api_key_config* {
+        for (const auto& k : keys)
+            if (k.name == name) return &k;
+        return nullptr;
+    };
+    std::string added, removed, changed;
+    const auto add = [](std::string& list, const std::string& name) { list += (list.empty() ? "" : ", ") + name; };
+    for (const auto& k : now) {
+        const api_key_config* old = named(was, k.name);
+        if (old == nullptr)
+            add(added, k.name);
+        else if (!(*old == k))
+            add(changed, k.name);
+    }
+    for (const auto& k : was)
+        if (named(now, k.name) == nullptr) add(removed, k.name);
+    std::string out;
+    if (!added.empty()) out += "added " + added;
+    if (!removed.empty()) out += std::string(out.empty() ? "" : "; ") + "removed " + removed;
+    if (!changed.empty()) out += std::string(out.empty() ? "" : "; ") + "scopes or digest of " + changed + " changed";
+    return out.empty() ? "reordered" : out;
+}
+
 std::string set_path(const feature_set_config& s) { return "feature_sets[" + s.display_name() + "]"; }
 
 int find_version(const config& cfg, const feature_set_config& s) {
@@ -220,6 +245,7 @@ reload_plan plan_reload(const config& running, const config& next) {
             c.applied = change_class::live;
             c.note = std::string(r->how);
         }
+        if (path == "http.auth.api_keys") c.change = key_changes(running.http.api_keys, next.http.api_keys);
         plan.changes.push_back(std::move(c));
     }
     apply_live_sections(plan.effective, next);
@@ -228,8 +254,18 @@ reload_plan plan_reload(const config& running, const config& next) {
     for (const auto& now : next.feature_sets) {
         const int i = find_version(running, now);
         if (i < 0) {
-            plan.changes.push_back({set_path(now), "added", change_class::restart,
-                                    "needs a restart: a new feature set's tables, consumer and index are made at start"});
+            const bool new_name = std::none_of(running.feature_sets.begin(), running.feature_sets.end(),
+                                               [&](const feature_set_config& s) { return s.name == now.name; });
+            if (new_name && now.version == 1) {
+                plan.changes.push_back({set_path(now), "added", change_class::live,
+                                        "its tables are made now and its topic consumed in a consumer group of its own "
+                                        "(" + next.kafka.group_id + "." + now.storage_name() +
+                                            "), so no other set's consumer is rebalanced"});
+                plan.effective.feature_sets.push_back(now);
+            } else {
+                plan.changes.push_back({set_path(now), "added", change_class::restart,
+                                        "needs a restart: a new version of a set is built by a backfill started at start"});
+            }
             continue;
         }
         plan_set(running.feature_sets[static_cast<std::size_t>(i)], now,

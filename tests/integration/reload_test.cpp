@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -231,14 +233,46 @@ TEST_F(Reload, ATypoOrABreakingChangeChangesNothingAndSaysWhy) {
     it::finish_test(*daemon, "refused", std::chrono::steady_clock::now());
 }
 
-// 20,000 messages with five reloads in the middle (TTL, a transform, the log level, a key): no
-// rebalance, every message stored exactly once, the transform applied to what came after it.
+// A set of the test's own besides user_activity: added by a reload, on a topic of its own.
+json page_set(const std::string& topic) {
+    return {{"name", "page_views"}, {"topic", topic}, {"key", "page"}, {"event_time", "ts"},
+            {"fields", {{"n", {{"type", "int"}, {"required", true}}}}}};
+}
+
+void produce_pages(it::test_stack& s, const std::string& topic, int from, int to) {
+    const std::int64_t t = it::now_ms() - 60'000;
+    for (int i = from; i < to; ++i)
+        s.kafka.produce(topic, "p" + std::to_string(i % 50), json{{"page", "p" + std::to_string(i % 50)}, {"ts", t + i}, {"n", i}}.dump());
+    s.kafka.flush();
+}
+
+// Rows of page_views and how many distinct Kafka sources they come from.
+std::pair<long long, long long> page_rows(it::test_stack& s, const std::string& schema) {
+    const auto r = it::pg_query(s.postgres.dsn(), "SELECT count(*), count(DISTINCT (src_partition, src_offset)) FROM " + schema +
+                                                      ".page_views_history");
+    return {std::stoll(r[0][0]), std::stoll(r[0][1])};
+}
+
+// The main consumer group's assignment lines (a set added live logs its own "in group ...").
+std::size_t main_rebalances(const std::filesystem::path& log) {
+    std::size_t n = 0;
+    for (const auto& line : it::rebalance_lines(log)) n += line.find(" in group ") == std::string::npos;
+    return n;
+}
+
+// 20,000 messages with five reloads in the middle (TTL, a transform, a feature set added, the log
+// level, a key): no rebalance of the running consumers, every message stored exactly once, the
+// transform applied to what came after it, the added set consumed and served at once; after a
+// restart the main consumer takes the added set over where its own group left it.
 TEST_F(Reload, FiveReloadsDuringAStreamLoseAndDoubleNothing) {
     auto& s = *stack_;
     prepare("reload_stream");
     ASSERT_NO_FATAL_FAILURE(start());
     ASSERT_TRUE(it::wait_assignment_settled(daemon->log_path(), 0, 2, 1s, 30s));
-    const auto rebalances = it::rebalance_lines(daemon->log_path()).size();
+    const auto rebalances = main_rebalances(daemon->log_path());
+    const std::string pages = "reload-pages-" + it::random_suffix();
+    s.kafka.create_topic(pages, 2);
+    produce_pages(s, pages, 0, 1000);  // before the set exists: read from the topic's start
 
     const auto t0 = std::chrono::steady_clock::now();
     it::paced_producer producer(s.kafka, topic, "user-", 500, 2000.0, it::now_ms() - 3'600'000);
@@ -246,8 +280,8 @@ TEST_F(Reload, FiveReloadsDuringAStreamLoseAndDoubleNothing) {
     const std::vector<std::function<void(json&)>> edits = {
         [](json& c) { c["feature_sets"][0]["ttl"] = "2h"; },
         [](json& c) { c["feature_sets"][0]["transforms"] = json::array({{{"op", "clamp"}, {"field", "spend"}, {"max", 100}}}); },
+        [&](json& c) { c["feature_sets"].push_back(page_set(pages)); },
         [](json& c) { c["log"]["level"] = "debug"; },
-        [](json& c) { c["log"]["level"] = "info"; },
         [](json& c) { c["http"]["auth"]["api_keys"].push_back({{"name", "other"}, {"sha256", other_key_sha256}, {"scopes", {"read"}}}); },
     };
     for (const auto& edit : edits) {
@@ -258,6 +292,7 @@ TEST_F(Reload, FiveReloadsDuringAStreamLoseAndDoubleNothing) {
         EXPECT_EQ(r.status, 200) << r.body;
         EXPECT_EQ(body_of(r).value("outcome", ""), "applied") << r.body;
     }
+    produce_pages(s, pages, 1000, 2000);
     while (producer.sent() < 20000 && std::chrono::steady_clock::now() - t0 < 60s) std::this_thread::sleep_for(100ms);
     producer.stop();
     producer.flush();
@@ -266,7 +301,9 @@ TEST_F(Reload, FiveReloadsDuringAStreamLoseAndDoubleNothing) {
     const auto h = it::check_history(s.postgres.dsn(), schema, topic, producer.events());
     it::print_history_check("reloads", h);
     it::expect_each_event_once(h);
-    EXPECT_EQ(it::rebalance_lines(daemon->log_path()).size(), rebalances) << "a reload rebalanced the consumers";
+    EXPECT_EQ(main_rebalances(daemon->log_path()), rebalances) << "a reload rebalanced the running consumers";
+    EXPECT_GT(it::rebalance_lines(daemon->log_path()).size(), main_rebalances(daemon->log_path()))
+        << "the added set's consumer was assigned its partitions in a group of its own";
 
     // What the reloads changed is what runs: the catalog's TTL, the transform on new events.
     const auto cat = it::http_request(port, "GET", "/v1/feature-sets/user_activity", {}, admin);
@@ -279,6 +316,24 @@ TEST_F(Reload, FiveReloadsDuringAStreamLoseAndDoubleNothing) {
                               ".activity WHERE action = 'reload' AND detail::text LIKE '%transforms%') + interval '2 seconds'");
     EXPECT_GT(above, 0) << "events before the clamp kept their spend";
     EXPECT_EQ(late_above, 0) << "events well after the clamp's reload are clamped";
+
+    // The added set: every message once, served, in the catalog with its figures.
+    ASSERT_TRUE(it::wait_until(30s, [&] { return page_rows(s, schema).first >= 2000; })) << page_rows(s, schema).first;
+    EXPECT_EQ(page_rows(s, schema), std::make_pair(2000LL, 2000LL));
+    const auto read = it::http_request(port, "GET", "/v1/features/page_views/p7", {}, admin);
+    EXPECT_EQ(read.status, 200) << read.body;
+    EXPECT_EQ(body_of(read)["values"]["n"], 1957) << read.body;
+    const auto added = body_of(it::http_request(port, "GET", "/v1/feature-sets/page_views", {}, admin));
+    EXPECT_EQ(added["figures"]["records_in"], 2000) << added.dump();
+    const auto stopped = daemon->terminate();
+    ASSERT_TRUE(stopped && stopped->ok()) << (stopped ? stopped->describe() : "did not stop");
+
+    // The next start: page_views is one of the daemon's sets, read on from where its group stopped.
+    ASSERT_NO_FATAL_FAILURE(start());
+    produce_pages(s, pages, 2000, 3000);
+    ASSERT_TRUE(it::wait_until(30s, [&] { return page_rows(s, schema).first >= 3000; })) << page_rows(s, schema).first;
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(page_rows(s, schema), std::make_pair(3000LL, 3000LL)) << "nothing read twice across the restart";
     it::finish_test(*daemon, "stream", t0);
 }
 

@@ -151,8 +151,14 @@ struct kafka_config {
     std::string dead_letter_topic;
     int poll_timeout_ms = 100;
     embedded_kafka_config embedded;
+    /// Not a key of the file: the consumer group joined on the broker when it is not group_id (a
+    /// feature set added by a live reload joins a group of its own, so the others keep their
+    /// assignment, while its offsets are kept in PostgreSQL under group_id, where the next run's
+    /// main consumer finds them). "" = group_id.
+    std::string membership_group;
 
     bool is_embedded() const { return brokers == "embedded"; }
+    const std::string& broker_group() const { return membership_group.empty() ? group_id : membership_group; }
 
     bool operator==(const kafka_config&) const = default;
 };

@@ -8,6 +8,8 @@
 //   http.header_limit_bytes, http.read_timeout_ms, http.idle_timeout_ms, http.write_timeout_ms,
 //   http.max_connections, http.max_lookup_keys, http.ingest_timeout_ms
 //   a feature set's ttl, transforms and dedup (when its fields are unchanged)
+//   a feature set added (a new name): its tables made and its topic consumed at once, in a
+//   consumer group of its own so that no other set is rebalanced (the daemon's added_set)
 // Breaking (the whole reload is refused): the environment, and every change the registry's rules
 // call breaking (sluice/config/definition.hpp: a key, an event time, a field's type ...).
 // A reload that adds nothing live and needs nothing is "unchanged"; one whose file does not load

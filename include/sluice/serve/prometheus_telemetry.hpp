@@ -27,6 +27,9 @@ struct telemetry_sources {
     std::function<void(std::string& out)> more_metrics;
 };
 
+/// The catalog's figures of one set from the pipeline's counters (consumer_lag left unknown).
+feature_set_figures figures_of(const pipeline_stats& stats, std::uint32_t set_index);
+
 class prometheus_telemetry final : public telemetry {
 public:
     prometheus_telemetry(const config& cfg, const pipeline_stats& stats, telemetry_sources sources);

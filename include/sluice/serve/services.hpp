@@ -83,7 +83,9 @@ public:
         for (auto& l : live_) l.store(true);
     }
     void set_live(std::uint32_t set_index, bool live) { live_[set_index].store(live); }
-    bool live(std::uint32_t set_index) const { return live_[set_index].load(); }
+    bool live(std::uint32_t set_index) const { return set_index < live_.size() && live_[set_index].load(); }
+    /// The sets it switches between: the start's (sets added by a live reload come after them).
+    std::size_t size() const { return live_.size(); }
     /// The set index a name addresses ("user_activity" or "user_activity@2"), or -1.
     int resolve(std::string_view name) const;
 

@@ -191,7 +191,8 @@ struct kafka_ingest::consumer {
                 for (int i = 0; i < parts->cnt; ++i) assigned.emplace_back(parts->elems[i].topic, parts->elems[i].partition);
                 flow.assign(assigned, cooperative);
             }
-            log->info("assigned {} partitions ({})", parts->cnt, cooperative ? "cooperative" : "eager");
+            log->info("assigned {} partitions ({}){}", parts->cnt, cooperative ? "cooperative" : "eager",
+                      owner.cfg_.kafka.membership_group.empty() ? "" : " in group " + owner.cfg_.kafka.membership_group);
             // Store the seeded positions too: Kafka's committed offsets then catch up with
             // PostgreSQL even when no new message arrives (a commit lost in a rebalance, say).
             auto* seeded = rd_kafka_topic_partition_list_new(parts->cnt);
@@ -220,7 +221,8 @@ struct kafka_ingest::consumer {
                 }
                 flow.revoke(gone, cooperative);
             }
-            log->info("revoked {} partitions{}", parts->cnt, lost ? " (assignment lost)" : "");
+            log->info("revoked {} partitions{}{}", parts->cnt, lost ? " (assignment lost)" : "",
+                      owner.cfg_.kafka.membership_group.empty() ? "" : " in group " + owner.cfg_.kafka.membership_group);
             if (owner.on_revoke_) owner.on_revoke_(revoked);
         }
     }
@@ -376,7 +378,7 @@ status kafka_ingest::start() {
         // delivery guarantee rests on.
         std::map<std::string, std::string> props = {
             {"bootstrap.servers", bootstrap_},
-            {"group.id", cfg_.kafka.group_id},
+            {"group.id", cfg_.kafka.broker_group()},
             {"client.id", "sluice-" + std::to_string(i)},
             {"auto.offset.reset", "earliest"},
             {"enable.auto.commit", "true"},
@@ -449,7 +451,7 @@ bool kafka_ingest::close(std::chrono::steady_clock::time_point deadline) {
         // session.timeout.ms, and the next run resumes from PostgreSQL's offsets.
         c->log->warn("consumer {} had not left group {} by the shutdown deadline; leaving it to the "
                      "coordinator's session timeout",
-                     c->index, cfg_.kafka.group_id);
+                     c->index, cfg_.kafka.broker_group());
         all_closed = false;
         (void)c.release();
     }

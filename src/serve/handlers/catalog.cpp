@@ -29,7 +29,8 @@ void describe_definition(const serve_context& ctx, const set_view& v, ordered_js
     out["version"] = s.version;
     out["address"] = s.versioned_name();
     // Whether the bare name reads this version now.
-    out["serving"] = !ctx.versions || ctx.versions->resolve(s.name) == static_cast<int>(v.index);
+    out["serving"] = !ctx.versions || v.index >= ctx.versions->size() ||
+                     ctx.versions->resolve(s.name) == static_cast<int>(v.index);
     if (!ctx.definitions) return;
     if (const auto b = ctx.definitions->backfill(v.index)) {
         ordered_json bj;

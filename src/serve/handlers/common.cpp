@@ -54,7 +54,11 @@ set_catalog::set_catalog(const config& cfg, const version_switch* versions) : ve
 const set_view* set_catalog::find(std::string_view name) const {
     if (versions_) {
         const int index = versions_->resolve(name);
-        return index < 0 ? nullptr : &sets_[static_cast<std::size_t>(index)];
+        if (index >= 0) return &sets_[static_cast<std::size_t>(index)];
+        // Sets added by a live reload (each the only version of its name) come after the switch's.
+        for (std::size_t i = versions_->size(); i < sets_.size(); ++i)
+            if (sets_[i].set->name == name || sets_[i].set->versioned_name() == name) return &sets_[i];
+        return nullptr;
     }
     for (const auto& v : sets_)
         if (v.set->name == name) return &v;

@@ -242,14 +242,19 @@ prometheus_telemetry::prometheus_telemetry(const config& cfg, const pipeline_sta
 
 prometheus_telemetry::~prometheus_telemetry() = default;
 
-feature_set_figures prometheus_telemetry::figures(std::uint32_t set_index) const {
-    const auto& c = impl_->stats.set(set_index);
+feature_set_figures figures_of(const pipeline_stats& stats, std::uint32_t set_index) {
+    const auto& c = stats.set(set_index);
     feature_set_figures f;
     f.records_in = c.written.load(std::memory_order_relaxed);
     f.rejected = c.dead_letters.load(std::memory_order_relaxed);
     f.skipped = c.skipped.load(std::memory_order_relaxed);
     f.last_event_time_ms = c.last_event_time_ms.load(std::memory_order_relaxed);
     f.last_write_ms = c.last_write_ms.load(std::memory_order_relaxed);
+    return f;
+}
+
+feature_set_figures prometheus_telemetry::figures(std::uint32_t set_index) const {
+    feature_set_figures f = figures_of(impl_->stats, set_index);
     if (impl_->sources.consumer_lag) f.consumer_lag = impl_->sources.consumer_lag(set_index);
     return f;
 }
