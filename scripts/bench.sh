@@ -10,7 +10,8 @@
 #              fails only when a row printed no figure (ctest test bench_smoke, label bench)
 #   --build-dir DIR  use (and build, unless --smoke) the binaries of DIR (default build-bench, Release)
 #   --no-build use the binaries of the build directory as they are
-#   --only LIST  run only these groups of rows: serve (GET, lookup, Feast, Redis path), memory, ingest
+#   --only LIST  run only these groups of rows: serve (GET, lookup, Feast, Redis path), memory,
+#              reload (GET under a config reload every 2 s against the same GET without), ingest
 #              (ingest, COPY, freshness), freshness (freshness alone, at BENCH_FRESHNESS_RATE),
 #              underload (GET and lookup at fixed rates with no ingest and with ingest at 80 % of the
 #              maximum the ingest rows measured, or at BENCH_UNDERLOAD_RATE); comma-separated
@@ -35,7 +36,7 @@ mode=full
 build=$ROOT/build-bench
 keep=0
 no_build=0
-only=",serve,memory,ingest,underload,"
+only=",serve,memory,reload,ingest,underload,"
 profile_dir=""
 while (($#)); do
   case $1 in
@@ -46,7 +47,7 @@ while (($#)); do
     --no-build) no_build=1 ;;
     --only) only=",$2,"; shift ;;
     --profile) profile_dir=$(mkdir -p "$2" && realpath "$2"); shift ;;
-    *) echo "usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only serve,memory,ingest,freshness,underload] [--keep] [--profile DIR]" >&2
+    *) echo "usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only serve,memory,reload,ingest,freshness,underload] [--keep] [--profile DIR]" >&2
        exit 2 ;;
   esac
   shift
@@ -418,6 +419,50 @@ if [[ $mode != smoke ]] && want memory; then
   mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
   add_row "RSS with $(fmt "$MEM_KEYS") keys in the memory index (at start $(mib "$rss0"))" "$(mib "$rss")" \
     "raw values $(mib "$raw"); goal $(mib "$limit")" "$(ratio "$rss" "$raw")" "≤ 2× raw + 100 MB" "$(met le "$rss" "$limit")"
+  stop_sluice
+fi
+
+# === reload: GET from memory while the config is reloaded every 2 s ============================
+# The same daemon and load twice: wrk alone, then wrk with POST /v1/admin/reload every 2 s, each
+# reload applying a changed TTL (a new HTTP generation: routes, keys and limits rebuilt and swapped
+# while requests run). Every answer must be 2xx and no connection may fail.
+if [[ $mode != smoke ]] && want reload; then
+  reload_port=$(free_port)
+  write_config "$WORK/reload.json" "$reload_port" embedded nopg noredis kv
+  start_sluice "$WORK/reload.json" reload
+  "$LOAD" --url "http://127.0.0.1:$reload_port" --set kv --keys "$SERVE_KEYS" --timeout 300 >"$WORK/load-reload.out"
+  reload_secs=20
+  [[ $mode == quick ]] && reload_secs=6
+  reload_wrk() { # reload_wrk NAME: one wrk run of reload_secs
+    timeout $((reload_secs + 30)) env BENCH_PREFIX=/v1/features/kv/ BENCH_KEYS="$SERVE_KEYS" wrk -t2 -c64 -d"${reload_secs}s" \
+      --timeout 5s -s "$ROOT/bench/wrk/random_get.lua" "http://127.0.0.1:$reload_port" >"$WORK/$1.out" 2>&1 || true
+    result_of "$WORK/$1.out"
+  }
+  base=$(reload_wrk reload-none)
+  log "reload-none: $base"
+  (
+    ttl=24h
+    for ((i = 0; i < reload_secs / 2; i++)); do
+      sleep 2
+      next=$([[ $ttl == 24h ]] && echo 23h || echo 24h)
+      sed -i "s/\"ttl\":\"$ttl\"/\"ttl\":\"$next\"/" "$WORK/reload.json"
+      ttl=$next
+      curl -s -o "$WORK/reload-$i.json" -w '%{http_code}\n' -X POST "http://127.0.0.1:$reload_port/v1/admin/reload" >>"$WORK/reloads.txt"
+    done
+  ) &
+  reloader=$!
+  under=$(reload_wrk reload-every-2s)
+  wait "$reloader" || true
+  log "reload-every-2s: $under"
+  applied=$(grep -c '^200$' "$WORK/reloads.txt" || true)
+  reloads=$(wc -l <"$WORK/reloads.txt")
+  failed=$(( $(field non2xx "$under") + $(field errors "$under") ))
+  add_row "GET from memory, wrk -t2 -c64 ${reload_secs} s, a reload every 2 s ($applied of $reloads applied): p99 µs" \
+    "$(fmt "$(field p99_us "$under")") ($(field non2xx "$under") non-2xx, $(field errors "$under") errors)" \
+    "no reload $(fmt "$(field p99_us "$base")")" "$(ratio "$(field p99_us "$under")" "$(field p99_us "$base")")" \
+    "0 non-2xx or errors" "$(met test "$failed" -eq 0 -a "$applied" -eq "$reloads" -a "$reloads" -gt 0)"
+  add_row "… req/s" "$(fmt "$(field rps "$under")")" "no reload $(fmt "$(field rps "$base")")" \
+    "$(ratio "$(field rps "$under")" "$(field rps "$base")")" "-" "-"
   stop_sluice
 fi
 

@@ -49,6 +49,9 @@ const std::vector<route_case>& served_routes() {
         {"GET", "/metrics", "/metrics", "admin"},
         {"GET", "/openapi.json", "/openapi.json", ""},
         {"GET", "/", "/", ""},
+        {"POST", "/v1/admin/reload", "/v1/admin/reload", "admin"},
+        {"GET", "/v1/admin/config", "/v1/admin/config", "admin"},
+        {"GET", "/v1/admin/activity", "/v1/admin/activity", "admin"},
     };
     return routes;
 }
@@ -207,6 +210,10 @@ TEST_F(StatusPage, charts_draw_live_figures_in_chromium) {
     EXPECT_NE(dom.find("class=\"badge ready\""), std::string::npos) << "readiness badge not 'ready'";
     EXPECT_TRUE(std::regex_search(dom, std::regex(R"re(id="server-time">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)re")))
         << "server time not shown";
+    EXPECT_TRUE(std::regex_search(dom, std::regex(R"re(id="config-sha"[^>]*>[0-9a-f]{12}<)re")))
+        << "the running config's hash not shown";
+    EXPECT_NE(dom.find("activity log unavailable: the activity log needs PostgreSQL"), std::string::npos)
+        << "the activity panel says why it is empty without PostgreSQL";
     EXPECT_NE(dom.find("<form id=\"auth\" class=\"auth\" hidden"), std::string::npos)
         << "the API key form shows although auth is off";
 

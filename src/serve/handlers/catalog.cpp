@@ -102,6 +102,16 @@ void add_catalog_routes(router& routes, const serve_context& ctx, const std::sha
                    ordered_json body;
                    body["server_time"] = format_rfc3339_ms(now_ms());
                    body["environment"] = ctx.cfg->environment;
+                   if (ctx.admin != nullptr) {
+                       // The config running now: what the status page shows beside the environment.
+                       const auto running = ctx.admin->running();
+                       body["config"] = {{"path", running->origin.path},
+                                         {"sha256", running->origin.sha256},
+                                         {"loaded_at", running->origin.loaded_at_ms > 0
+                                                           ? ordered_json(format_rfc3339_ms(running->origin.loaded_at_ms))
+                                                           : ordered_json(nullptr)},
+                                         {"pending_restart", ctx.admin->pending_restart().size()}};
+                   }
                    ordered_json sets = ordered_json::array();
                    for (const auto& v : catalog->sets()) sets.push_back(describe(ctx, v));
                    body["feature_sets"] = std::move(sets);

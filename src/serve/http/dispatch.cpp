@@ -145,9 +145,10 @@ std::string_view dispatcher::dispatch(const request& req, std::string_view peer,
 
         request_context ctx{req, std::move(m.params), std::move(*query), std::move(key_name), std::string(request_id),
                             activity_ ? address_text(peer) : std::string()};
-        if (activity_ != nullptr && route.rfind("/v1/admin/", 0) == 0) {
-            // Every request to the admin routes is a row: who, which route, and how it ended. (Reads
-            // of the catalog and /metrics, polled every few seconds by pages and scrapers, are not.)
+        if (activity_ != nullptr && route.rfind("/v1/admin/", 0) == 0 && route != "/v1/admin/activity") {
+            // Every request to the admin routes is a row: who, which route, and how it ended. Reads
+            // of the log itself, of the catalog and of /metrics, polled every few seconds by the
+            // status page and scrapers, are not (the log would grow by being watched).
             activity_event e;
             e.actor = ctx.api_key_name.empty() ? "anonymous" : ctx.api_key_name;
             e.action = "admin_request";
