@@ -75,6 +75,11 @@ Change the definition (README, "Changing a feature set"), with these variables s
   $ROOT/build-release/sluice try --config $ROOT/config/demo.json --set user_activity --brokers $broker --records 2000
   $ROOT/build-release/sluice plan --config $ROOT/config/demo.json      # exit 0: nothing to change; 3: breaking
 
+Change it live: edit config/demo.json (a TTL, a transform, a new feature set), then
+  kill -HUP $sluice_pid        # or: curl -s -X POST http://127.0.0.1:$http_port/v1/admin/reload
+  curl -s http://127.0.0.1:$http_port/v1/admin/config | head -c 400; echo    # the running config, its hash
+  curl -s 'http://127.0.0.1:$http_port/v1/admin/activity?limit=5'           # who did what (start, reloads, ...)
+
 MSG
 curl -s "http://127.0.0.1:$http_port/v1/features/user_activity/$key"
 echo
