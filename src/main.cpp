@@ -13,6 +13,7 @@
 #include "sluice/config/loader.hpp"
 #include "sluice/config/schema.hpp"
 #include "sluice/core/log.hpp"
+#include "sluice/core/timestamp.hpp"
 
 namespace {
 
@@ -26,6 +27,8 @@ void usage(std::FILE* out) {
                  "       sluice promote --from STAGING_CONFIG --to PRODUCTION_CONFIG [--window 1h]\n"
                  "                      [--max-dead-letter-rate 0.01] [--json]   exit 0 ready, 3 blocked, 1 error\n"
                  "       sluice drop --config FILE --set S --version N [--yes]   drop a retired version\n"
+                 "       sluice quality --config FILE --set S [--from T] [--to T] [--window 1h] [--json]\n"
+                 "                      the set's data quality gate: exit 0 passed, 3 failed, 1 error\n"
                  "       sluice try --config FILE --set S[@N] [--records N | --seconds T] [--from-start]\n"
                  "                  [--brokers HOST:PORT] [--json]   parse live data, write nothing\n"
                  "       sluice --version\n");
@@ -38,6 +41,7 @@ int run_command(const std::string& command, int argc, char** argv) {
     bool json = false, yes = false;
     sluice::promote_options promote;
     sluice::try_options sandbox;
+    sluice::quality_options quality;
     const auto fail = [&](const std::string& why) {
         std::fprintf(stderr, "sluice %s: %s\n", command.c_str(), why.c_str());
         usage(stderr);
@@ -56,9 +60,14 @@ int run_command(const std::string& command, int argc, char** argv) {
             from = argv[++i];
         } else if (arg == "--to" && has_value && command == "promote") {
             to = argv[++i];
-        } else if (arg == "--window" && has_value && command == "promote") {
-            if (!sluice::parse_duration_ms(argv[++i], promote.window_ms) || promote.window_ms <= 0)
+        } else if (arg == "--window" && has_value && (command == "promote" || command == "quality")) {
+            std::int64_t& window = command == "promote" ? promote.window_ms : quality.window_ms;
+            if (!sluice::parse_duration_ms(argv[++i], window) || window <= 0)
                 return fail(std::string("--window takes a duration such as 1h, got ") + argv[i]);
+        } else if ((arg == "--from" || arg == "--to") && has_value && command == "quality") {
+            const auto t = sluice::parse_timestamp_text(argv[++i]);
+            if (!t) return fail(arg + " takes an RFC 3339 time, got " + argv[i]);
+            (arg == "--from" ? quality.from_ms : quality.to_ms) = *t;
         } else if (arg == "--max-dead-letter-rate" && has_value && command == "promote") {
             char* end = nullptr;
             promote.max_dead_letter_rate = std::strtod(argv[++i], &end);
@@ -74,7 +83,7 @@ int run_command(const std::string& command, int argc, char** argv) {
             if (arg == "--seconds" && sandbox.records == 1000) sandbox.records = 10000000;
         } else if (arg == "--brokers" && has_value && command == "try") {
             sandbox.brokers = argv[++i];
-        } else if (arg == "--set" && has_value && (command == "drop" || command == "try")) {
+        } else if (arg == "--set" && has_value && (command == "drop" || command == "try" || command == "quality")) {
             set = argv[++i];
         } else if (arg == "--version" && has_value && command == "drop") {
             char* end = nullptr;
@@ -97,6 +106,13 @@ int run_command(const std::string& command, int argc, char** argv) {
         promote.json = json;
         return sluice::run_promote(promote);
     }
+    if (command == "quality") {
+        if (config_path.empty() || set.empty()) return fail("--config and --set are required");
+        quality.config_path = config_path;
+        quality.set = set;
+        quality.json = json;
+        return sluice::run_quality(quality);
+    }
     if (command == "try") {
         if (config_path.empty() || set.empty()) return fail("--config and --set are required");
         sandbox.config_path = config_path;
@@ -113,7 +129,8 @@ int run_command(const std::string& command, int argc, char** argv) {
 int main(int argc, char** argv) {
     if (argc > 1) {
         const std::string command = argv[1];
-        if (command == "plan" || command == "promote" || command == "drop" || command == "try") return run_command(command, argc, argv);
+        if (command == "plan" || command == "promote" || command == "drop" || command == "try" || command == "quality")
+            return run_command(command, argc, argv);
     }
     std::string config_path;
     bool check = false;

@@ -29,6 +29,8 @@
 #include "sluice/store/redis_cache.hpp"
 #include "sluice/store/redis_io_reader.hpp"
 #include "sluice/store/activity_log.hpp"
+#include "sluice/store/quality_monitor.hpp"
+#include "sluice/store/quarantine.hpp"
 #include "sluice/store/registry.hpp"
 #include "sluice/store/store_writer.hpp"
 
@@ -72,7 +74,7 @@ struct own_pipeline {
 
     // Builds the stores, queues, consumer, worker and writer over cfg, and starts them.
     status start(const std::string& brokers, memory_index& memory, aggregation_state* aggregation, pipeline_stats& stats,
-                 kafka_dead_letter_publisher* dead_letters) {
+                 kafka_dead_letter_publisher* dead_letters, quality_monitor* quality = nullptr) {
         const config& c = *cfg;
         if (c.postgres && !durable) durable = make_postgres_store(c);
         if (c.redis) cache = make_redis_cache(c);
@@ -101,6 +103,7 @@ struct own_pipeline {
         ports[set] = aggregation;
         writer->set_aggregators(ports);
         writer->set_stats(&stats);
+        writer->set_quality(quality);
         writer->start();
         preprocess->start();
         return ingest->start();
@@ -240,7 +243,7 @@ struct figures_router final : telemetry {
     std::string render_metrics() override { return main->render_metrics(); }
 };
 
-struct daemon::impl final : health_source, definition_source, activity_recorder, admin_source {
+struct daemon::impl final : health_source, definition_source, activity_recorder, admin_source, quarantine_source {
     explicit impl(const config& c)
         : cfg(c), memory(c.feature_sets.size()), running_(std::shared_ptr<const config>(), &c) {}
 
@@ -292,6 +295,18 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
     std::mutex reload_mutex;  // one reload at a time
     std::map<std::string, std::uint64_t> reloads_;  // by outcome, under running_mutex
     std::unique_ptr<activity_log> activity;  // null without PostgreSQL
+    std::unique_ptr<quality_monitor> quality;  // null when quality.enabled is false
+    std::unique_ptr<quarantine_table> quarantine;  // null without PostgreSQL
+    std::atomic<std::uint64_t> releases{0};
+
+    // quarantine_source
+    result<nlohmann::json> held(std::uint32_t set, bool released, std::int64_t limit) override {
+        if (!quarantine || set >= cfg.feature_sets.size())
+            return result<nlohmann::json>::failure("no quarantine for this feature set");
+        return quarantine->list(cfg.feature_sets[set], released, limit);
+    }
+    void release(std::uint32_t set, std::vector<std::int64_t> ids, std::string actor,
+                 std::function<void(result<nlohmann::json>)> done) override;
 
     // activity_recorder
     void record(activity_event e) override {
@@ -369,7 +384,7 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
         v->set = set;
         v->cfg = own_pipeline::narrowed(cfg);
         v->cfg->kafka.group_id = cfg.kafka.group_id + "." + cfg.feature_sets[set].storage_name();
-        if (auto s = v->start(brokers, memory, aggregation, stats, dead_letter_topic.get()); !s) return s;
+        if (auto s = v->start(brokers, memory, aggregation, stats, dead_letter_topic.get(), quality.get()); !s) return s;
         log->info("{}: version {} runs in consumer group {}{}", cfg.feature_sets[set].name, cfg.feature_sets[set].version,
                   v->cfg->kafka.group_id, version_live_in_registry(set) ? "" : ", backfilling from the topic's start");
         versions.push_back(std::move(v));
@@ -650,6 +665,56 @@ result<std::unique_ptr<added_set>> daemon::impl::start_added_set(const config& n
     return a;
 }
 
+// Claims the rows, writes them through the set's push path with the quarantine as their source,
+// then confirms them (or gives them back if the write failed): see sluice/store/quarantine.hpp.
+void daemon::impl::release(std::uint32_t set, std::vector<std::int64_t> ids, std::string actor,
+                           std::function<void(result<nlohmann::json>)> done) {
+    using R = result<nlohmann::json>;
+    auto work = [this, set, ids = std::move(ids), actor = std::move(actor), done = std::move(done)]() mutable {
+        if (!quarantine || set >= cfg.feature_sets.size() || stopping.load())
+            return done(R::failure("the quarantine of this feature set cannot be released now"));
+        const auto& fs = cfg.feature_sets[set];
+        const std::string token = fs.display_name() + "/" + std::to_string(now_ms()) + "/" + std::to_string(++releases);
+        auto rows = quarantine->claim(fs, ids, token, 1000);
+        if (!rows) return done(R::failure("claiming the rows: " + rows.message()));
+        std::vector<std::int64_t> claimed;
+        for (const auto& r : rows.value()) claimed.push_back(r.first);
+        if (claimed.empty()) return done(nlohmann::json{{"released", 0}, {"ids", claimed}, {"errors", nlohmann::json::array()}});
+        push_source* target = pushes.get();
+        for (const auto& v : versions)
+            if (v->set == set) target = v->pushes.get();
+        target->release(set, std::move(rows.value()), [this, token, actor, claimed, done, name = fs.display_name()](
+                                                          result<push_outcome> r) mutable {
+            // Off the writer's thread: the confirmation is a PostgreSQL statement.
+            auto confirm = [this, token, actor, claimed, done, name, r = std::move(r)]() mutable {
+                if (!r) {
+                    (void)quarantine->unclaim(token);
+                    return done(R::failure("the records were not written, and are held again: " + r.message()));
+                }
+                // Durable (or a dead letter now, if they break the schema): out of the quarantine.
+                if (auto st = quarantine->confirm(token, actor); !st)
+                    log->warn("quarantine release {}: written, but not yet marked released ({}); the next release "
+                              "settles it",
+                              token, st.message());
+                nlohmann::json errors = nlohmann::json::array();
+                for (const auto& [index, error] : r.value().errors) errors.push_back({{"id", claimed[index]}, {"error", error}});
+                activity_event e;
+                e.actor = actor;
+                e.action = "quarantine_release";
+                e.target = name;
+                e.detail = {{"released", claimed.size()}, {"accepted", r.value().accepted}, {"rejected", r.value().errors.size()}};
+                record(std::move(e));
+                done(nlohmann::json{{"released", claimed.size()},
+                                    {"accepted", r.value().accepted},
+                                    {"ids", claimed},
+                                    {"errors", std::move(errors)}});
+            };
+            if (!lookups || !lookups->submit(confirm)) confirm();
+        });
+    };
+    if (!lookups || !lookups->submit(work)) work();
+}
+
 // Puts a reload's config in place: every part that reads it takes the new one from its next
 // request, batch or message; what the old one was serving finishes with it.
 void daemon::impl::apply(const std::shared_ptr<const config>& next, const reload_plan& plan) {
@@ -657,6 +722,7 @@ void daemon::impl::apply(const std::shared_ptr<const config>& next, const reload
     if (preprocess) preprocess->reconfigure(next);
     for (const auto& v : versions) v->preprocess->reconfigure(next);
     if (push_validation) push_validation->reconfigure(next);
+    if (quality) quality->reconfigure(next);
     for (std::uint32_t s = 0; s < next->feature_sets.size(); ++s) {
         if (cache) cache->set_ttl(s, next->feature_sets[s].ttl_ms);
         for (const auto& v : versions)
@@ -704,6 +770,7 @@ void daemon::impl::append_metrics(std::string& out) const {
            "# TYPE sluice_config_loaded_timestamp_seconds gauge\n"
            "sluice_config_loaded_timestamp_seconds{" + env + "} " +
            std::to_string(static_cast<double>(now->origin.loaded_at_ms) / 1000.0) + "\n";
+    if (quality) quality->append_metrics(out, env);
     if (!activity) return;
     const auto f = activity->figures();
     out += "# HELP sluice_activity_rows_total Activity log rows: recorded, written to PostgreSQL, dropped (the "
@@ -754,6 +821,7 @@ status daemon::start() {
                           {"feature_sets", cfg.feature_sets.size()}};
         d.record(std::move(started));
         d.record_definitions(plan.value());
+        d.quarantine = std::make_unique<quarantine_table>(*cfg.postgres);
     }
     if (cfg.redis) {
         d.cache = make_redis_cache(cfg);
@@ -839,6 +907,21 @@ status daemon::start() {
         if (!d.ingest->consumes(s)) main_ports[s] = nullptr;
     d.writer->set_aggregators(main_ports);
     d.writer->set_stats(&d.stats);
+    if (cfg.quality.enabled) {
+        d.quality = std::make_unique<quality_monitor>(cfg, &d.stats);
+        if (auto s = d.quality->prepare(); !s) return s;
+        d.quality->on_change([&d](const std::string& set, const expectation_result& r, std::int64_t window_start) {
+            activity_event e;
+            e.action = "expectation";
+            e.target = set + " " + r.id;
+            e.outcome = r.passed ? "passing" : "failing";
+            e.detail = {{"description", r.description}, {"observed", r.observed}, {"note", r.note},
+                        {"window_start", format_rfc3339_ms(window_start)}};
+            d.record(std::move(e));
+        });
+        d.quality->start();
+        d.writer->set_quality(d.quality.get());
+    }
     d.writer->start();
     d.preprocess->start();
     if (auto s = d.ingest->start(); !s) return s;
@@ -916,6 +999,8 @@ status daemon::start() {
     if (d.registry) d.serve_ctx.definitions = &d;
     if (d.activity) d.serve_ctx.activity = &d;
     d.serve_ctx.admin = &d;
+    d.serve_ctx.quality = d.quality.get();
+    if (d.quarantine) d.serve_ctx.quarantine = &d;
     d.serve_ctx.lookups = d.lookups.get();
     d.http = make_http_server(d.serve_ctx);
     if (auto s = d.http->start(); !s) return s;
@@ -997,6 +1082,7 @@ bool daemon::stop() {
                     left_group ? "" : "; the Kafka group was not left (broker unreachable)");
     complete = complete && left_group;
     d.http.reset();
+    if (d.quality) d.quality->stop();  // the open windows, written as partial
     if (d.activity) {
         activity_event e;
         e.action = "stop";

@@ -18,6 +18,7 @@
 #include "sluice/preprocess/aggregator.hpp"
 #include "sluice/preprocess/record_parser.hpp"
 #include "sluice/store/redis_cache.hpp"
+#include "sluice/store/quality_monitor.hpp"
 #include "sluice/store/registry.hpp"
 #include "sluice/store/store_writer.hpp"
 
@@ -119,6 +120,13 @@ int run_promote(const promote_options& o) {
                                        std::to_string(n.records + n.dead_letters) + " (more than " +
                                        std::to_string(o.max_dead_letter_rate * 100).substr(0, 4) + " %)");
             }
+            // Its data quality in staging over the window: no expectation may have failed a window.
+            const std::int64_t now = now_ms();
+            auto g = quality_gate_from_postgres(*staging, staged, now - o.window_ms, now + 1);
+            if (!g)
+                blockers.push_back("its data quality in " + staging->environment + " cannot be read: " + g.message());
+            else
+                for (const auto& f : g.value().failures) blockers.push_back("quality in " + staging->environment + ": " + f);
         }
         blocked += blockers.empty() ? 0 : 1;
         report.push_back({{"set", set.name}, {"version", set.version}, {"spec_sha256", hash},
@@ -142,6 +150,39 @@ int run_promote(const promote_options& o) {
                                  : (std::to_string(blocked) + " feature set(s) blocked").c_str());
     }
     return blocked == 0 ? exit_ok : exit_breaking;
+}
+
+int run_quality(const quality_options& o) {
+    auto cfg = load(o.config_path, "quality");
+    if (!cfg) return exit_error;
+    const int index = cfg->find_set(o.set);
+    if (index < 0) {
+        std::fprintf(stderr, "sluice quality: %s has no feature set %s\n", o.config_path.c_str(), o.set.c_str());
+        return exit_error;
+    }
+    const std::int64_t now = now_ms();
+    const std::int64_t to = o.to_ms > 0 ? o.to_ms : now + 1;
+    const std::int64_t from = o.from_ms > 0 ? o.from_ms : to - o.window_ms;
+    const auto& set = cfg->feature_sets[static_cast<std::size_t>(index)];
+    auto g = quality_gate_from_postgres(*cfg, set, from, to);
+    if (!g) {
+        std::fprintf(stderr, "sluice quality: %s\n", g.message().c_str());
+        return exit_error;
+    }
+    const auto& gate = g.value();
+    if (o.json) {
+        const nlohmann::json out = {{"feature_set", set.display_name()}, {"environment", cfg->environment},
+                                    {"from", format_rfc3339_ms(from)},   {"to", format_rfc3339_ms(to)},
+                                    {"windows", gate.windows},           {"passed", gate.passed},
+                                    {"failures", gate.failures}};
+        std::printf("%s\n", out.dump(2).c_str());
+    } else {
+        std::printf("%s in %s, %s .. %s: %lld windows judged, %s\n", set.display_name().c_str(), cfg->environment.c_str(),
+                    format_rfc3339_ms(from).c_str(), format_rfc3339_ms(to).c_str(), static_cast<long long>(gate.windows),
+                    gate.passed ? "every expectation passed" : "FAILED");
+        for (const auto& f : gate.failures) std::printf("  %s\n", f.c_str());
+    }
+    return gate.passed ? exit_ok : exit_breaking;
 }
 
 int run_drop(const std::string& config_path, const std::string& set, std::int64_t version, bool yes) {

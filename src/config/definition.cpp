@@ -25,15 +25,7 @@ const char* type_name(field_type t) {
     return "string";
 }
 
-// The largest whole unit: "24h", "90s", "1500ms"; "0" for zero.
-std::string duration_text(std::int64_t ms) {
-    if (ms == 0) return "0";
-    static const std::pair<std::int64_t, const char*> units[] = {
-        {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
-    for (const auto& [size, unit] : units)
-        if (ms % size == 0) return std::to_string(ms / size) + unit;
-    return std::to_string(ms) + "ms";
-}
+std::string duration_text(std::int64_t ms) { return format_duration(ms); }
 
 cjson value_json(field_type t, const value& v) {
     if (std::holds_alternative<std::monostate>(v)) return nullptr;
@@ -115,6 +107,30 @@ cjson spec_json(const feature_set_config& set) {
     j["transforms"] = transforms;
     if (set.dedup.enabled())
         j["dedup"] = {{"field", set.dedup.field}, {"window", duration_text(set.dedup.window_ms)}, {"max_ids", set.dedup.max_ids}};
+    // Only when there are some: specs recorded before expectations existed keep their hash.
+    if (!set.expectations.empty()) {
+        cjson expects = cjson::array();
+        for (const auto& e : set.expectations) {
+            cjson x = {{"expect", to_string(e.kind)}, {"window", duration_text(e.window_ms)},
+                       {"severity", e.severity == expectation_severity::quarantine ? "quarantine" : "warn"}};
+            if (!e.field.empty()) x["field"] = e.field;
+            if (e.min) x["min"] = *e.min;
+            if (e.max) {
+                if (e.kind == expectation_kind::freshness)
+                    x["max"] = duration_text(static_cast<std::int64_t>(*e.max));
+                else
+                    x["max"] = *e.max;
+            }
+            if (e.kind == expectation_kind::allowed) {
+                cjson values = cjson::array();
+                for (const auto& v : e.values) values.push_back(value_json(type_of(set, e.field_index), v));
+                x["values"] = values;
+            }
+            if (e.kind == expectation_kind::range || e.kind == expectation_kind::allowed) x["max_outside"] = e.max_outside;
+            expects.push_back(std::move(x));
+        }
+        j["expectations"] = expects;
+    }
     return j;
 }
 
@@ -269,6 +285,7 @@ std::vector<spec_change> classify_objects(const cjson& a, const cjson& b) {
         {"event_time_fallback", "applied in place: events from now on"},
         {"transforms", "applied in place: events from now on"},
         {"dedup", "applied in place: events from now on"},
+        {"expectations", "applied in place: windows closed from now on"},
     };
     for (const auto& [key, why] : in_place) {
         const cjson& was = member(a, key);

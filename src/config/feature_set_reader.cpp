@@ -262,6 +262,15 @@ std::optional<value> typed_bound(field_type t, const json& j, bool integer_only,
     return value{j.get<double>()};
 }
 
+// The index of the declared field `name`, or nothing after reporting at `path` why it is not one.
+std::optional<std::size_t> resolve_field(const feature_set_config& fs, const json& set, const std::string& name,
+                                         const std::string& path, diagnostics& d) {
+    const int index = find_field(fs, name);
+    if (index >= 0) return static_cast<std::size_t>(index);
+    if (auto complaint = unknown_field(fs, set, name)) d.add(path, std::move(*complaint));
+    return std::nullopt;
+}
+
 void check_transform(transform_draft& t, std::size_t i, feature_set_config& fs, const json& set, const json& elem,
                      const std::string& p, diagnostics& d) {
     transform_config& c = t.cfg;
@@ -310,12 +319,9 @@ void check_transform(transform_draft& t, std::size_t i, feature_set_config& fs, 
         if (has("field") && c.field.empty()) d.add(child_path(p, "field"), "must not be empty");
         return;
     }
-    const int index = find_field(fs, c.field);
-    if (index < 0) {
-        if (auto complaint = unknown_field(fs, set, c.field)) d.add(child_path(p, "field"), std::move(*complaint));
-        return;
-    }
-    c.field_index = static_cast<std::size_t>(index);
+    const auto index = resolve_field(fs, set, c.field, child_path(p, "field"), d);
+    if (!index) return;
+    c.field_index = *index;
     const field_config& f = fs.fields[c.field_index];
     const std::string type = to_string(f.type);
     const auto wrong_type = [&](const std::string& needs) {
@@ -546,14 +552,157 @@ void finish_aggregations(feature_set_config& fs, const json& set, const std::str
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Expectations
+
+// The keys each kind takes besides "expect", "window" and "severity".
+const std::vector<std::string>& expectation_keys_of(expectation_kind k) {
+    static const std::vector<std::string> with_field_max = {"field", "max"};
+    static const std::vector<std::string> range = {"field", "min", "max", "max_outside"};
+    static const std::vector<std::string> allowed = {"field", "values", "max_outside"};
+    static const std::vector<std::string> bounds = {"field", "min", "max"};
+    static const std::vector<std::string> records = {"min", "max"};
+    static const std::vector<std::string> freshness = {"max"};
+    switch (k) {
+        case expectation_kind::null_rate: return with_field_max;
+        case expectation_kind::range: return range;
+        case expectation_kind::allowed: return allowed;
+        case expectation_kind::mean: return bounds;
+        case expectation_kind::distinct: return bounds;
+        case expectation_kind::records: return records;
+        case expectation_kind::freshness: return freshness;
+        case expectation_kind::drift: return with_field_max;
+    }
+    return records;
+}
+
+// One expectation once its set's fields are known: its keys, field, bounds and values judged.
+void check_expectation(expectation_draft& e, const feature_set_config& fs, const json& set, const std::string& p,
+                       diagnostics& d) {
+    expectation_config& c = e.cfg;
+    const std::string kind_name = to_string(c.kind);
+    const auto& takes = expectation_keys_of(c.kind);
+    for (const auto& key : e.keys)
+        if (key != "window" && key != "severity" && std::find(takes.begin(), takes.end(), key) == takes.end())
+            d.add(child_path(p, key), quote(key) + " does not apply to expect " + quote(kind_name) + " (it takes " +
+                                          join(takes, ", ") + ")");
+    const bool needs_field = c.kind != expectation_kind::records && c.kind != expectation_kind::freshness;
+    field_type type = field_type::string;
+    if (needs_field) {
+        if (c.field.empty()) {
+            d.add(child_path(p, "field"), "is required for expect " + quote(kind_name));
+            return;
+        }
+        const auto index = resolve_field(fs, set, c.field, child_path(p, "field"), d);
+        if (!index) return;
+        c.field_index = *index;
+        type = fs.fields[c.field_index].type;
+        const bool numeric = type == field_type::int64 || type == field_type::float64;
+        if ((c.kind == expectation_kind::range || c.kind == expectation_kind::mean) && !numeric)
+            d.add(child_path(p, "field"), "expect " + quote(kind_name) + " needs an int or double field; " + quote(c.field) +
+                                              " is " + to_string(type));
+        if (c.kind == expectation_kind::allowed && type != field_type::string && type != field_type::int64 &&
+            type != field_type::boolean)
+            d.add(child_path(p, "field"), "expect \"allowed\" needs a string, int or bool field; " + quote(c.field) +
+                                              " is " + to_string(type));
+        if (type == field_type::json && c.kind != expectation_kind::null_rate)
+            d.add(child_path(p, "field"), "a json field can only have a null_rate expectation");
+    }
+    // Bounds: numbers, except freshness's maximum, a duration.
+    const auto number = [&](const std::optional<json>& v, const char* key) -> std::optional<double> {
+        if (!v) return std::nullopt;
+        if (!v->is_number()) {
+            d.add(child_path(p, key), "must be a number, got " + compact(*v));
+            return std::nullopt;
+        }
+        return v->get<double>();
+    };
+    c.min = number(e.min, "min");
+    if (c.kind == expectation_kind::freshness && e.max) {
+        std::int64_t ms = 0;
+        if (e.max->is_string() && parse_duration_ms(e.max->get<std::string>(), ms) && ms > 0)
+            c.max = static_cast<double>(ms);
+        else if (e.max->is_number() && e.max->get<double>() > 0)
+            c.max = e.max->get<double>();
+        else
+            d.add(child_path(p, "max"), "must be a duration such as \"5m\" (or milliseconds), got " + compact(*e.max));
+    } else {
+        c.max = number(e.max, "max");
+    }
+    const bool has_bounds = c.min || c.max;
+    switch (c.kind) {
+        case expectation_kind::null_rate:
+            if (!c.max || *c.max < 0 || *c.max > 1) d.add(child_path(p, "max"), "null_rate needs \"max\", a share between 0 and 1");
+            break;
+        case expectation_kind::drift:
+            if (!c.max || *c.max <= 0) d.add(child_path(p, "max"), "drift needs \"max\", the highest PSI (e.g. 0.25)");
+            break;
+        case expectation_kind::freshness:
+            if (!e.max) d.add(child_path(p, "max"), "freshness needs \"max\", a duration such as \"5m\"");
+            break;
+        case expectation_kind::allowed: break;
+        default:
+            if (!has_bounds) d.add(p, "expect " + quote(kind_name) + " needs \"min\", \"max\" or both");
+    }
+    if (c.min && c.max && *c.min > *c.max)
+        d.add(child_path(p, "min"), "must not be greater than max (" + compact(*e.max) + ")");
+    if (c.kind == expectation_kind::allowed) {
+        if (!e.values || !e.values->is_array() || e.values->empty()) {
+            d.add(child_path(p, "values"), "allowed needs \"values\", a non-empty list of the field's values");
+        } else {
+            for (std::size_t i = 0; i < e.values->size(); ++i) {
+                const json& item = (*e.values)[i];
+                if (type == field_type::string && item.is_string())
+                    c.values.emplace_back(item.get<std::string>());
+                else if (type == field_type::int64 && fits_int64(item))
+                    c.values.emplace_back(item.get<std::int64_t>());
+                else if (type == field_type::boolean && item.is_boolean())
+                    c.values.emplace_back(item.get<bool>());
+                else
+                    d.add(index_path(child_path(p, "values"), i),
+                          "must be a " + std::string(to_string(type)) + " (the field's type), got " + compact(item));
+            }
+        }
+    }
+    if (c.severity == expectation_severity::quarantine && c.kind != expectation_kind::range &&
+        c.kind != expectation_kind::allowed)
+        d.add(child_path(p, "severity"), "quarantine applies to one record at a time: only range and allowed take it");
+}
+
+void finish_expectations(feature_set_config& fs, const json& set, const std::string& path, diagnostics& d) {
+    fs.expectations.clear();
+    const auto it = set.find("expectations");
+    if (it == set.end() || !it->is_array() || it->size() > max_expectations) return;  // reported already
+    const std::string list_path = child_path(path, "expectations");
+    for (std::size_t i = 0; i < it->size(); ++i) {
+        expectation_draft e;
+        read_object((*it)[i], index_path(list_path, i), expectation_keys(), e, d);
+        if (e.kind_ok) check_expectation(e, fs, set, index_path(list_path, i), d);
+        fs.expectations.push_back(e.cfg);
+    }
+}
+
 // The checks that need the whole set, once every key of it has been read.
 void finish_set(feature_set_config& fs, const json& set, const std::string& path, diagnostics& d) {
     finish_transforms(fs, set, path, d);
     finish_aggregations(fs, set, path, d);
     finish_dedup(fs, set, path, d);
+    finish_expectations(fs, set, path, d);
 }
 
 }  // namespace
+
+const std::vector<std::pair<std::string, expectation_kind>>& expectation_kinds() {
+    static const std::vector<std::pair<std::string, expectation_kind>> kinds = [] {
+        std::vector<std::pair<std::string, expectation_kind>> k;
+        for (auto each : {expectation_kind::null_rate, expectation_kind::range, expectation_kind::allowed,
+                          expectation_kind::mean, expectation_kind::distinct, expectation_kind::records,
+                          expectation_kind::freshness, expectation_kind::drift})
+            k.emplace_back(to_string(each), each);
+        return k;
+    }();
+    return kinds;
+}
 
 const std::vector<op_name>& transform_ops() {
     static const std::vector<op_name> ops = {

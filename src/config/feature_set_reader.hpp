@@ -33,6 +33,23 @@ struct field_draft {
     const json* allowed_json = nullptr;
 };
 
+/// The most expectations per feature set.
+constexpr std::size_t max_expectations = 64;
+
+// One expectation as read: which keys it has, and the bounds and values that need its kind and
+// its field's type to judge (copies: a bound written as "${VAR}" lives only while it is read).
+struct expectation_draft {
+    expectation_config cfg;
+    bool kind_ok = false;
+    std::vector<std::string> keys;  // keys given besides "expect", in file order
+    std::optional<json> min;
+    std::optional<json> max;
+    std::optional<json> values;
+};
+
+/// The names of the expectation kinds, in to_string order.
+const std::vector<std::pair<std::string, expectation_kind>>& expectation_kinds();
+
 // One transform as read: which keys it has, and the values that need the field's type to judge.
 struct transform_draft {
     transform_config cfg;

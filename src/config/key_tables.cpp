@@ -5,6 +5,7 @@
 
 #include "key_tables.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -124,6 +125,8 @@ std::vector<std::string> transform_op_names() {
 constexpr duration_range window_range = {minute_ms, max_window_ms, "1m", "30d"};
 constexpr duration_range lateness_range = {0, max_window_ms, "0", "30d"};
 constexpr duration_range dedup_window_range = {1000, 7LL * 86400 * 1000, "1s", "7d"};
+// How long a quality window may be.
+constexpr duration_range quality_window_range = {1000, max_window_ms, "1s", "30d"};
 
 // A transform key: remembered as given (check_transform judges the keys against the op), then stored.
 template <class F>
@@ -235,6 +238,81 @@ const std::vector<key_spec<dedup_config>>& dedup_keys() {
         integer_key<S>("max_ids", "ids remembered per preprocess worker at most (about 100 bytes each)", &S::max_ids, 1,
                        100000000),
     };
+    return keys;
+}
+
+// An expectation key: remembered as given (finish_expectations judges the keys against the kind).
+template <class F>
+key_spec<expectation_draft> expectation_key(std::string name, std::string description, kind type, F store) {
+    return custom_key<expectation_draft>(
+        name, std::move(description), no_default(), type,
+        [name, store](expectation_draft& e, const json& v, const std::string& p, diagnostics& d) {
+            e.keys.push_back(name);
+            store(e, v, p, d);
+        });
+}
+
+const std::vector<key_spec<expectation_draft>>& expectation_keys() {
+    using S = expectation_draft;
+    static const std::vector<key_spec<S>> keys = [] {
+        std::vector<std::string> names;
+        for (const auto& named : expectation_kinds()) names.push_back(named.first);
+        return std::vector<key_spec<S>>{
+            required(with_allowed(custom_key<S>("expect",
+                                                "null_rate, range, allowed, mean, distinct, records, freshness or drift",
+                                                no_default(), kind::string,
+                                                [names](S& e, const json& v, const std::string& p, diagnostics& d) {
+                                                    std::string s = v.get<std::string>();
+                                                    for (const auto& [name, k] : expectation_kinds())
+                                                        if (s == name) {
+                                                            e.cfg.kind = k;
+                                                            e.kind_ok = true;
+                                                            return;
+                                                        }
+                                                    d.add(p, *one_of(names)(s));
+                                                }),
+                                  names)),
+            expectation_key("field", "the declared field it checks (all but records and freshness)", kind::string,
+                            [](S& e, const json& v, const std::string&, diagnostics&) { e.cfg.field = v.get<std::string>(); }),
+            expectation_key("min", "range, mean, distinct, records: the lowest accepted", kind::number,
+                            [](S& e, const json& v, const std::string&, diagnostics&) { e.min = v; }),
+            expectation_key("max",
+                            "null_rate (a share 0..1), range, mean, distinct, records: the highest accepted; "
+                            "freshness: a duration (\"5m\"); drift: the highest PSI (0.1 small, 0.25 large)",
+                            kind::any, [](S& e, const json& v, const std::string&, diagnostics&) { e.max = v; }),
+            expectation_key("values", "allowed: the values accepted, of the field's type", kind::array,
+                            [](S& e, const json& v, const std::string&, diagnostics&) { e.values = v; }),
+            expectation_key("max_outside", "range, allowed: the share of a window's values outside, at most (default 0)",
+                            kind::number, [](S& e, const json& v, const std::string& p, diagnostics& d) {
+                                const double x = v.get<double>();
+                                if (x < 0 || x > 1)
+                                    d.add(p, "must be a share between 0 and 1, got " + compact(v));
+                                else
+                                    e.cfg.max_outside = x;
+                            }),
+            with_duration_range(expectation_key("window", "the quality window it is checked on, one of quality.windows (default \"1m\")",
+                                                kind::string,
+                                                [](S& e, const json& v, const std::string& p, diagnostics& d) {
+                                                    if (auto ms = read_duration(v, p, quality_window_range, d))
+                                                        e.cfg.window_ms = *ms;
+                                                }),
+                                quality_window_range),
+            with_allowed(expectation_key("severity",
+                                         "warn (default: reported) or quarantine (range and allowed: a record breaking "
+                                         "it is held in the quarantine table, not served)",
+                                         kind::string,
+                                         [](S& e, const json& v, const std::string& p, diagnostics& d) {
+                                             std::string s = v.get<std::string>();
+                                             if (s == "warn")
+                                                 e.cfg.severity = expectation_severity::warn;
+                                             else if (s == "quarantine")
+                                                 e.cfg.severity = expectation_severity::quarantine;
+                                             else
+                                                 d.add(p, *one_of({"warn", "quarantine"})(s));
+                                         }),
+                         {"warn", "quarantine"}),
+        };
+    }();
     return keys;
 }
 
@@ -376,6 +454,17 @@ const std::vector<key_spec<feature_set_config>>& feature_set_keys() {
                                                        " transforms per feature set, got " + std::to_string(v.size()));
                                   }),
                     keys_of(transform_keys, "[]")),
+        // Read whole in finish_expectations: they refer to fields, which may come later in the file.
+        with_nested(custom_key<S>("expectations",
+                                  "data quality expectations checked per window: {\"expect\": \"null_rate\", \"field\", "
+                                  "\"max\"}, ...",
+                                  value_default("[]"), kind::array,
+                                  [](S&, const json& v, const std::string& p, diagnostics& d) {
+                                      if (v.size() > max_expectations)
+                                          d.add(p, "at most " + std::to_string(max_expectations) +
+                                                       " expectations per feature set, got " + std::to_string(v.size()));
+                                  }),
+                    keys_of(expectation_keys, "[]")),
         with_nested(custom_key<S>("dedup",
                                   "skip events whose id was seen within a window: {\"field\", \"window\", \"max_ids\"}",
                                   noted_default("off"), kind::object,
@@ -598,6 +687,37 @@ const std::vector<key_spec<generator_config>>& generator_keys() {
     return keys;
 }
 
+const std::vector<key_spec<quality_config>>& quality_keys() {
+    using S = quality_config;
+    static const std::vector<key_spec<S>> keys = {
+        bool_key<S>("enabled", "keep data quality statistics and check expectations", &S::enabled),
+        custom_key<S>("windows", "tumbling windows of arrival time the statistics are kept over, 1s..30d each, at most 4",
+                      value_default("[\"1m\", \"1h\"]"), kind::array,
+                      [](S& q, const json& v, const std::string& p, diagnostics& d) {
+                          if (v.empty() || v.size() > 4) {
+                              d.add(p, "must list 1 to 4 durations, got " + std::to_string(v.size()));
+                              return;
+                          }
+                          std::vector<std::int64_t> windows;
+                          for (std::size_t i = 0; i < v.size(); ++i) {
+                              if (!v[i].is_string()) {
+                                  d.add(index_path(p, i), "must be a duration such as \"1m\", got " + compact(v[i]));
+                                  continue;
+                              }
+                              if (auto ms = read_duration(v[i], index_path(p, i), quality_window_range, d)) {
+                                  if (std::find(windows.begin(), windows.end(), *ms) != windows.end())
+                                      d.add(index_path(p, i), "is listed twice");
+                                  windows.push_back(*ms);
+                              }
+                          }
+                          q.windows_ms = windows;
+                      }),
+        integer_key<S>("keep_windows", "closed windows of each size kept in memory for GET .../quality", &S::keep_windows,
+                       1, 10000),
+    };
+    return keys;
+}
+
 const std::vector<key_spec<activity_config>>& activity_keys() {
     using S = activity_config;
     static const std::vector<key_spec<S>> keys = {
@@ -678,6 +798,8 @@ const std::vector<key_spec<config>>& root_keys() {
         section_key("log", "logging", &S::log, log_keys),
         section_key("generator", "synthetic events for a demo", &S::generator, generator_keys),
         section_key("activity", "the activity log: who did what, kept in PostgreSQL", &S::activity, activity_keys),
+        section_key("quality", "data quality statistics per feature set and field, and expectations' windows",
+                    &S::quality, quality_keys),
     };
     return keys;
 }

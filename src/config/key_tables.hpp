@@ -25,6 +25,9 @@ const std::vector<key_spec<aggregation_config>>& aggregation_keys();
 /// One element of a set's "transforms": the keys of every op (check_transform judges which an op takes).
 const std::vector<key_spec<transform_draft>>& transform_keys();
 
+/// One element of a set's "expectations": the keys of every kind (finish_expectations judges which a kind takes).
+const std::vector<key_spec<expectation_draft>>& expectation_keys();
+
 /// A set's "dedup".
 const std::vector<key_spec<dedup_config>>& dedup_keys();
 

@@ -9,6 +9,8 @@
 
 #include "sluice/config/loader.hpp"
 
+#include <algorithm>
+
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -32,6 +34,16 @@ using config_detail::quote;
 void check_across(const config& c, diagnostics& d) {
     if (c.redis && !c.redis->username.empty() && c.redis->password.empty())
         d.add("redis.username", "needs redis.password: Redis authenticates an ACL user by its password");
+    // An expectation is checked on one of the quality windows.
+    std::string windows;
+    for (auto w : c.quality.windows_ms) windows += (windows.empty() ? "" : ", ") + format_duration(w);
+    for (std::size_t s = 0; s < c.feature_sets.size(); ++s)
+        for (std::size_t e = 0; e < c.feature_sets[s].expectations.size(); ++e) {
+            const auto w = c.feature_sets[s].expectations[e].window_ms;
+            if (std::find(c.quality.windows_ms.begin(), c.quality.windows_ms.end(), w) == c.quality.windows_ms.end())
+                d.add("feature_sets[" + std::to_string(s) + "].expectations[" + std::to_string(e) + "].window",
+                      "must be one of quality.windows (" + windows + "), got " + quote(format_duration(w)));
+        }
     const std::string& dlq = c.kafka.dead_letter_topic;
     if (dlq.empty()) return;
     for (const auto& fs : c.feature_sets)

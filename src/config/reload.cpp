@@ -183,6 +183,10 @@ void plan_set(const feature_set_config& was, const feature_set_config& now, feat
             else
                 effective.dedup = now.dedup;
             ch.note = "events preprocessed from now on";
+        } else if (c.subject == "expectations" && same_fields) {
+            ch.applied = change_class::live;
+            effective.expectations = now.expectations;
+            ch.note = "quality windows closed from now on";
         } else {
             ch.note = "needs a restart" + std::string(c.subject == "transforms" || c.subject == "dedup"
                                                           ? " (the set's fields change too)"
@@ -350,6 +354,9 @@ nlohmann::ordered_json config_to_json(const config& cfg) {
     j["generator"] = {{"enabled", cfg.generator.enabled},
                       {"events_per_sec", cfg.generator.events_per_sec},
                       {"keys", cfg.generator.keys}};
+    ojson windows = ojson::array();
+    for (auto w : cfg.quality.windows_ms) windows.push_back(format_duration(w));
+    j["quality"] = {{"enabled", cfg.quality.enabled}, {"windows", windows}, {"keep_windows", cfg.quality.keep_windows}};
     j["activity"] = {{"retention_days", cfg.activity.retention_days},
                      {"buffer_rows", cfg.activity.buffer_rows},
                      {"auth_failures_per_minute", cfg.activity.auth_failures_per_minute}};

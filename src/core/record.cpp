@@ -9,6 +9,7 @@ const char* to_string(dead_letter_reason r) {
         case dead_letter_reason::too_large: return "too_large";
         case dead_letter_reason::tombstone: return "tombstone";
         case dead_letter_reason::late_event: return "late_event";
+        case dead_letter_reason::quarantined: return "quarantined";
     }
     return "invalid";
 }

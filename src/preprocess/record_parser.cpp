@@ -5,6 +5,9 @@
 // it never throws.
 
 #include "sluice/preprocess/record_parser.hpp"
+#include "sluice/core/value_codec.hpp"
+
+#include <algorithm>
 
 #include <string>
 #include <utility>
@@ -28,6 +31,39 @@ record_parser::record_parser(const config& cfg) : cfg_(cfg) {
 record_parser::~record_parser() = default;
 
 processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
+    processed item = parse_event(msg, now);
+    if (const auto* r = std::get_if<record>(&item)) {
+        std::string why = quarantine_rule(*r, msg);
+        if (!why.empty()) return make_dead_letter(msg, std::move(why), now, dead_letter_reason::quarantined);
+    }
+    return item;
+}
+
+// The first expectation of severity quarantine the record breaks, in words; "" when none (or
+// when it was released from the quarantine).
+std::string record_parser::quarantine_rule(const record& r, const raw_message& msg) const {
+    if (r.set_index >= cfg_.feature_sets.size() || msg.source.topic == quarantine_topic) return {};
+    const auto& set = cfg_.feature_sets[r.set_index];
+    for (const auto& e : set.expectations) {
+        if (e.severity != expectation_severity::quarantine || e.field_index >= r.values.size()) continue;
+        const value& v = r.values[e.field_index];
+        if (std::holds_alternative<std::monostate>(v)) continue;
+        bool out = false;
+        if (e.kind == expectation_kind::range) {
+            const double x = std::holds_alternative<std::int64_t>(v) ? static_cast<double>(std::get<std::int64_t>(v))
+                                                                     : std::get<double>(v);
+            out = (e.min && x < *e.min) || (e.max && x > *e.max);
+        } else if (e.kind == expectation_kind::allowed) {
+            out = std::find(e.values.begin(), e.values.end(), v) == e.values.end();
+        }
+        if (out)
+            return "quarantined by the expectation \"" + e.describe() + "\": " + e.field + " is " +
+                   value_to_json_text(set.fields[e.field_index].type, v);
+    }
+    return {};
+}
+
+processed record_parser::parse_event(const raw_message& msg, std::int64_t now) const {
     if (!msg.has_value)
         return make_dead_letter(msg, "tombstone: a message with a null value is not a record", now,
                                 dead_letter_reason::tombstone);

@@ -1,4 +1,5 @@
 #include "sluice/store/store_writer.hpp"
+#include "sluice/store/quality_monitor.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -431,6 +432,7 @@ void store_writer::commit(writer::flight& f, std::size_t lane) {
         stats_->batches.fetch_add(1, std::memory_order_relaxed);
         stats_->trace_reached(trace_stage::committed, batch.records);
     }
+    if (quality_) quality_->observe(batch);
     records_.fetch_add(batch.records.size(), std::memory_order_relaxed);
     dead_letters_.fetch_add(batch.dead_letters.size(), std::memory_order_relaxed);
     if (!cfg_.memory.before_commit) f.newest = update_memory(batch);

@@ -48,6 +48,20 @@ int run_try(const try_options& options);
 
 /// `sluice drop --config F --set S --version N --yes`: drops a retired version's tables and its
 /// Redis keys. Without --yes it only says what it would drop (exit 1).
+struct quality_options {
+    std::string config_path;
+    std::string set;
+    std::int64_t from_ms = 0;             // 0: to - window
+    std::int64_t to_ms = 0;               // 0: now
+    std::int64_t window_ms = 3600 * 1000;
+    bool json = false;
+};
+
+/// `sluice quality --config F --set S [--from T] [--to T] [--window 1h] [--json]`: the set's quality
+/// gate over the range from PostgreSQL: exit 0 when no expectation failed a window closed in it,
+/// 3 with each failure printed, 1 on error.
+int run_quality(const quality_options& options);
+
 int run_drop(const std::string& config_path, const std::string& set, std::int64_t version, bool yes);
 
 }  // namespace sluice

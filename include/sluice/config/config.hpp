@@ -33,6 +33,9 @@ struct field_config {
     bool operator==(const field_config&) const = default;
 };
 
+/// The largest whole unit: "24h", "90s", "1500ms"; "0" for zero (as the file writes durations).
+std::string format_duration(std::int64_t ms);
+
 enum class agg_op { count, sum, avg, min, max, last };
 
 /// "count", "sum", "avg", "min", "max", "last".
@@ -84,6 +87,42 @@ struct dedup_config {
     bool operator==(const dedup_config&) const = default;
 };
 
+/// What an expectation checks (JSON "expect"); see expectation_config.
+enum class expectation_kind { null_rate, range, allowed, mean, distinct, records, freshness, drift };
+/// "null_rate", "range", "allowed", "mean", "distinct", "records", "freshness", "drift".
+const char* to_string(expectation_kind k);
+
+/// warn: a failing window is reported (metric, status page, activity log); quarantine (range and
+/// allowed only): a record breaking the rule is also held in the quarantine table, not served.
+enum class expectation_severity { warn, quarantine };
+
+/// One expectation of a feature set (JSON "expectations": [{"expect": ..., ...}]), checked over
+/// each window of window_ms when it closes (sluice/store/quality_monitor.hpp):
+///   null_rate {field, max}            share of the window's records whose field is null, at most
+///   range     {field, min?, max?, max_outside?}  share of values outside [min, max] at most (0)
+///   allowed   {field, values, max_outside?}      share of values not among `values` at most (0)
+///   mean      {field, min?, max?}     the window's mean within
+///   distinct  {field, min?, max?}     the estimated distinct values within
+///   records   {min?, max?}            records written in the window within
+///   freshness {max}                   the window's p99 of arrival - event time (ms), at most
+///   drift     {field, max}            PSI of the window against the baseline window, at most
+struct expectation_config {
+    expectation_kind kind = expectation_kind::null_rate;
+    std::string field;                // "" for records and freshness
+    std::size_t field_index = 0;      // set by the loader
+    std::optional<double> min;
+    std::optional<double> max;
+    std::vector<value> values;        // allowed: coerced to the field's type
+    double max_outside = 0;           // range, allowed
+    std::int64_t window_ms = 60000;   // JSON "window": one of quality.windows
+    expectation_severity severity = expectation_severity::warn;
+
+    /// "spend: null rate <= 0.1 per 1m", the expectation's name in answers, metrics and logs.
+    std::string describe() const;
+
+    bool operator==(const expectation_config&) const = default;
+};
+
 /// What the event time is when the event has none (JSON "event_time_fallback").
 enum class time_fallback { none, kafka_timestamp };
 
@@ -113,6 +152,7 @@ struct feature_set_config {
     /// none: an event without an event time is a dead letter; kafka_timestamp: it takes the
     /// Kafka message's timestamp instead.
     time_fallback event_time_fallback = time_fallback::none;
+    std::vector<expectation_config> expectations = {};  // in the order of the file
 
     /// The name of this version's tables and Redis keys: the set's name for version 1 (as before
     /// versions existed), "<name>_v<N>" for version N.
@@ -286,6 +326,16 @@ struct activity_config {
     bool operator==(const activity_config&) const = default;
 };
 
+/// Data quality statistics (JSON "quality"): per feature set and field, over tumbling windows of
+/// arrival time, kept in memory and written to PostgreSQL when a window closes.
+struct quality_config {
+    bool enabled = true;
+    std::vector<std::int64_t> windows_ms = {60000, 3600000};  // JSON "windows": ["1m", "1h"]
+    std::int64_t keep_windows = 60;   // closed windows per size kept in memory for the API
+
+    bool operator==(const quality_config&) const = default;
+};
+
 /// Where a config came from: set by load_config_file, empty for a config loaded from text.
 struct config_origin {
     std::string path;                 // as given on the command line
@@ -309,6 +359,7 @@ struct config {
     log_config log;
     generator_config generator;
     activity_config activity;
+    quality_config quality;
     config_origin origin;             // not a key of the file
 
     /// Index of the feature set with this name, or -1.

@@ -7,7 +7,7 @@
 //   http.auth.api_keys (keys and scopes), http.rate_limit.*, http.body_limit_bytes,
 //   http.header_limit_bytes, http.read_timeout_ms, http.idle_timeout_ms, http.write_timeout_ms,
 //   http.max_connections, http.max_lookup_keys, http.ingest_timeout_ms
-//   a feature set's ttl, transforms and dedup (when its fields are unchanged)
+//   a feature set's ttl, transforms, dedup and expectations (when its fields are unchanged)
 //   a feature set added (a new name): its tables made and its topic consumed at once, in a
 //   consumer group of its own so that no other set is rebalanced (the daemon's added_set)
 // Breaking (the whole reload is refused): the environment, and every change the registry's rules

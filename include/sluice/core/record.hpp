@@ -69,9 +69,14 @@ enum class dead_letter_reason : unsigned char {
     too_large,   // larger than kafka.max_message_bytes
     tombstone,   // a Kafka message with a null value
     late_event,  // older than its key's newest event by more than allowed_lateness
+    quarantined, // valid, but broke an expectation of severity quarantine: held for review, not served
 };
 
-/// "invalid", "too_large", "tombstone", "late_event".
+/// The source topic of a record released from the quarantine (its offset is the quarantine row's
+/// id): the quarantine's rules do not hold it again.
+inline constexpr const char* quarantine_topic = "quarantine";
+
+/// "invalid", "too_large", "tombstone", "late_event", "quarantined".
 const char* to_string(dead_letter_reason r);
 
 /// An input that failed validation, kept with the reason so nothing is silently dropped.

@@ -79,6 +79,9 @@ public:
     struct set_plan;  // the compiled form of one feature set (src/preprocess/parser/plan.hpp)
 
 private:
+    processed parse_event(const raw_message& msg, std::int64_t now_ms) const;
+    std::string quarantine_rule(const record& r, const raw_message& msg) const;
+
     const config& cfg_;
     std::shared_ptr<const std::vector<set_plan>> plans_;
 };

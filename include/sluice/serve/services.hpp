@@ -21,6 +21,7 @@
 #include "sluice/ingest/push_source.hpp"
 #include "sluice/query/reader.hpp"
 #include "sluice/store/activity_log.hpp"
+#include "sluice/store/quality_monitor.hpp"
 
 namespace sluice {
 
@@ -117,6 +118,18 @@ public:
     virtual std::vector<config_change> pending_restart() const = 0;
 };
 
+/// The quarantine's review and release (GET /v1/admin/quarantine/{set}, POST .../release).
+class quarantine_source {
+public:
+    virtual ~quarantine_source() = default;
+    /// The held (or released) rows, newest first. Blocks on PostgreSQL: call from a lookup thread.
+    virtual result<nlohmann::json> held(std::uint32_t set_index, bool released, std::int64_t limit) = 0;
+    /// Releases the rows `ids` (every held row, up to 1000, when empty) back into the pipeline, exactly
+    /// once; `done` is called once, from another thread, with what was released.
+    virtual void release(std::uint32_t set_index, std::vector<std::int64_t> ids, std::string actor,
+                         std::function<void(result<nlohmann::json>)> done) = 0;
+};
+
 /// Everything a handler may use. Owned by the app; outlives the HTTP server.
 struct serve_context {
     const config* cfg = nullptr;
@@ -130,6 +143,8 @@ struct serve_context {
     activity_recorder* activity = nullptr;            // null: no activity log (no PostgreSQL)
     admin_source* admin = nullptr;                    // null: no reload, no /v1/admin/config
     lookup_pool* lookups = nullptr;                   // where blocking admin work runs; null: inline
+    const quality_monitor* quality = nullptr;         // null: quality.enabled is false
+    quarantine_source* quarantine = nullptr;          // null: no PostgreSQL
 };
 
 }  // namespace sluice

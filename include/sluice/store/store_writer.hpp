@@ -22,6 +22,8 @@
 
 namespace sluice {
 
+class quality_monitor;
+
 // The writer's parts, private to the store module (src/store/writer/).
 namespace writer {
 struct pending_push;
@@ -76,6 +78,8 @@ public:
     /// Where commits are counted (per set: records, dead letters, skipped; store errors). Set
     /// before start(); may stay null.
     void set_stats(pipeline_stats* stats);
+    /// Where committed batches are counted for data quality (null: not counted). Before start().
+    void set_quality(quality_monitor* quality) { quality_ = quality; }
 
     /// Partitions this instance just took over (next_offset: where consumption resumes, as
     /// seeded from PostgreSQL; -1 unknown) or gave up (revoked = true). Before the next batch is
@@ -138,6 +142,7 @@ private:
     offset_sink* offsets_;
     dead_letter_publisher* dead_letter_topic_;
     pipeline_stats* stats_ = nullptr;
+    quality_monitor* quality_ = nullptr;
     std::unique_ptr<writer::retrier> retry_;
     std::unique_ptr<writer::offset_chain> chain_;
     std::unique_ptr<writer::aggregation_gate> gate_;

@@ -472,7 +472,9 @@ private:
                                                received.c_str()};
             std::vector<int> lengths = {0, 0, 0, 0, static_cast<int>(d.payload.size()), 0, 0};
             std::vector<int> formats = {0, 0, 0, 0, 1, 0, 0};
-            auto r = conn.exec_params(sql_.insert_dead_letter_sql, values, lengths, formats);
+            auto r = conn.exec_params(d.reason == dead_letter_reason::quarantined ? sql_.insert_quarantine_sql
+                                                                                 : sql_.insert_dead_letter_sql,
+                                      values, lengths, formats);
             if (!r) return r.as_status();
         }
         return status::success();

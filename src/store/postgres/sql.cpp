@@ -148,6 +148,14 @@ std::vector<std::string> make_schema_ddl(const config& cfg, const std::string& s
     ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_set_src ON " + dead_letters +
                   " (feature_set, src_topic, src_partition, src_offset)");
     ddl.push_back("DROP INDEX IF EXISTS " + schema + ".dead_letters_src");
+    // Records held by an expectation of severity quarantine, until an admin releases them.
+    ddl.push_back("CREATE TABLE IF NOT EXISTS " + schema +
+                  ".quarantine (id bigserial PRIMARY KEY, feature_set text NOT NULL, src_topic text,"
+                  " src_partition int, src_offset bigint, payload bytea NOT NULL, rule text NOT NULL,"
+                  " quarantined_at timestamptz NOT NULL, claim text, claimed_at timestamptz,"
+                  " released_at timestamptz, released_by text)");
+    ddl.push_back("CREATE UNIQUE INDEX IF NOT EXISTS quarantine_set_src ON " + schema +
+                  ".quarantine (feature_set, src_topic, src_partition, src_offset)");
     return ddl;
 }
 
@@ -164,6 +172,9 @@ store_sql make_store_sql(const config& cfg) {
     sql.insert_dead_letter_sql = "INSERT INTO " + dead_letters +
                                  " (feature_set, src_topic, src_partition, src_offset, payload, error,"
                                  " received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+    sql.insert_quarantine_sql = "INSERT INTO " + schema +
+                                ".quarantine (feature_set, src_topic, src_partition, src_offset, payload, rule,"
+                                " quarantined_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
     // Fencing: a partition's offset moves from the stored offset the batch continues from
     // (expected >= 0), or is created where none is stored (expected -1); a batch written without
     // fencing (expected -2) only ever moves it forward. A row another writer holds locked is

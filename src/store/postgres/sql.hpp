@@ -48,6 +48,7 @@ struct store_sql {
     /// $1 feature set, $2 topic, $3 partition, $4 offset, $5 payload (binary), $6 error,
     /// $7 received at; a dead letter already stored is left as it is.
     std::string insert_dead_letter_sql;
+    std::string insert_quarantine_sql;  // a dead letter of reason quarantined goes here instead
     /// $1 group, then text[], int[], bigint[] and bigint[] arrays of topic, partition, next
     /// offset and expected stored offset (partition_offset::expected); answers how many
     /// partitions moved: fewer than sent means another writer holds one of them.

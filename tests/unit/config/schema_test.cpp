@@ -28,7 +28,8 @@ json full_scaffold() {
         "fields": {"f": {"type": "int"}},
         "aggregations": [{"name": "a", "field": "f", "op": "sum", "window": "1h"}],
         "transforms": [{"op": "clamp", "field": "f", "min": 0}],
-        "dedup": {"field": "f"}}],
+        "dedup": {"field": "f"},
+        "expectations": [{"expect": "range", "field": "f", "min": 0}]}],
       "postgres": {"dsn": "host=127.0.0.1"},
       "redis": {},
       "http": {"auth": {"api_keys": [{"name": "ops", "scopes": ["read"],
@@ -43,10 +44,10 @@ bool under(const std::string& path, const std::string& prefix) { return path.rfi
 json scaffold_for(const std::string& path) {
     json doc = full_scaffold();
     json& set = doc["feature_sets"][0];
-    for (const std::string part : {"aggregations", "transforms", "dedup"})
+    for (const std::string part : {"aggregations", "transforms", "dedup", "expectations"})
         if (!under(path, "feature_sets[]." + part)) set.erase(part);
     if (!under(path, "feature_sets[].fields") && !set.contains("aggregations") && !set.contains("transforms") &&
-        !set.contains("dedup"))
+        !set.contains("dedup") && !set.contains("expectations"))
         set.erase("fields");
     for (const std::string section : {"postgres", "redis", "http"})
         if (!under(path, section)) doc.erase(section);
