@@ -13,6 +13,7 @@
 
 #include "sluice/config/definition.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/config/reload.hpp"
 
 namespace {
 
@@ -26,9 +27,16 @@ using namespace sluice;
 void config_round_trip(const std::string& text) {
     const auto loaded = load_config_text(text);
     if (!loaded.ok()) return;
+    // A live reload of the same file changes nothing.
+    if (const auto same = plan_reload(loaded.cfg, loaded.cfg); !same.changes.empty())
+        fail("a config differs from itself", same.changes[0].path + ": " + same.changes[0].change);
+    // The set's expectations are checked on the config's quality windows: those go with the spec.
+    std::string windows;
+    for (auto w : loaded.cfg.quality.windows_ms) windows += (windows.empty() ? "\"" : ", \"") + format_duration(w) + "\"";
     for (const auto& set : loaded.cfg.feature_sets) {
         const std::string spec = canonical_spec(set);
-        const auto again = load_config_text(R"({"kafka": {"brokers": "embedded"}, "feature_sets": [)" + spec + "]}");
+        const auto again = load_config_text(R"({"kafka": {"brokers": "embedded"}, "quality": {"windows": [)" + windows +
+                                            R"(]}, "feature_sets": [)" + spec + "]}");
         if (!again.ok()) fail("a canonical spec does not load", spec + "\n" + format_errors(again.errors));
         const std::string respec = canonical_spec(again.cfg.feature_sets.at(0));
         if (respec != spec) fail("a canonical spec does not read back to itself", spec + "\n" + respec);

@@ -129,7 +129,9 @@ write_config() {
       kv) sets+=('{"name":"kv","topic":"bench-events","key":"id","event_time":"ts","fields":{
             "c0":{"type":"int"},"c1":{"type":"int"},"c2":{"type":"int"},
             "d0":{"type":"double"},"d1":{"type":"double"},"d2":{"type":"double"},
-            "s0":{"type":"string"},"s1":{"type":"string"},"s2":{"type":"string"},"s3":{"type":"string"}},"ttl":"24h"}') ;;
+            "s0":{"type":"string"},"s1":{"type":"string"},"s2":{"type":"string"},"s3":{"type":"string"}},"ttl":"24h",
+            "expectations":[{"expect":"null_rate","field":"d0","max":0.5},{"expect":"range","field":"c0","min":0},
+              {"expect":"distinct","field":"s0","min":1},{"expect":"drift","field":"d1","max":10}]}') ;;
       wide)
         local fields="" i
         for ((i = 0; i < 250; i++)); do fields+="${fields:+,}\"w$i\":{\"type\":\"double\"}"; done
@@ -152,6 +154,9 @@ write_config() {
       echo "\"pipeline\":$BENCH_PIPELINE,"
     fi
     echo "\"feature_sets\":[$joined],"
+    # BENCH_QUALITY_OFF=1: the same daemon without data quality statistics and expectations.
+    [[ ${BENCH_QUALITY_OFF:-0} == 1 ]] && echo '"quality":{"enabled":false},'
+
     [[ $with_pg == pg ]] && echo "\"postgres\":{\"dsn\":\"host=127.0.0.1 port=$pg_port dbname=sluice user=postgres\",\"schema\":\"sluice\"${BENCH_POSTGRES:+,$BENCH_POSTGRES}},"
     [[ $with_redis == redis ]] && echo "\"redis\":{\"host\":\"127.0.0.1\",\"port\":$redis_port,\"key_prefix\":\"sluice\"},"
     echo "\"http\":{\"listen\":\"127.0.0.1:$http_port\",\"threads\":$HTTP_THREADS,\"body_limit_bytes\":8388608},"
@@ -677,13 +682,18 @@ underload_rows() {
     "≤ 5 ms" "$(met le "$a" 5000)$(short "${l_held[@]}")"
 }
 
-i_rate=(); i_steady=()
+i_rate=(); i_steady=(); q_off=()
 ingest_runs=$RUNS
 want ingest || ingest_runs=0
 for i in $(seq "$ingest_runs"); do
   ingest_run "ingest-$i" --mode ingest --messages "$INGEST_MSGS"
   r=$(result_of "$WORK/ingest-$i.out")
   i_rate+=("$(field rows_per_sec "$r")"); i_steady+=("$(field steady_rows_per_sec "$r")")
+  # The same run without data quality (statistics and expectations off), interleaved.
+  if [[ $mode != smoke ]]; then
+    BENCH_QUALITY_OFF=1 ingest_run "ingest-noquality-$i" --mode ingest --messages "$INGEST_MSGS"
+    q_off+=("$(field rows_per_sec "$(result_of "$WORK/ingest-noquality-$i.out")")")
+  fi
 done
 ingest_rate=$(median "${i_rate[@]}")
 if [[ $mode == smoke ]]; then
@@ -708,6 +718,10 @@ else
   add_row "ingest $(fmt "$INGEST_MSGS") messages over $(fmt "$INGEST_KEYS") keys (~240 B), Kafka mock → history + latest (PostgreSQL) + Redis: rows/s (10–90 %: $(fmt "$(median "${i_steady[@]}")"))" \
     "$(fmt "$ingest_rate")" "psql COPY into history: $(fmt "$copy_rate")" "$(ratio "$ingest_rate" "$copy_rate")" "≥ 0.65×" \
     "$(met ge "$(ratio "$ingest_rate" "$copy_rate")" 0.65)"
+  noq_rate=$(median "${q_off[@]}")
+  add_row "… with data quality (statistics of 10 fields, 4 expectations) vs without: rows/s" "$(fmt "$ingest_rate")" \
+    "quality.enabled false: $(fmt "$noq_rate")" "$(ratio "$ingest_rate" "$noq_rate")" "≥ 0.95×" \
+    "$(met ge "$(ratio "$ingest_rate" "$noq_rate")" 0.95)"
   fi
 
   # Freshness at half of the measured maximum ingest rate, or at BENCH_FRESHNESS_RATE.

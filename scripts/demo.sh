@@ -69,6 +69,8 @@ Try:
   curl -s http://127.0.0.1:$http_port/v1/features/user_activity/$key
   curl -s http://127.0.0.1:$http_port/metrics | grep sluice_record_stage_seconds_sum   # where a record's time goes, by stage
   curl -s http://127.0.0.1:$http_port/v1/feature-sets/user_activity   # the definition: version, revision, spec hash (environment "demo")
+  curl -s http://127.0.0.1:$http_port/v1/feature-sets/user_activity/quality | head -c 600; echo   # windows, expectations, the gate
+  curl -s http://127.0.0.1:$http_port/v1/admin/quarantine/user_activity                          # records held for review
 
 Change the definition (README, "Changing a feature set"), with these variables set in your shell:
   export SLUICE_PG_DSN="$SLUICE_PG_DSN" SLUICE_REDIS_PORT=$redis_port SLUICE_HTTP_LISTEN=127.0.0.1:0

@@ -193,7 +193,7 @@ top_values::top_values(std::size_t capacity) : capacity_(std::max<std::size_t>(1
 
 void top_values::add(std::string_view item, std::uint64_t n) {
     total_ += n;
-    if (auto it = counts_.find(std::string(item)); it != counts_.end()) {
+    if (auto it = counts_.find(item); it != counts_.end()) {
         it->second.first += n;
         return;
     }

@@ -42,7 +42,7 @@ processed record_parser::parse(const raw_message& msg, std::int64_t now) const {
 // The first expectation of severity quarantine the record breaks, in words; "" when none (or
 // when it was released from the quarantine).
 std::string record_parser::quarantine_rule(const record& r, const raw_message& msg) const {
-    if (r.set_index >= cfg_.feature_sets.size() || msg.source.topic == quarantine_topic) return {};
+    if (r.set_index >= cfg_.feature_sets.size() || released_from_quarantine(msg.source.topic)) return {};
     const auto& set = cfg_.feature_sets[r.set_index];
     for (const auto& e : set.expectations) {
         if (e.severity != expectation_severity::quarantine || e.field_index >= r.values.size()) continue;

@@ -85,7 +85,9 @@ bool store_writer::push(std::vector<processed> items, push_done done) {
         push_seq_ += static_cast<std::int64_t>(items.size());
         for (std::size_t i = 0; i < items.size(); ++i) {
             record_source& src = std::visit([](auto& item) -> record_source& { return item.source; }, items[i]);
-            src = record_source::pushed(p.first_seq + static_cast<std::int64_t>(i));
+            // The sequence answers the push; a record released from the quarantine keeps its source's name.
+            src = record_source{released_from_quarantine(src.topic) ? src.topic : std::string(push_topic), -1,
+                                p.first_seq + static_cast<std::int64_t>(i)};
         }
         pushed_items_ += items.size();
         p.count = items.size();

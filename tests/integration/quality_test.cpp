@@ -210,3 +210,70 @@ TEST_F(Quality, AShiftedDistributionTripsDriftAndTheControlDoesNot) {
               std::string::npos);
     it::finish_test(daemon, "quality drift", t0);
 }
+
+// Records breaking a quarantine expectation are held, not served, listed for review, and after a
+// release are in history exactly once (a second release of the same rows releases nothing).
+TEST_F(Quality, QuarantinedRecordsAreHeldUntilReleasedAndThenWrittenOnce) {
+    auto& s = *stack_;
+    const std::string schema = "quality_quarantine";
+    const std::string topic = new_topic(s, "quality-quarantine");
+    const int port = it::free_port();
+    json cfg = quality_config(s, topic, schema, port);
+    cfg["feature_sets"][0]["expectations"] = json::array(
+        {{{"expect", "range"}, {"field", "clicks"}, {"max", 1000}, {"window", "2s"}, {"severity", "quarantine"}}});
+    it::daemon_process daemon(cfg);
+    ASSERT_NO_FATAL_FAILURE(it::start_until_ready(daemon, port, "daemon"));
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::int64_t t = it::now_ms() - 60'000;
+    for (int i = 0; i < 100; ++i) {
+        const json e = {{"user_id", "q" + std::to_string(i)}, {"ts", t + i}, {"clicks", i % 10 == 0 ? 5000 + i : i},
+                        {"spend", 1.5}};
+        s.kafka.produce(topic, "q" + std::to_string(i), e.dump());
+    }
+    s.kafka.flush();
+    const auto history = [&] {
+        return it::pg_count(s.postgres.dsn(), "SELECT count(*) FROM " + schema + ".user_activity_history");
+    };
+    const auto held = [&] {
+        return it::pg_count(s.postgres.dsn(), "SELECT count(*) FROM " + schema + ".quarantine WHERE released_at IS NULL");
+    };
+    ASSERT_TRUE(it::wait_until(30s, [&] { return history() == 90 && held() == 10; }))
+        << "history " << history() << ", held " << held();
+    EXPECT_EQ(it::http_get(port, "/v1/features/user_activity/q10").status, 404) << "a held record is not served";
+    EXPECT_NE(it::http_get(port, "/metrics").body.find(
+                  "sluice_quarantined_records_total{environment=\"default\",feature_set=\"user_activity\"} 10"),
+              std::string::npos);
+    EXPECT_EQ(it::http_get(port, "/v1/features/user_activity/q11").status, 200);
+
+    const auto list = it::http_get(port, "/v1/admin/quarantine/user_activity");
+    ASSERT_EQ(list.status, 200) << list.body;
+    const json rows = json::parse(list.body)["rows"];
+    ASSERT_EQ(rows.size(), 10u);
+    EXPECT_NE(rows[0]["rule"].get<std::string>().find("clicks: values at most 1000"), std::string::npos) << rows[0].dump();
+    EXPECT_NE(rows[0]["payload"].get<std::string>().find("\"clicks\""), std::string::npos);
+
+    std::vector<std::int64_t> some;
+    for (std::size_t i = 0; i < 5; ++i) some.push_back(rows[i]["id"].get<std::int64_t>());
+    const auto first = it::http_request(port, "POST", "/v1/admin/quarantine/user_activity/release", json{{"ids", some}}.dump());
+    ASSERT_EQ(first.status, 200) << first.body;
+    EXPECT_EQ(json::parse(first.body)["released"], 5);
+    const auto again = it::http_request(port, "POST", "/v1/admin/quarantine/user_activity/release", json{{"ids", some}}.dump());
+    ASSERT_EQ(again.status, 200) << again.body;
+    EXPECT_EQ(json::parse(again.body)["released"], 0) << "released rows are not released twice";
+    const auto rest = it::http_request(port, "POST", "/v1/admin/quarantine/user_activity/release", "{}");
+    ASSERT_EQ(rest.status, 200) << rest.body;
+    EXPECT_EQ(json::parse(rest.body)["released"], 5);
+
+    ASSERT_TRUE(it::wait_until(15s, [&] { return history() == 100; })) << history();
+    EXPECT_EQ(held(), 0);
+    EXPECT_EQ(it::pg_count(s.postgres.dsn(), "SELECT count(DISTINCT src_topic) FROM " + schema +
+                                                 ".user_activity_history WHERE src_topic LIKE 'quarantine:%'"),
+              10);
+    const auto served = it::http_get(port, "/v1/features/user_activity/q10");
+    ASSERT_EQ(served.status, 200) << served.body;
+    EXPECT_EQ(json::parse(served.body)["values"]["clicks"], 5010);
+    EXPECT_EQ(it::pg_count(s.postgres.dsn(), "SELECT count(*) FROM " + schema +
+                                                 ".activity WHERE action = 'quarantine_release'"),
+              2) << "two releases released something";
+    it::finish_test(daemon, "quarantine", t0);
+}

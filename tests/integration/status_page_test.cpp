@@ -52,6 +52,9 @@ const std::vector<route_case>& served_routes() {
         {"POST", "/v1/admin/reload", "/v1/admin/reload", "admin"},
         {"GET", "/v1/admin/config", "/v1/admin/config", "admin"},
         {"GET", "/v1/admin/activity", "/v1/admin/activity", "admin"},
+        {"GET", "/v1/feature-sets/{set}/quality", "/v1/feature-sets/user_activity/quality", "admin"},
+        {"GET", "/v1/admin/quarantine/{set}", "/v1/admin/quarantine/user_activity", "admin"},
+        {"POST", "/v1/admin/quarantine/{set}/release", "/v1/admin/quarantine/user_activity/release", "admin"},
     };
     return routes;
 }
@@ -214,6 +217,8 @@ TEST_F(StatusPage, charts_draw_live_figures_in_chromium) {
         << "the running config's hash not shown";
     EXPECT_NE(dom.find("activity log unavailable: the activity log needs PostgreSQL"), std::string::npos)
         << "the activity panel says why it is empty without PostgreSQL";
+    EXPECT_NE(dom.find("<td class=\"name\">user_activity</td><td>(no expectations)</td>"), std::string::npos)
+        << "the quality table has the set's row";
     EXPECT_NE(dom.find("<form id=\"auth\" class=\"auth\" hidden"), std::string::npos)
         << "the API key form shows although auth is off";
 

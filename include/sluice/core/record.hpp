@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -72,9 +73,10 @@ enum class dead_letter_reason : unsigned char {
     quarantined, // valid, but broke an expectation of severity quarantine: held for review, not served
 };
 
-/// The source topic of a record released from the quarantine (its offset is the quarantine row's
-/// id): the quarantine's rules do not hold it again.
-inline constexpr const char* quarantine_topic = "quarantine";
+/// The source of a record released from the quarantine is "quarantine:<row id>" (history keeps it
+/// as src_topic): the quarantine's rules do not hold it again.
+inline constexpr std::string_view quarantine_topic = "quarantine:";
+inline bool released_from_quarantine(std::string_view topic) { return topic.substr(0, quarantine_topic.size()) == quarantine_topic; }
 
 /// "invalid", "too_large", "tombstone", "late_event", "quarantined".
 const char* to_string(dead_letter_reason r);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -93,7 +94,13 @@ public:
 private:
     std::size_t capacity_;
     std::uint64_t total_ = 0;
-    std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>> counts_;  // value → count, error
+    // Looked up by string_view without a copy (heterogeneous lookup).
+    struct text_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, std::pair<std::uint64_t, std::uint64_t>, text_hash, std::equal_to<>>
+        counts_;  // value → count, error
 };
 
 /// 64-bit hash of bytes (FNV-1a, then a finalizer that spreads every bit): for the distinct counter.

@@ -47,14 +47,14 @@ public:
     ~push_source() override;
     void push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) override;
     /// Records released from the quarantine, (row id, payload) each: validated and written like a
-    /// push, their source the quarantine (so its rules do not hold them again) and their row id.
+    /// push, their source "quarantine:<row id>" (so its rules do not hold them again).
     void release(std::uint32_t set_index, std::vector<std::pair<std::int64_t, std::string>> rows, push_callback done);
 
 private:
     struct pending;
     void watch();
-    void submit(std::uint32_t set_index, std::vector<std::string> payloads, const char* topic,
-                std::vector<std::int64_t> offsets, push_callback done);
+    void submit(std::uint32_t set_index, std::vector<std::string> payloads, std::vector<record_source> sources,
+                push_callback done);
 
     const config& cfg_;
     push_validator& validator_;

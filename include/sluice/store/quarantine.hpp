@@ -2,8 +2,8 @@
 // The quarantine table (<schema>.quarantine): records held by an expectation of severity
 // quarantine (written by the store writer in the batch's transaction, like dead letters), listed
 // for review and released by an admin. A release is exactly once: rows are first claimed (a token
-// of the release), then written through the push path with the quarantine as their source (the
-// row id as their offset), then marked released; a claim left by a crash is settled by the next
+// of the release), then written through the push path with "quarantine:<row id>" as their source
+// (history's src_topic), then marked released; a claim left by a crash is settled by the next
 // release: released when its record is in history (by that source), unclaimed otherwise.
 
 #include <cstdint>

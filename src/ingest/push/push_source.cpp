@@ -56,24 +56,24 @@ void push_source::watch() {
 }
 
 void push_source::push(std::uint32_t set_index, std::vector<std::string> payloads, push_callback done) {
-    std::vector<std::int64_t> sequence(payloads.size());
-    for (std::size_t i = 0; i < sequence.size(); ++i) sequence[i] = static_cast<std::int64_t>(i);
-    submit(set_index, std::move(payloads), push_topic, std::move(sequence), std::move(done));
+    std::vector<record_source> sources;
+    for (std::size_t i = 0; i < payloads.size(); ++i) sources.push_back(record_source::pushed(static_cast<std::int64_t>(i)));
+    submit(set_index, std::move(payloads), std::move(sources), std::move(done));
 }
 
 void push_source::release(std::uint32_t set_index, std::vector<std::pair<std::int64_t, std::string>> rows,
                           push_callback done) {
     std::vector<std::string> payloads;
-    std::vector<std::int64_t> ids;
+    std::vector<record_source> sources;
     for (auto& [id, payload] : rows) {
-        ids.push_back(id);
+        sources.push_back(record_source{std::string(quarantine_topic) + std::to_string(id), -1, id});
         payloads.push_back(std::move(payload));
     }
-    submit(set_index, std::move(payloads), quarantine_topic, std::move(ids), std::move(done));
+    submit(set_index, std::move(payloads), std::move(sources), std::move(done));
 }
 
-void push_source::submit(std::uint32_t set_index, std::vector<std::string> payloads, const char* topic,
-                         std::vector<std::int64_t> offsets, push_callback done) {
+void push_source::submit(std::uint32_t set_index, std::vector<std::string> payloads, std::vector<record_source> sources,
+                         push_callback done) {
     auto p = std::make_shared<pending>();
     p->done = std::move(done);
     p->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.http.ingest_timeout_ms);
@@ -81,7 +81,7 @@ void push_source::submit(std::uint32_t set_index, std::vector<std::string> paylo
         std::lock_guard lock(mutex_);
         waiting_.push_back(p);
     }
-    auto task = [this, set_index, payloads = std::move(payloads), topic, offsets = std::move(offsets), p]() mutable {
+    auto task = [this, set_index, payloads = std::move(payloads), sources = std::move(sources), p]() mutable {
         const auto now = now_ms();
         std::vector<processed> items;
         items.reserve(payloads.size());
@@ -89,7 +89,7 @@ void push_source::submit(std::uint32_t set_index, std::vector<std::string> paylo
         for (std::size_t i = 0; i < payloads.size(); ++i) {
             raw_message msg;
             msg.set_index = set_index;
-            msg.source = record_source{topic, -1, offsets[i]};
+            msg.source = std::move(sources[i]);
             msg.kafka_timestamp_ms = now;  // the time of arrival stands in for a Kafka timestamp
             msg.payload = std::move(payloads[i]);
             processed item = validator_.validate(std::move(msg), now);

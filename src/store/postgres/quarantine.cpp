@@ -66,8 +66,8 @@ result<std::vector<std::pair<std::int64_t, std::string>>> quarantine_table::clai
             "UPDATE " + d.schema + ".quarantine q SET released_at = now(), released_by = coalesce(released_by, 'recovered'),"
             " claim = NULL WHERE feature_set = $1 AND released_at IS NULL AND claim IS NOT NULL"
             " AND claimed_at < now() - interval '5 minutes' AND EXISTS (SELECT 1 FROM " + history +
-                " h WHERE h.src_topic = $2 AND h.src_offset = q.id)",
-            {name.c_str(), quarantine_topic});
+                " h WHERE h.src_topic = $2 || q.id::text)",
+            {name.c_str(), std::string(quarantine_topic).c_str()});
         !r)
         return R::failure(r.message());
     if (auto r = d.conn.exec_params("UPDATE " + d.schema + ".quarantine SET claim = NULL, claimed_at = NULL"

@@ -39,13 +39,6 @@ double number_of(const value& v) {
     return std::nan("");
 }
 
-std::string text_of(const value& v) {
-    if (const auto* s = std::get_if<std::string>(&v)) return *s;
-    if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
-    if (const auto* i = std::get_if<std::int64_t>(&v)) return std::to_string(*i);
-    return {};
-}
-
 // A finite number or null (JSON has no NaN).
 json number_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
@@ -319,6 +312,7 @@ struct quality_monitor::impl {
         std::map<std::string, std::uint64_t> failures;    // by expectation id: failed windows
         std::map<std::string, double> drift;              // by field@size: the last PSI
         std::int64_t newest_event_ms = -1;
+        std::uint64_t quarantined = 0;                    // records held by a quarantine expectation, ever
     };
 
     mutable std::mutex cfg_mutex;
@@ -396,10 +390,13 @@ struct quality_monitor::impl {
                 if (t == field_type::int64) {
                     const auto x = std::get<std::int64_t>(v);
                     a.distinct.add(std::string_view(reinterpret_cast<const char*>(&x), sizeof x));
-                } else if (categorical(t)) {
-                    const std::string text = text_of(v);
-                    a.top.add(text);
-                    a.distinct.add(text);
+                } else if (const auto* text = std::get_if<std::string>(&v)) {
+                    a.top.add(*text);
+                    a.distinct.add(*text);
+                } else if (const auto* b = std::get_if<bool>(&v)) {
+                    const std::string_view word = *b ? "true" : "false";
+                    a.top.add(word);
+                    a.distinct.add(word);
                 }
             }
             for (std::size_t e = 0; e < set.expectations.size() && e < w.outside.size(); ++e) {
@@ -642,6 +639,7 @@ void quality_monitor::observe(const write_batch& batch) {
     for (const auto& dl : batch.dead_letters) {
         hold(dl.set_index);
         if (!st) continue;
+        st->quarantined += dl.reason == dead_letter_reason::quarantined;
         for (auto& w : st->open)
             if (w.direct) ++w.dead_letters[to_string(dl.reason)];
     }
@@ -756,12 +754,13 @@ result<quality_gate> quality_monitor::gate(std::uint32_t set_index, std::int64_t
 void quality_monitor::append_metrics(std::string& out, const std::string& env) const {
     const auto& d = *impl_;
     const auto c = d.current();
-    std::string null_ratio, passing, failures, drift, records;
+    std::string null_ratio, passing, failures, drift, records, quarantined;
     for (std::size_t s = 0; s < d.sets.size() && s < c->feature_sets.size(); ++s) {
         const auto& set = c->feature_sets[s];
         const auto& st = *d.sets[s];
         const std::string labels = env + ",feature_set=\"" + set.display_name() + "\"";
         std::lock_guard lock(st.mutex);
+        quarantined += "sluice_quarantined_records_total{" + labels + "} " + std::to_string(st.quarantined) + "\n";
         for (std::size_t i = 0; i < st.closed.size(); ++i) {
             if (st.closed[i].empty()) continue;
             const auto& q = st.closed[i].front();
@@ -804,6 +803,8 @@ void quality_monitor::append_metrics(std::string& out, const std::string& env) c
            "# TYPE sluice_quality_expectation_passing gauge\n" + passing;
     out += "# HELP sluice_quality_expectation_failures_total Windows in which the expectation failed\n"
            "# TYPE sluice_quality_expectation_failures_total counter\n" + failures;
+    out += "# HELP sluice_quarantined_records_total Records held in the quarantine by an expectation (since start)\n"
+           "# TYPE sluice_quarantined_records_total counter\n" + quarantined;
     out += "# HELP sluice_quality_drift_psi PSI of a field's last judged window against its baseline window\n"
            "# TYPE sluice_quality_drift_psi gauge\n" + drift;
 }
@@ -813,6 +814,10 @@ result<quality_gate> quality_gate_from_postgres(const config& cfg, const feature
     using R = result<quality_gate>;
     if (!cfg.postgres) return R::failure("the quality gate needs PostgreSQL");
     pg::connection conn(cfg.postgres->dsn, {});
+    // A schema whose daemon never kept quality statistics has no windows, and so no failures.
+    auto exists = conn.exec_params("SELECT to_regclass($1) IS NOT NULL", {(cfg.postgres->schema + ".quality_windows").c_str()});
+    if (!exists) return R::failure(exists.message());
+    if (PQgetvalue(exists.value().get(), 0, 0)[0] != 't') return quality_gate{};
     auto rows = conn.exec_params(
         "SELECT window_ms, (extract(epoch from window_start) * 1000)::bigint, results::text FROM " +
             pg::quote_ident(cfg.postgres->schema) +
