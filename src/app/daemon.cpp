@@ -243,7 +243,8 @@ struct figures_router final : telemetry {
     std::string render_metrics() override { return main->render_metrics(); }
 };
 
-struct daemon::impl final : health_source, definition_source, activity_recorder, admin_source, quarantine_source {
+struct daemon::impl final : health_source, definition_source, activity_recorder, admin_source, quarantine_source,
+                            quality_source {
     explicit impl(const config& c)
         : cfg(c), memory(c.feature_sets.size()), running_(std::shared_ptr<const config>(), &c) {}
 
@@ -298,6 +299,15 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
     std::unique_ptr<quality_monitor> quality;  // null when quality.enabled is false
     std::unique_ptr<quarantine_table> quarantine;  // null without PostgreSQL
     std::atomic<std::uint64_t> releases{0};
+
+    // quality_source
+    nlohmann::ordered_json report(std::uint32_t set, std::int64_t from_ms, std::int64_t to_ms) const override {
+        return quality ? quality->report(set, from_ms, to_ms) : nlohmann::ordered_json();
+    }
+    result<quality_gate> gate(std::uint32_t set, std::int64_t from_ms, std::int64_t to_ms) const override {
+        if (!quality) return result<quality_gate>::failure("data quality is off");
+        return quality->gate(set, from_ms, to_ms);
+    }
 
     // quarantine_source
     result<nlohmann::json> held(std::uint32_t set, bool released, std::int64_t limit) override {
@@ -999,7 +1009,7 @@ status daemon::start() {
     if (d.registry) d.serve_ctx.definitions = &d;
     if (d.activity) d.serve_ctx.activity = &d;
     d.serve_ctx.admin = &d;
-    d.serve_ctx.quality = d.quality.get();
+    if (d.quality) d.serve_ctx.quality = &d;
     if (d.quarantine) d.serve_ctx.quarantine = &d;
     d.serve_ctx.lookups = d.lookups.get();
     d.http = make_http_server(d.serve_ctx);

@@ -118,6 +118,16 @@ public:
     virtual std::vector<config_change> pending_restart() const = 0;
 };
 
+/// Data quality for GET /v1/feature-sets/{set}/quality (sluice/store/quality_monitor.hpp).
+class quality_source {
+public:
+    virtual ~quality_source() = default;
+    /// The windows and expectations of a set (those starting in [from, to) when given).
+    virtual nlohmann::ordered_json report(std::uint32_t set_index, std::int64_t from_ms, std::int64_t to_ms) const = 0;
+    /// The gate over [from, to). May block on PostgreSQL: call from a lookup thread.
+    virtual result<quality_gate> gate(std::uint32_t set_index, std::int64_t from_ms, std::int64_t to_ms) const = 0;
+};
+
 /// The quarantine's review and release (GET /v1/admin/quarantine/{set}, POST .../release).
 class quarantine_source {
 public:
@@ -143,7 +153,7 @@ struct serve_context {
     activity_recorder* activity = nullptr;            // null: no activity log (no PostgreSQL)
     admin_source* admin = nullptr;                    // null: no reload, no /v1/admin/config
     lookup_pool* lookups = nullptr;                   // where blocking admin work runs; null: inline
-    const quality_monitor* quality = nullptr;         // null: quality.enabled is false
+    const quality_source* quality = nullptr;          // null: quality.enabled is false
     quarantine_source* quarantine = nullptr;          // null: no PostgreSQL
 };
 
