@@ -25,7 +25,6 @@ const char* type_name(field_type t) {
     return "string";
 }
 
-std::string duration_text(std::int64_t ms) { return format_duration(ms); }
 
 cjson value_json(field_type t, const value& v) {
     if (std::holds_alternative<std::monostate>(v)) return nullptr;
@@ -79,8 +78,8 @@ cjson spec_json(const feature_set_config& set) {
     j["key"] = set.key_field;
     j["event_time"] = set.event_time_field;
     j["event_time_fallback"] = set.event_time_fallback == time_fallback::none ? "none" : "kafka_timestamp";
-    j["ttl"] = duration_text(set.ttl_ms);
-    j["allowed_lateness"] = duration_text(set.allowed_lateness_ms);
+    j["ttl"] = format_duration(set.ttl_ms);
+    j["allowed_lateness"] = format_duration(set.allowed_lateness_ms);
     cjson fields = cjson::object();
     for (const auto& f : set.fields) {
         cjson fj;
@@ -100,24 +99,24 @@ cjson spec_json(const feature_set_config& set) {
     j["fields"] = fields;
     cjson aggs = cjson::array();
     for (const auto& a : set.aggregations)
-        aggs.push_back({{"name", a.name}, {"field", a.field}, {"op", to_string(a.op)}, {"window", duration_text(a.window_ms)}});
+        aggs.push_back({{"name", a.name}, {"field", a.field}, {"op", to_string(a.op)}, {"window", format_duration(a.window_ms)}});
     j["aggregations"] = aggs;
     cjson transforms = cjson::array();
     for (const auto& t : set.transforms) transforms.push_back(transform_json(set, t));
     j["transforms"] = transforms;
     if (set.dedup.enabled())
-        j["dedup"] = {{"field", set.dedup.field}, {"window", duration_text(set.dedup.window_ms)}, {"max_ids", set.dedup.max_ids}};
+        j["dedup"] = {{"field", set.dedup.field}, {"window", format_duration(set.dedup.window_ms)}, {"max_ids", set.dedup.max_ids}};
     // Only when there are some: specs recorded before expectations existed keep their hash.
     if (!set.expectations.empty()) {
         cjson expects = cjson::array();
         for (const auto& e : set.expectations) {
-            cjson x = {{"expect", to_string(e.kind)}, {"window", duration_text(e.window_ms)},
+            cjson x = {{"expect", to_string(e.kind)}, {"window", format_duration(e.window_ms)},
                        {"severity", e.severity == expectation_severity::quarantine ? "quarantine" : "warn"}};
             if (!e.field.empty()) x["field"] = e.field;
             if (e.min) x["min"] = *e.min;
             if (e.max) {
                 if (e.kind == expectation_kind::freshness)
-                    x["max"] = duration_text(static_cast<std::int64_t>(*e.max));
+                    x["max"] = format_duration(static_cast<std::int64_t>(*e.max));
                 else
                     x["max"] = *e.max;
             }

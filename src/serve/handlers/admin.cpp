@@ -17,13 +17,6 @@ response unavailable(const char* what) {
     return error_response(http::status::service_unavailable, "unavailable", what);
 }
 
-// Runs work on a lookup thread (it blocks on PostgreSQL or the file system), or here without a pool.
-void off_io_thread(const serve_context& ctx, std::function<void()> work, const responder& respond) {
-    if (ctx.lookups == nullptr) return work();
-    if (!ctx.lookups->submit(std::move(work)))
-        respond(error_response(http::status::service_unavailable, "overloaded", "the server is too busy; retry"));
-}
-
 void reload(const serve_context& ctx, const request_context& rc, const responder& respond) {
     if (ctx.admin == nullptr) return respond(unavailable("live reload is not available"));
     ctx.admin->reload(rc.api_key_name.empty() ? "anonymous" : rc.api_key_name, rc.request_id,

@@ -144,9 +144,7 @@ void quality(const serve_context& ctx, const set_catalog& catalog, const request
             respond(error_response(http::status::internal_server_error, "internal_error", "internal error"));
         }
     };
-    if (ctx.lookups == nullptr) return work();
-    if (!ctx.lookups->submit(work))
-        respond(error_response(http::status::service_unavailable, "overloaded", "the server is too busy; retry"));
+    off_io_thread(ctx, std::move(work), respond);
 }
 
 response no_quarantine() {
@@ -178,9 +176,7 @@ void held(const serve_context& ctx, const set_catalog& catalog, const request_co
         body["rows"] = ordered_json::parse(rows.value().dump());
         respond(json_response(http::status::ok, body));
     };
-    if (ctx.lookups == nullptr) return work();
-    if (!ctx.lookups->submit(work))
-        respond(error_response(http::status::service_unavailable, "overloaded", "the server is too busy; retry"));
+    off_io_thread(ctx, std::move(work), respond);
 }
 
 // POST /v1/admin/quarantine/{set}/release {"ids": [...]} (or {} for every held row, up to 1000).

@@ -51,6 +51,12 @@ set_catalog::set_catalog(const config& cfg, const version_switch* versions) : ve
     }
 }
 
+void off_io_thread(const serve_context& ctx, std::function<void()> work, const responder& respond) {
+    if (ctx.lookups == nullptr) return work();
+    if (!ctx.lookups->submit(std::move(work)))
+        respond(error_response(http::status::service_unavailable, "overloaded", "the server is too busy; retry"));
+}
+
 const set_view* set_catalog::find(std::string_view name) const {
     if (versions_) {
         const int index = versions_->resolve(name);

@@ -3,6 +3,7 @@
 // rendering stored values as JSON, the status of a record's age, and parsing of times, numbers
 // and field lists.
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,6 +68,10 @@ std::optional<std::int64_t> parse_json_time(const nlohmann::json& j);
 
 /// The columns named, in the set's order; an error message names the first unknown one.
 result<std::vector<std::size_t>> select_columns(const set_view& view, const std::vector<std::string>& names);
+
+/// Runs work on a lookup thread (it blocks on PostgreSQL or the file system), or inline without a
+/// pool; answers 503 when the pool's backlog is full.
+void off_io_thread(const serve_context& ctx, std::function<void()> work, const responder& respond);
 
 /// 404 feature_set_not_found.
 response unknown_set(std::string_view name);

@@ -795,18 +795,18 @@ void quality_monitor::append_metrics(std::string& out, const std::string& env) c
                      key.substr(at + 1) + "\"} " + std::to_string(psi) + "\n";
         }
     }
-    out += "# HELP sluice_quality_window_records Records written in the last closed quality window\n"
-           "# TYPE sluice_quality_window_records gauge\n" + records;
-    out += "# HELP sluice_quality_null_ratio Share of null values of a field in the last closed window of the smallest size\n"
-           "# TYPE sluice_quality_null_ratio gauge\n" + null_ratio;
-    out += "# HELP sluice_quality_expectation_passing 1 when the expectation passed its last judged window, else 0\n"
-           "# TYPE sluice_quality_expectation_passing gauge\n" + passing;
-    out += "# HELP sluice_quality_expectation_failures_total Windows in which the expectation failed\n"
-           "# TYPE sluice_quality_expectation_failures_total counter\n" + failures;
-    out += "# HELP sluice_quarantined_records_total Records held in the quarantine by an expectation (since start)\n"
-           "# TYPE sluice_quarantined_records_total counter\n" + quarantined;
-    out += "# HELP sluice_quality_drift_psi PSI of a field's last judged window against its baseline window\n"
-           "# TYPE sluice_quality_drift_psi gauge\n" + drift;
+    const auto family = [&out](const char* name, const char* type, const char* help, const std::string& samples) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + samples;
+    };
+    family("sluice_quality_window_records", "gauge", "Records written in the last closed quality window", records);
+    family("sluice_quality_null_ratio", "gauge",
+           "Share of null values of a field in the last closed window of the smallest size", null_ratio);
+    family("sluice_quality_expectation_passing", "gauge",
+           "1 when the expectation passed its last judged window, else 0", passing);
+    family("sluice_quality_expectation_failures_total", "counter", "Windows in which the expectation failed", failures);
+    family("sluice_quarantined_records_total", "counter",
+           "Records held in the quarantine by an expectation (since start)", quarantined);
+    family("sluice_quality_drift_psi", "gauge", "PSI of a field's last judged window against its baseline window", drift);
 }
 
 result<quality_gate> quality_gate_from_postgres(const config& cfg, const feature_set_config& set, std::int64_t from_ms,
