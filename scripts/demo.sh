@@ -77,6 +77,12 @@ Change the definition (README, "Changing a feature set"), with these variables s
   $ROOT/build-release/sluice try --config $ROOT/config/demo.json --set user_activity --brokers $broker --records 2000
   $ROOT/build-release/sluice plan --config $ROOT/config/demo.json      # exit 0: nothing to change; 3: breaking
 
+Train on what you serve (README, "Train on what you serve"): the features as they were at each row's time,
+as known then (late records left out), streamed back as CSV; or the same to a file with a progress bar:
+  psql "$SLUICE_PG_DSN" -tAc "SELECT json_build_object('user_id', key, 'event_timestamp', event_time + interval '1 second', 'label', clicks % 2) FROM sluice.user_activity_history ORDER BY id DESC LIMIT 1000" > $RUN/rows.ndjson
+  curl -s -X POST 'http://127.0.0.1:$http_port/v1/training-sets?features=user_activity:clicks,user_activity:spend_sum_1h&as_known_at=true&format=csv' -H 'Content-Type: application/x-ndjson' --data-binary @$RUN/rows.ndjson | head -5
+  $ROOT/build-release/sluice export --config $ROOT/config/demo.json --features user_activity:clicks,user_activity:spend_sum_1h --entities $RUN/rows.ndjson --output $RUN/train.csv
+
 Change it live: edit config/demo.json (a TTL, a transform, a new feature set), then
   kill -HUP $sluice_pid        # or: curl -s -X POST http://127.0.0.1:$http_port/v1/admin/reload
   curl -s http://127.0.0.1:$http_port/v1/admin/config | head -c 400; echo    # the running config, its hash

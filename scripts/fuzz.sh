@@ -2,8 +2,9 @@
 # Builds the fuzz targets (fuzz/, clang + libFuzzer with ASan and UBSan, ccache, build dir
 # build-fuzz) and runs each on a copy of its seed corpus for a while: http_request_fuzzer (the
 # HTTP layer), record_parser_fuzzer (a Kafka message's value through the record parser's fast
-# path and its nlohmann path, which must agree) and definition_fuzzer (a config's sets through
-# their canonical specs and back, and the compatible/breaking classification).
+# path and its nlohmann path, which must agree), definition_fuzzer (a config's sets through
+# their canonical specs and back, and the compatible/breaking classification) and
+# training_rows_fuzzer (a training set's NDJSON or CSV entity rows, joined and written).
 # Usage: scripts/fuzz.sh [--seconds N] [--jobs N] [--only TARGET] [extra libFuzzer flags...]
 #   --seconds N   how long to fuzz each target (default 60)
 #   --jobs N      parallel fuzzing processes (default 1)
@@ -36,7 +37,7 @@ fi
 # Paths under the tree hash relative to it, so another clone (CI) reuses the same cache entries.
 export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=true
 cmake -S "$ROOT/fuzz" -B "$BUILD" -G Ninja -DCMAKE_CXX_COMPILER="$CXX_BIN" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=(http_request_fuzzer record_parser_fuzzer definition_fuzzer)
+targets=(http_request_fuzzer record_parser_fuzzer definition_fuzzer training_rows_fuzzer)
 [[ -n $only ]] && targets=("$only")
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]}"
 
@@ -85,6 +86,8 @@ for t in "${targets[@]}"; do
     record_parser_fuzzer) fuzz_target "$t" "$ROOT/fuzz/corpus-records" 4096 -dict="$ROOT/fuzz/record_parser.dict" ;;
     # A config (or two registry specs) and its canonical specs.
     definition_fuzzer) fuzz_target "$t" "$ROOT/fuzz/corpus-definitions" 8192 ;;
+    # A training set's entity rows: a format byte, a read size byte, then the body.
+    training_rows_fuzzer) fuzz_target "$t" "$ROOT/fuzz/corpus-entity-rows" 4096 ;;
     *) echo "fuzz: no target $t" >&2; exit 2 ;;
   esac
 done

@@ -10,6 +10,7 @@
 
 #include "sluice/app/daemon.hpp"
 #include "sluice/app/definition_commands.hpp"
+#include "sluice/app/export_command.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/config/schema.hpp"
 #include "sluice/core/log.hpp"
@@ -31,6 +32,11 @@ void usage(std::FILE* out) {
                  "                      the set's data quality gate: exit 0 passed, 3 failed, 1 error\n"
                  "       sluice try --config FILE --set S[@N] [--records N | --seconds T] [--from-start]\n"
                  "                  [--brokers HOST:PORT] [--json]   parse live data, write nothing\n"
+                 "       sluice export --config FILE --features S:F[,S:F...] (--entities FILE.csv|FILE.ndjson|- |\n"
+                 "                     --entity-query SQL | --entity-table T) --output FILE.csv|FILE.ndjson|-\n"
+                 "                     [--as-known-at] [--full-feature-names] [--statuses] [--timestamp-column C]\n"
+                 "                     [--entity-format csv|ndjson] [--format csv|ndjson] [--no-progress]\n"
+                 "                     a point-in-time training set: exit 0 written, 1 error\n"
                  "       sluice --version\n");
 }
 
@@ -42,6 +48,7 @@ int run_command(const std::string& command, int argc, char** argv) {
     sluice::promote_options promote;
     sluice::try_options sandbox;
     sluice::quality_options quality;
+    sluice::export_options exporting;
     const auto fail = [&](const std::string& why) {
         std::fprintf(stderr, "sluice %s: %s\n", command.c_str(), why.c_str());
         usage(stderr);
@@ -54,6 +61,43 @@ int run_command(const std::string& command, int argc, char** argv) {
             json = true;
         } else if (arg == "--yes" && command == "drop") {
             yes = true;
+        } else if (command == "export" && arg != "--config") {
+            auto value = [&]() -> std::string { return argv[++i]; };
+            if ((arg == "--features" || arg == "--feature") && has_value) {
+                const std::string list = value();
+                std::size_t start = 0;
+                while (start <= list.size()) {
+                    const auto comma = list.find(',', start);
+                    const auto f = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+                    if (!f.empty()) exporting.features.push_back(f);
+                    if (comma == std::string::npos) break;
+                    start = comma + 1;
+                }
+            } else if (arg == "--entities" && has_value) {
+                exporting.entities = value();
+            } else if (arg == "--entity-format" && has_value) {
+                exporting.entity_format = value();
+            } else if (arg == "--entity-query" && has_value) {
+                exporting.entity_query = value();
+            } else if (arg == "--entity-table" && has_value) {
+                exporting.entity_table = value();
+            } else if (arg == "--output" && has_value) {
+                exporting.output = value();
+            } else if (arg == "--format" && has_value) {
+                exporting.format = value();
+            } else if (arg == "--timestamp-column" && has_value) {
+                exporting.timestamp_column = value();
+            } else if (arg == "--as-known-at") {
+                exporting.as_known_at = true;
+            } else if (arg == "--full-feature-names") {
+                exporting.full_feature_names = true;
+            } else if (arg == "--statuses") {
+                exporting.statuses = true;
+            } else if (arg == "--no-progress") {
+                exporting.progress = false;
+            } else {
+                return fail("unknown argument '" + arg + "'");
+            }
         } else if (arg == "--config" && has_value && command != "promote") {
             config_path = argv[++i];
         } else if (arg == "--from" && has_value && command == "promote") {
@@ -113,6 +157,12 @@ int run_command(const std::string& command, int argc, char** argv) {
         quality.json = json;
         return sluice::run_quality(quality);
     }
+    if (command == "export") {
+        if (config_path.empty() || exporting.features.empty() || exporting.output.empty())
+            return fail("--config, --features and --output are required");
+        exporting.config_path = config_path;
+        return sluice::run_export(exporting);
+    }
     if (command == "try") {
         if (config_path.empty() || set.empty()) return fail("--config and --set are required");
         sandbox.config_path = config_path;
@@ -129,7 +179,8 @@ int run_command(const std::string& command, int argc, char** argv) {
 int main(int argc, char** argv) {
     if (argc > 1) {
         const std::string command = argv[1];
-        if (command == "plan" || command == "promote" || command == "drop" || command == "try" || command == "quality")
+        if (command == "plan" || command == "promote" || command == "drop" || command == "try" || command == "quality" ||
+            command == "export")
             return run_command(command, argc, argv);
     }
     std::string config_path;

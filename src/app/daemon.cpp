@@ -22,6 +22,7 @@
 #include "sluice/preprocess/preprocess_stage.hpp"
 #include "sluice/preprocess/push_validation.hpp"
 #include "sluice/query/tiered_reader.hpp"
+#include "sluice/app/export_command.hpp"
 #include "sluice/serve/http_server.hpp"
 #include "sluice/serve/prometheus_telemetry.hpp"
 #include "sluice/store/memory_index.hpp"
@@ -270,6 +271,7 @@ struct daemon::impl final : health_source, definition_source, activity_recorder,
     std::unique_ptr<record_push_validator> push_validation;
     std::unique_ptr<push_source> pushes;
     serve_context serve_ctx;
+    std::unique_ptr<training_exports> training;  // with PostgreSQL: POST /v1/training-sets
     http_server_ptr http;
     std::unique_ptr<event_generator> generator;
     std::unique_ptr<definition_registry> registry;
@@ -1012,6 +1014,10 @@ status daemon::start() {
     if (d.quality) d.serve_ctx.quality = &d;
     if (d.quarantine) d.serve_ctx.quarantine = &d;
     d.serve_ctx.lookups = d.lookups.get();
+    if (cfg.postgres) {
+        d.training = std::make_unique<training_exports>(cfg.postgres->dsn, d.activity ? &d : nullptr);
+        d.serve_ctx.training = d.training.get();
+    }
     d.http = make_http_server(d.serve_ctx);
     if (auto s = d.http->start(); !s) return s;
 
@@ -1070,6 +1076,7 @@ bool daemon::stop() {
     watchdog.join();
     // Serving ends before the consumers close: the API reads their positions for /metrics.
     if (d.http) d.http->stop();
+    if (d.training) d.training->stop();  // the server closed their connections: they end now
     if (d.lookups) d.lookups->stop();
     d.pushes.reset();
     for (const auto& v : d.versions) v->pushes.reset();

@@ -733,6 +733,24 @@ const std::vector<key_spec<activity_config>>& activity_keys() {
     return keys;
 }
 
+const std::vector<key_spec<training_config>>& training_keys() {
+    using S = training_config;
+    static const std::vector<key_spec<S>> keys = {
+        integer_key<S>("max_concurrent", "training-set exports running at once; more are answered 429", &S::max_concurrent,
+                       1, 64),
+        integer_key<S>("body_limit_bytes",
+                       "largest body of entity rows streamed to POST /v1/training-sets (read as it arrives, not held)",
+                       &S::body_limit_bytes, 1, 1LL << 40),
+        integer_key<S>("chunk_rows", "entity rows joined with history per PostgreSQL round trip", &S::chunk_rows, 1,
+                       1000000),
+        integer_key<S>("statement_timeout_ms", "bound of each chunk's statements on PostgreSQL; 0 = none",
+                       &S::statement_timeout_ms, 0, 86400000),
+        integer_key<S>("max_line_bytes", "longest entity row: an NDJSON line or a CSV record", &S::max_line_bytes, 64,
+                       1LL << 30),
+    };
+    return keys;
+}
+
 // A section read into its member of config.
 template <class T>
 key_spec<config> section_key(std::string name, std::string description, T config::*member,
@@ -800,6 +818,8 @@ const std::vector<key_spec<config>>& root_keys() {
         section_key("activity", "the activity log: who did what, kept in PostgreSQL", &S::activity, activity_keys),
         section_key("quality", "data quality statistics per feature set and field, and expectations' windows",
                     &S::quality, quality_keys),
+        section_key("training", "point-in-time training sets: POST /v1/training-sets and sluice export", &S::training,
+                    training_keys),
     };
     return keys;
 }

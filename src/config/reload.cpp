@@ -76,6 +76,7 @@ constexpr std::array live_paths{
     live_rule{"http.max_connections", "connections from now on"},
     live_rule{"http.max_lookup_keys", "requests from now on"},
     live_rule{"http.ingest_timeout_ms", "pushes from now on"},
+    live_rule{"training", "exports started from now on"},
 };
 
 const live_rule* live_rule_for(const std::string& path) {
@@ -127,6 +128,7 @@ void apply_live_sections(config& into, const config& from) {
     h.max_connections = n.max_connections;
     h.max_lookup_keys = n.max_lookup_keys;
     h.ingest_timeout_ms = n.ingest_timeout_ms;
+    into.training = from.training;
 }
 
 // "added ops; removed ci; scopes or digest of reader changed": names only, never digests.
@@ -360,6 +362,12 @@ nlohmann::ordered_json config_to_json(const config& cfg) {
     j["activity"] = {{"retention_days", cfg.activity.retention_days},
                      {"buffer_rows", cfg.activity.buffer_rows},
                      {"auth_failures_per_minute", cfg.activity.auth_failures_per_minute}};
+    const auto& t = cfg.training;
+    j["training"] = {{"max_concurrent", t.max_concurrent},
+                     {"body_limit_bytes", t.body_limit_bytes},
+                     {"chunk_rows", t.chunk_rows},
+                     {"statement_timeout_ms", t.statement_timeout_ms},
+                     {"max_line_bytes", t.max_line_bytes}};
     return j;
 }
 

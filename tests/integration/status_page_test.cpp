@@ -42,6 +42,7 @@ const std::vector<route_case>& served_routes() {
         {"POST", "/get-online-features", "/get-online-features", "read"},
         {"GET", "/v1/features/{set}/{key}/history", "/v1/features/user_activity/u1/history", "read"},
         {"POST", "/v1/ingest/{set}", "/v1/ingest/user_activity", "write"},
+        {"POST", "/v1/training-sets", "/v1/training-sets", "read"},
         {"GET", "/v1/feature-sets", "/v1/feature-sets", "admin"},
         {"GET", "/v1/feature-sets/{set}", "/v1/feature-sets/user_activity", "admin"},
         {"GET", "/healthz", "/healthz", ""},

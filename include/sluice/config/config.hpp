@@ -326,6 +326,17 @@ struct activity_config {
     bool operator==(const activity_config&) const = default;
 };
 
+/// Point-in-time training sets (JSON "training"): POST /v1/training-sets and `sluice export`.
+struct training_config {
+    std::int64_t max_concurrent = 2;             // exports running at once; more are answered 429
+    std::int64_t body_limit_bytes = 4LL << 30;   // entity rows streamed in one request body
+    std::int64_t chunk_rows = 5000;              // entity rows joined per PostgreSQL round trip
+    std::int64_t statement_timeout_ms = 600000;  // bound of each chunk's statements (0: none)
+    std::int64_t max_line_bytes = 1 << 20;       // longest entity row (an NDJSON line, a CSV record)
+
+    bool operator==(const training_config&) const = default;
+};
+
 /// Data quality statistics (JSON "quality"): per feature set and field, over tumbling windows of
 /// arrival time, kept in memory and written to PostgreSQL when a window closes.
 struct quality_config {
@@ -360,6 +371,7 @@ struct config {
     generator_config generator;
     activity_config activity;
     quality_config quality;
+    training_config training;
     config_origin origin;             // not a key of the file
 
     /// Index of the feature set with this name, or -1.

@@ -20,6 +20,7 @@
 #include "sluice/core/result.hpp"
 #include "sluice/ingest/push_source.hpp"
 #include "sluice/query/reader.hpp"
+#include "sluice/query/training_set.hpp"
 #include "sluice/store/activity_log.hpp"
 #include "sluice/store/quality_monitor.hpp"
 
@@ -140,6 +141,51 @@ public:
                          std::function<void(result<nlohmann::json>)> done) = 0;
 };
 
+/// One exchange whose answer is streamed (chunked transfer) and whose request body may be read as it
+/// arrives (POST /v1/training-sets). Every call may come from any thread; the session does the
+/// writing on its own thread.
+class answer_stream {
+public:
+    virtual ~answer_stream() = default;
+    /// Body bytes of the request as they arrive, into buf: blocks until some are here; 0 at the end.
+    /// A failure: the body passed its limit (kind permanent, message says so), the client went
+    /// away or stopped sending. Only for a streamed body; otherwise it returns 0 at once.
+    virtual result<std::size_t> read_body(char* buf, std::size_t cap) = 0;
+    /// An ordinary JSON error answer ({"error": ...}), instead of a stream; only before begin().
+    virtual void refuse(unsigned status, std::string code, std::string message) = 0;
+    /// Starts the answer: 200 with this content type and headers; `trailers` names the trailer
+    /// fields finish() will send.
+    virtual void begin(std::string content_type, std::vector<std::pair<std::string, std::string>> headers,
+                       std::vector<std::string> trailers) = 0;
+    /// The next piece of the body. Blocks while more than a few MiB wait to be sent; false when
+    /// the client has gone (stop producing).
+    virtual bool write(std::string_view bytes) = 0;
+    /// Ends the answer, with its trailers.
+    virtual void finish(std::vector<std::pair<std::string, std::string>> trailers) = 0;
+    /// Ends a begun answer as broken: the connection is closed without the last chunk, so the
+    /// client sees an incomplete transfer rather than a short file.
+    virtual void abort(const std::string& why) = 0;
+};
+
+/// Where a training set's entity rows come from.
+struct training_input {
+    enum class kind { body, inline_rows, query, table };
+    kind from = kind::body;
+    table_format format = table_format::ndjson;  // of the body
+    std::string text;                             // inline rows (NDJSON), the query, or the table
+};
+
+/// Runs training-set exports (POST /v1/training-sets), each on a thread of its own with its own
+/// PostgreSQL connection, at most training.max_concurrent at once (more are refused with 429).
+class training_source {
+public:
+    virtual ~training_source() = default;
+    /// Starts the export; the answer (or refusal) goes to `out`. cfg: the config the plan resolved
+    /// against (kept by the export while it runs).
+    virtual void start(std::shared_ptr<const config> cfg, training_plan plan, training_input input,
+                       std::shared_ptr<answer_stream> out, std::string actor, std::string request_id) = 0;
+};
+
 /// Everything a handler may use. Owned by the app; outlives the HTTP server.
 struct serve_context {
     const config* cfg = nullptr;
@@ -155,6 +201,7 @@ struct serve_context {
     lookup_pool* lookups = nullptr;                   // where blocking admin work runs; null: inline
     const quality_source* quality = nullptr;          // null: quality.enabled is false
     quarantine_source* quarantine = nullptr;          // null: no PostgreSQL
+    training_source* training = nullptr;              // null: no PostgreSQL, training sets answer 503
 };
 
 }  // namespace sluice

@@ -25,6 +25,8 @@ void add_feast_routes(router& routes, const serve_context& ctx, const std::share
 /// POST /v1/ingest/{set} (scope "write").
 void add_ingest_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
 /// GET /v1/feature-sets[/{set}], GET /metrics (scope "admin").
+/// POST /v1/training-sets (training.cpp).
+void add_training_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
 void add_catalog_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
 
 /// POST /v1/admin/reload, GET /v1/admin/config, GET /v1/admin/activity (scope "admin").

@@ -11,6 +11,7 @@ void add_feature_routes(router& routes, const serve_context& ctx) {
     add_feast_routes(routes, ctx, catalog);
     add_ingest_routes(routes, ctx, catalog);
     add_catalog_routes(routes, ctx, catalog);
+    add_training_routes(routes, ctx, catalog);
 }
 
 }  // namespace sluice::serve

@@ -38,7 +38,48 @@ std::string outcome_of(unsigned status) {
     return "failed";
 }
 
+// A stream for a streamed route called without one: gathers the answer and responds once.
+class gathered_stream final : public answer_stream {
+public:
+    explicit gathered_stream(responder respond) : respond_(std::move(respond)) {}
+    result<std::size_t> read_body(char*, std::size_t) override { return std::size_t{0}; }
+    void refuse(unsigned status, std::string code, std::string message) override {
+        respond_(error_response(static_cast<http::status>(status), code, message));
+    }
+    void begin(std::string content_type, std::vector<std::pair<std::string, std::string>> headers,
+               std::vector<std::string>) override {
+        res_.result(http::status::ok);
+        res_.set(http::field::content_type, content_type);
+        for (auto& [name, v] : headers) res_.set(name, v);
+    }
+    bool write(std::string_view bytes) override {
+        res_.body().append(bytes);
+        return true;
+    }
+    void finish(std::vector<std::pair<std::string, std::string>> trailers) override {
+        for (auto& [name, v] : trailers) res_.set(name, v);
+        respond_(std::move(res_));
+    }
+    void abort(const std::string& why) override {
+        respond_(error_response(http::status::internal_server_error, "internal_error", why));
+    }
+
+private:
+    responder respond_;
+    response res_;
+};
+
 }  // namespace
+
+bool dispatcher::streamed(const request& header, bool& body_streams) const {
+    body_streams = false;
+    const auto [path, query_text] = split_target(header.target());
+    const router::match m = router_.find(header.method(), path);
+    if (m.result != router::match::outcome::found || !m.matched->stream_fn) return false;
+    const auto type = table_format_from(header[http::field::content_type]);
+    body_streams = type.has_value() && header.method() == http::verb::post;
+    return true;
+}
 
 dispatcher::dispatcher(router routes, api_key_auth auth, const rate_limit_config& rate_limit,
                        std::size_t rate_clients, activity_recorder* activity)
@@ -82,7 +123,7 @@ bool dispatcher::throttled(std::string_view key_name, std::string_view peer, con
 }
 
 std::string_view dispatcher::dispatch(const request& req, std::string_view peer, std::string_view request_id,
-                                      const responder& respond) const {
+                                      const responder& respond, std::shared_ptr<answer_stream> stream) const {
     std::string_view route = unmatched_route;
     try {
         const auto [path, query_text] = split_target(req.target());
@@ -144,7 +185,11 @@ std::string_view dispatcher::dispatch(const request& req, std::string_view peer,
         }
 
         request_context ctx{req, std::move(m.params), std::move(*query), std::move(key_name), std::string(request_id),
-                            activity_ ? address_text(peer) : std::string()};
+                            activity_ ? address_text(peer) : std::string(),
+                            [this, &req](std::string_view scope) {
+                                return !auth_.enabled() ||
+                                       auth_.check(req, scope).result == api_key_auth::verdict::kind::allowed;
+                            }};
         if (activity_ != nullptr && route.rfind("/v1/admin/", 0) == 0 && route != "/v1/admin/activity") {
             // Every request to the admin routes is a row: who, which route, and how it ended. Reads
             // of the log itself, of the catalog and of /metrics, polled every few seconds by the
@@ -161,6 +206,10 @@ std::string_view dispatcher::dispatch(const request& req, std::string_view peer,
                 activity_->record(std::move(e));
                 respond(std::move(res));
             });
+            return route;
+        }
+        if (m.matched->stream_fn) {
+            m.matched->stream_fn(ctx, stream ? std::move(stream) : std::make_shared<gathered_stream>(respond));
             return route;
         }
         m.matched->fn(ctx, respond);

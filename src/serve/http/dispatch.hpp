@@ -37,8 +37,15 @@ public:
     /// Returns the pattern of the route that answers ("/v1/features/{set}/{key}"), or
     /// unmatched_route; the view lives as long as the dispatcher.
     /// `request_id` is the request's X-Request-Id (handlers and the activity log see it).
+    /// A streamed route (router::add_streamed) answers through `stream`; without one (the fuzz
+    /// target, tests), through a stream that gathers the whole answer and hands it to respond.
     std::string_view dispatch(const request& req, std::string_view peer, std::string_view request_id,
-                              const responder& respond) const;
+                              const responder& respond, std::shared_ptr<answer_stream> stream = nullptr) const;
+    /// True when the request (its header) goes to a streamed route: the session then gives it a
+    /// stream. body_streams: also its body is read as it arrives (an NDJSON or CSV body), bounded
+    /// by streamed_body_limit instead of the ordinary body limit.
+    bool streamed(const request& header, bool& body_streams) const;
+    std::uint64_t streamed_body_limit = 0;
 
     const api_key_auth& auth() const { return auth_; }
 

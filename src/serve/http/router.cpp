@@ -112,6 +112,11 @@ void router::add(http::verb method, std::string_view pattern, std::string scope,
     routes_.push_back(std::move(r));
 }
 
+void router::add_streamed(http::verb method, std::string_view pattern, std::string scope, stream_handler fn) {
+    add(method, pattern, std::move(scope), nullptr);
+    routes_.back().stream_fn = std::move(fn);
+}
+
 router::match router::find(http::verb method, std::string_view path) const {
     match m;
     if (path.empty() || path.front() != '/') {

@@ -12,6 +12,7 @@
 #include <boost/beast/http/verb.hpp>
 
 #include "response.hpp"
+#include "sluice/serve/services.hpp"
 
 namespace sluice::serve {
 
@@ -36,6 +37,8 @@ struct request_context {
     std::string api_key_name;   // the authenticated key's name; empty when auth is off
     std::string request_id = {};  // the X-Request-Id the answer carries
     std::string client = {};      // the remote address as text ("127.0.0.1", "::1")
+    /// Whether the request's key also has this scope (true when auth is off); during the call only.
+    std::function<bool(std::string_view)> has_scope = {};
 
     /// The path parameter, or an empty string if the pattern has none by that name.
     const std::string& param(std::string_view name) const;
@@ -46,6 +49,9 @@ struct request_context {
 /// Sends the response. Call exactly once, from any thread; later calls are ignored.
 using responder = std::function<void(response)>;
 using handler = std::function<void(const request_context&, responder)>;
+/// A route whose answer is streamed (and whose body may be read as it arrives): the handler gets
+/// the exchange instead of a responder (sluice/serve/services.hpp, answer_stream).
+using stream_handler = std::function<void(const request_context&, std::shared_ptr<answer_stream>)>;
 
 class router {
 public:
@@ -58,6 +64,7 @@ public:
         std::string pattern;
         std::string scope;  // API key scope the route needs; empty = public
         handler fn;
+        stream_handler stream_fn;  // set instead of fn for streamed routes
         std::vector<segment> segments;
     };
     struct match {
@@ -72,6 +79,8 @@ public:
     /// pattern: "/v1/features/{set}/{key}". Throws std::invalid_argument on a malformed pattern
     /// (start-up only).
     void add(http::verb method, std::string_view pattern, std::string scope, handler fn);
+    /// A streamed route (add_training_routes).
+    void add_streamed(http::verb method, std::string_view pattern, std::string scope, stream_handler fn);
 
     /// Matches a path (no query string). Each segment is URL-decoded after splitting on '/',
     /// so a parameter may contain '/' written as %2F.

@@ -209,6 +209,7 @@ private:
         auto g = std::make_shared<server_generation>(server_generation{
             cfg, dispatcher(make_routes(ctx), api_key_auth(cfg->http.api_keys), std::move(limiter), ctx_.activity),
             limits_from(cfg->http)});
+        g->dispatch.streamed_body_limit = static_cast<std::uint64_t>(cfg->training.body_limit_bytes);
         return g;
     }
 

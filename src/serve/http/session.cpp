@@ -121,6 +121,7 @@ void session<Stream>::run() {
 
 template <class Stream>
 void session<Stream>::close_now() {
+    if (ex_) ex_->release();  // an export waiting to write learns the client has gone
     beast::error_code ec;
     tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
     tcp_layer().close();
@@ -155,7 +156,9 @@ void session<Stream>::read_request() {
     const server_limits& l = gen_->limits;
     parser_.emplace();
     parser_->header_limit(l.header_limit_bytes);
-    parser_->body_limit(l.body_limit_bytes);
+    // Beast checks a Content-Length against the limit as the header ends, before the route is
+    // known: the larger of the two limits here, the route's own checked in on_header and on_body.
+    parser_->body_limit(std::max<std::uint64_t>(l.body_limit_bytes, gen_->dispatch.streamed_body_limit));
     request_bytes_ = 0;
     route_ = unmatched_route;
     method_ = http::verb::unknown;
@@ -189,6 +192,15 @@ void session<Stream>::on_header(beast::error_code ec, std::size_t bytes) {
     if (const std::string_view why = framing_error(req); !why.empty())
         return fail(http::status::bad_request, "bad_request", std::string(why));
 
+    bool body_streams = false;
+    const bool streamed = gen_->dispatch.streamed(req, body_streams) && body_streams;
+    const std::uint64_t limit = streamed ? gen_->dispatch.streamed_body_limit : gen_->limits.body_limit_bytes;
+    if (const auto length = parser_->content_length(); length && *length > limit)
+        return fail(http::status::payload_too_large, "payload_too_large",
+                    streamed ? "the entity rows are larger than training.body_limit_bytes (" + std::to_string(limit) + " bytes)"
+                             : "the request body is larger than " + std::to_string(limit) + " bytes");
+    parser_->body_limit(limit);  // a chunked body: Beast counts its chunks against it
+    if (streamed && !parser_->is_done()) return start_exchange(true);
     if (parser_->is_done()) return handle_request();
     if (beast::iequals(trim_ows(req[http::field::expect]), "100-continue")) {
         continue_.emplace(http::status::continue_, req.version());
@@ -258,6 +270,8 @@ void session<Stream>::on_read_error(beast::error_code ec) {
 
 template <class Stream>
 void session<Stream>::handle_request() {
+    bool body_streams = false;
+    if (gen_->dispatch.streamed(parser_->get(), body_streams)) return start_exchange(false);
     const request& req = parser_->get();
     request_id_ = request_id_of(req);
     keep_alive_ = req.keep_alive();
@@ -295,6 +309,146 @@ void session<Stream>::handle_request() {
     }
     // The answer comes later: no read deadline while the handler works.
     tcp_layer().expires_never();
+}
+
+// A streamed exchange: dispatched with its header (and, unless the body streams, its body); the
+// handler answers through ex_. The connection closes after it.
+template <class Stream>
+void session<Stream>::start_exchange(bool body_streams) {
+    const request& req = parser_->get();
+    request_id_ = request_id_of(req);
+    keep_alive_ = false;
+    version_ = req.version();
+    const bool expect_continue = body_streams && beast::iequals(trim_ows(req[http::field::expect]), "100-continue");
+    if (body_streams) tcp_layer().expires_never();
+    auto executor = tcp_layer().get_executor();
+    auto self = this->shared_from_this();
+    ex_ = std::make_shared<stream_exchange>(request_id_, version_, body_streams, [self, executor] {
+        net::post(executor, [self] { self->pump_exchange(); });
+    });
+
+    using answer_t = pending_answer<session>;
+    auto answer = std::make_shared<answer_t>();
+    answer->ioc = ioc_.lock();
+    answer->self = self;
+    responder respond = [answer](response res) {  // the dispatcher's own refusals (401, 403, 429, 404)
+        if (answer->answered.exchange(true)) return;
+        auto& s = answer->self;
+        if (dispatching == s.get()) {
+            s->inline_answer_.emplace(std::move(res));
+            return;
+        }
+        net::post(s->tcp_layer().get_executor(), [s, res = std::move(res)]() mutable { s->send_response(std::move(res)); });
+    };
+    {
+        struct scope {
+            explicit scope(const void* s) { dispatching = s; }
+            ~scope() { dispatching = nullptr; }
+        } during(this);
+        route_ = gen_->dispatch.dispatch(req, peer_, request_id_, respond, ex_);
+    }
+    if (inline_answer_) {
+        ex_->release();
+        ex_.reset();
+        response res = std::move(*inline_answer_);
+        inline_answer_.reset();
+        return send_response(std::move(res));
+    }
+    if (!body_streams) return;
+    if (expect_continue) ex_->continue_first();
+    pump_exchange();
+    read_streamed_body();
+}
+
+template <class Stream>
+void session<Stream>::read_streamed_body() {
+    reading_ = true;
+    tcp_layer().expires_after(gen_->limits.read_timeout);  // from the last progress
+    http::async_read_some(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&session::on_streamed_body, this->shared_from_this()));
+}
+
+template <class Stream>
+void session<Stream>::on_streamed_body(beast::error_code ec, std::size_t) {
+    reading_ = false;
+    auto& body = parser_->get().body();
+    if (ex_ && !body.empty()) (void)ex_->body_bytes(body);
+    body.clear();
+    if (ec) {
+        if (ex_) {
+            if (ec == http::error::body_limit)
+                ex_->body_failed("the entity rows are larger than training.body_limit_bytes (" +
+                                     std::to_string(gen_->dispatch.streamed_body_limit) + " bytes)",
+                                 error_kind::permanent);
+            else
+                ex_->body_failed("the request body broke off: " + ec.message(), error_kind::retryable);
+        }
+        if (linger_after_read_ || !ex_) {
+            linger_after_read_ = false;
+            tcp_layer().close();
+        }
+        return;
+    }
+    if (parser_->is_done()) {
+        if (ex_) ex_->body_end();
+        if (linger_after_read_) {
+            linger_after_read_ = false;
+            linger();
+        }
+        return;
+    }
+    if (linger_after_read_) {  // the answer is out: drain the rest and close
+        linger_after_read_ = false;
+        return linger();
+    }
+    read_streamed_body();
+}
+
+// Writes what the exchange has queued, one write at a time.
+template <class Stream>
+void session<Stream>::pump_exchange() {
+    if (!ex_ || ex_writing_) return;
+    auto p = ex_->take();
+    if (p.broken) return end_exchange(true);
+    if (p.bytes.empty()) {
+        if (p.last) end_exchange(false);
+        return;
+    }
+    ex_out_ = std::move(p.bytes);
+    ex_last_ = p.last;
+    ex_writing_ = true;
+    tcp_layer().expires_after(gen_->limits.write_timeout);  // from the last progress
+    net::async_write(stream_, net::buffer(ex_out_), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+        self->ex_writing_ = false;
+        if (!self->ex_) return;
+        if (ec) {
+            self->state_->log->debug("http: writing a streamed answer failed: {}", ec.message());
+            return self->end_exchange(true);
+        }
+        self->ex_->sent(n);
+        if (self->ex_last_) return self->end_exchange(false);
+        self->pump_exchange();
+    });
+}
+
+// The exchange is over: counted, then the connection closes (drained first unless broken).
+template <class Stream>
+void session<Stream>::end_exchange(bool broken) {
+    const unsigned status = ex_->answer_status();
+    ex_->release();
+    ex_.reset();
+    observe(route_, method_, broken && status == 200 ? 500 : (status == 0 ? 500 : status));
+    if (broken) {
+        beast::error_code ec;
+        tcp_layer().socket().set_option(net::socket_base::linger(true, 0), ec);  // a reset, not a clean end
+        tcp_layer().close();
+        return;
+    }
+    if (reading_) {
+        linger_after_read_ = true;
+        return;
+    }
+    linger();
 }
 
 template <class Stream>
@@ -419,7 +573,13 @@ void session<Stream>::on_write(bool close, beast::error_code ec, std::size_t) {
         state_->log->debug("http: writing a response failed: {}", ec.message());
         return;
     }
-    if (close) return linger();
+    if (close) {
+        if (reading_) {  // a streamed body's read is in flight: linger once it completes
+            linger_after_read_ = true;
+            return;
+        }
+        return linger();
+    }
     wait_next_request();
 }
 

@@ -19,6 +19,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "exchange.hpp"
 #include "server_state.hpp"
 
 namespace sluice::serve {
@@ -69,6 +70,13 @@ private:
     void read_linger();
     void on_linger(beast::error_code ec, std::size_t bytes);
     void on_tls_shutdown(beast::error_code ec);
+    // A streamed exchange (dispatcher::streamed): the body read into ex_ as it arrives, the answer
+    // written from ex_'s queue.
+    void start_exchange(bool body_streams);
+    void read_streamed_body();
+    void on_streamed_body(beast::error_code ec, std::size_t bytes);
+    void pump_exchange();
+    void end_exchange(bool broken);
 
     Stream stream_;
     std::weak_ptr<net::io_context> ioc_;
@@ -91,6 +99,11 @@ private:
     std::string_view route_ = unmatched_route;  // the answering route's pattern, for metrics
     http::verb method_ = http::verb::unknown;
     std::chrono::steady_clock::time_point started_;
+    std::shared_ptr<stream_exchange> ex_;  // the current streamed exchange, if any
+    std::string ex_out_;                   // what of ex_'s answer is being written
+    bool ex_writing_ = false, ex_last_ = false;
+    bool reading_ = false;            // a read of a streamed body is in flight
+    bool linger_after_read_ = false;  // the answer is written: linger once that read completes
 };
 
 }  // namespace sluice::serve

@@ -22,24 +22,6 @@
 namespace sluice {
 namespace {
 
-// Decodes one column of a latest row (selected as text; timestamps as epoch ms).
-value decode_column(field_type type, const char* text, int len) {
-    std::string_view s(text, static_cast<std::size_t>(len));
-    switch (type) {
-        case field_type::int64:
-        case field_type::timestamp: {
-            std::int64_t i = 0;
-            std::from_chars(s.data(), s.data() + s.size(), i);
-            return i;
-        }
-        case field_type::float64: return std::strtod(text, nullptr);
-        case field_type::boolean: return s == "t";
-        case field_type::string:
-        case field_type::json: return std::string(s);
-    }
-    return {};
-}
-
 // A failed result<U> as a failed result<T>, with its message and kind.
 template <class T, class U>
 result<T> carried(const result<U>& failed) {
@@ -214,7 +196,7 @@ private:
     latest_entry decode_latest(std::uint32_t set_index, PGresult* res, int row, bool fields_only = false) const {
         const auto& columns = columns_[set_index];
         const std::size_t count = fields_only ? cfg_.feature_sets[set_index].fields.size() : columns.size();
-        auto cell = [&](field_type t, int col) { return decode_column(t, PQgetvalue(res, row, col), PQgetlength(res, row, col)); };
+        auto cell = [&](field_type t, int col) { return pg::decode_column(t, PQgetvalue(res, row, col), PQgetlength(res, row, col)); };
         latest_entry e;
         e.event_time_ms = std::get<std::int64_t>(cell(field_type::int64, 0));
         e.ingested_at_ms = std::get<std::int64_t>(cell(field_type::int64, 1));
@@ -254,7 +236,7 @@ private:
                     const int col = static_cast<int>(i) + 2;
                     values[i] = PQgetisnull(raw, 0, col)
                                     ? value{}
-                                    : decode_column(set.fields[i].type, PQgetvalue(raw, 0, col), PQgetlength(raw, 0, col));
+                                    : pg::decode_column(set.fields[i].type, PQgetvalue(raw, 0, col), PQgetlength(raw, 0, col));
                 }
                 const int partition_col = static_cast<int>(set.fields.size()) + 2;
                 fn(std::string(PQgetvalue(raw, 0, 0), static_cast<std::size_t>(PQgetlength(raw, 0, 0))),

@@ -1,5 +1,8 @@
 #include "sql.hpp"
 
+#include <charconv>
+#include <cstdlib>
+
 #include "pg_connection.hpp"
 #include "sluice/config/columns.hpp"
 
@@ -15,6 +18,23 @@ const char* sql_type(field_type t) {
         case field_type::json: return "jsonb";
     }
     return "text";
+}
+
+value decode_column(field_type type, const char* text, int len) {
+    std::string_view s(text, static_cast<std::size_t>(len));
+    switch (type) {
+        case field_type::int64:
+        case field_type::timestamp: {
+            std::int64_t i = 0;
+            std::from_chars(s.data(), s.data() + s.size(), i);
+            return i;
+        }
+        case field_type::float64: return std::strtod(text, nullptr);
+        case field_type::boolean: return s == "t";
+        case field_type::string:
+        case field_type::json: return std::string(s);
+    }
+    return {};
 }
 
 namespace {
@@ -94,7 +114,7 @@ table_sql make_table_sql(const std::string& schema, const feature_set_config& se
                          " ORDER BY event_time DESC, src_offset ASC NULLS LAST LIMIT 1";
     t.as_of_window_sql = "SELECT " + history_row + " FROM " + t.history +
                          " WHERE key = $1 AND event_time <= to_timestamp($2::bigint / 1000.0)"
-                         " AND event_time > to_timestamp($3::bigint / 1000.0) ORDER BY event_time";
+                         " AND event_time > to_timestamp($3::bigint / 1000.0) ORDER BY event_time, src_offset, id";
     return t;
 }
 

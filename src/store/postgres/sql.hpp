@@ -65,6 +65,9 @@ struct store_sql {
 /// Builds every statement from the config (the schema from postgres.schema).
 store_sql make_store_sql(const config& cfg);
 
+/// Decodes one selected column (as text; timestamps selected as epoch ms, json as text).
+value decode_column(field_type type, const char* text, int len);
+
 /// The query for_each_history streams: key, event time (ms), the fields, the partition (-1 for
 /// none). topic_literal: scan.topic quoted as a literal (PQescapeLiteral); used only when
 /// scan.partition >= 0.

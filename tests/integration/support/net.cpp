@@ -37,10 +37,14 @@ std::string trim(std::string_view s) {
     return std::string(s);
 }
 
+}  // namespace
+std::string lower(std::string s);
+namespace {
+
 // Result of trying to decode a chunked body from what has been read so far.
 enum class chunked_state { incomplete, complete, malformed };
 
-chunked_state dechunk(std::string_view in, std::string& out) {
+chunked_state dechunk(std::string_view in, std::string& out, std::map<std::string, std::string>* trailers = nullptr) {
     out.clear();
     std::size_t pos = 0;
     for (;;) {
@@ -66,6 +70,9 @@ chunked_state dechunk(std::string_view in, std::string& out) {
                 auto end = in.find("\r\n", pos);
                 if (end == std::string_view::npos) return chunked_state::incomplete;
                 if (end == pos) return chunked_state::complete;
+                const std::string_view line = in.substr(pos, end - pos);
+                if (const auto colon = line.find(':'); trailers != nullptr && colon != std::string_view::npos)
+                    (*trailers)[lower(std::string(line.substr(0, colon)))] = trim(line.substr(colon + 1));
                 pos = end + 2;
             }
         }
@@ -234,7 +241,7 @@ http_response http_request(int port, std::string_view method, std::string_view t
             }
             if (chunked) {
                 std::string decoded;
-                auto st = dechunk(rest, decoded);
+                auto st = dechunk(rest, decoded, &res.trailers);
                 if (st == chunked_state::complete) {
                     res.body = std::move(decoded);
                     return res;

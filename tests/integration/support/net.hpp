@@ -20,6 +20,7 @@ struct http_response {
     std::string reason;
     std::map<std::string, std::string> headers;  // names lower-cased
     std::string body;                            // de-chunked
+    std::map<std::string, std::string> trailers; // of a chunked body, names lower-cased
     std::string error;                           // why there is no response
 };
 
