@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -98,8 +99,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 const auto nl = out.find('\n', pos);
                 if (nl == std::string::npos) std::abort();  // every line ends
                 const auto j = nlohmann::json::parse(out.substr(pos, nl - pos), nullptr, false);
-                if (j.is_discarded() || !j.is_object() || !j.contains("user_id") || !j.contains("event_timestamp"))
+                if (j.is_discarded() || !j.is_object() || !j.contains("user_id") || !j.contains("event_timestamp")) {
+                    if (std::getenv("SLUICE_FUZZ_VERBOSE")) std::fprintf(stderr, "bad line: %s\n", out.substr(pos, nl - pos).c_str());
                     std::abort();
+                }
                 ++lines;
                 pos = nl + 1;
             }

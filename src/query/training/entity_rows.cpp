@@ -132,6 +132,8 @@ public:
         }
         const std::uint64_t n = rows_ + 1;
         auto bad = [n](const std::string& what) { return result<bool>::failure(row_error(n, what), error_kind::permanent); };
+        // The JSON library takes a NUL byte for the end of its input: refused before it can cut a line.
+        if (line_.find('\0') != std::string::npos) return bad("holds a NUL byte");
         ordered_json obj = ordered_json::parse(line_, nullptr, /*allow_exceptions=*/false);
         if (obj.is_discarded()) return bad("not valid JSON");
         if (!obj.is_object()) return bad("not a JSON object");
@@ -184,7 +186,7 @@ private:
 // A CSV cell as JSON text: null when empty, a number when it reads as a JSON number, else a string.
 cell csv_cell(const std::string& text, bool quoted) {
     if (text.empty() && !quoted) return "null";
-    if (!quoted) {
+    if (!quoted && text.find('\0') == std::string::npos) {  // the JSON library stops at a NUL
         const ordered_json v = ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
         if (!v.is_discarded() && v.is_number()) return text;
     }

@@ -81,6 +81,7 @@ TEST(EntityRows, ndjson_errors_name_the_row_and_the_column) {
         {"{\"user_id\":\"a\",\"event_timestamp\":\"yesterday\"}\n", "entity row 1: the timestamp column"},
         {"{\"user_id\":\"a\",\"event_timestamp\":1761991200000}\n{\"user_id\":\"b\",\"event_timestamp\":1761991200000,\"x\":1}\n",
          "entity row 2: the column \"x\" is not in the first row"},
+        {std::string("{\"user_id\":\"a\",\"event_timestamp\":1761991200000}\0garbage\n", 56), "entity row 1: holds a NUL byte"},
     };
     for (const auto& [input, expected] : cases) {
         auto r = ndjson_entity_reader(text_source(input), user_columns());
@@ -112,6 +113,13 @@ TEST(EntityRows, csv_follows_rfc4180_and_types_cells_like_a_dataframe_reader) {
     EXPECT_EQ(rows[1].entities[0], "\"007\"") << "a quoted cell stays a string";
     EXPECT_EQ(rows[1].extra[0], "0.5");
     EXPECT_EQ(rows[1].extra[1], "null") << "an empty cell is null";
+
+    // A NUL byte ends the JSON library's input: "0\0x" must not read as the number 0.
+    auto nul = csv_entity_reader(text_source(std::string("user_id,event_timestamp,n\nu,1761991200000,0\0x\n", 46)),
+                                 user_columns());
+    const auto nul_rows = read_all(*nul, &error);
+    ASSERT_EQ(nul_rows.size(), 1u) << error;
+    EXPECT_EQ(nul_rows[0].extra[0], "\"0\\u0000x\"");
 }
 
 TEST(EntityRows, csv_errors_are_clear) {
