@@ -751,6 +751,65 @@ const std::vector<key_spec<training_config>>& training_keys() {
     return keys;
 }
 
+// A non-empty list of non-empty strings, each once.
+template <class S>
+key_spec<S> string_list_key(std::string name, std::string description, std::vector<std::string> S::*member) {
+    return custom_key<S>(std::move(name), std::move(description), no_default(), kind::array,
+                         [member](S& s, const json& v, const std::string& p, diagnostics& d) {
+                             auto& out = s.*member;
+                             out.clear();
+                             if (v.empty()) d.add(p, "must list at least one");
+                             for (std::size_t i = 0; i < v.size(); ++i) {
+                                 if (!v[i].is_string() || v[i].get_ref<const std::string&>().empty()) {
+                                     d.add(index_path(p, i), "must be a non-empty string, got " + compact(v[i]));
+                                     continue;
+                                 }
+                                 std::string item = v[i].get<std::string>();
+                                 if (std::find(out.begin(), out.end(), item) != out.end())
+                                     d.add(index_path(p, i), "is listed twice");
+                                 out.push_back(std::move(item));
+                             }
+                         });
+}
+
+const std::vector<key_spec<feature_service_config>>& feature_service_keys() {
+    using S = feature_service_config;
+    static const std::vector<key_spec<S>> keys = {
+        required(string_key<S>("name", "the service's name, as Feast's feature_service", &S::name, identifier(max_name_len))),
+        string_key<S>("description", "what the service is for (sluice feast-definitions prints it)", &S::description),
+        required(string_list_key<S>("features", "its features, \"set:field\" or \"set:aggregation\" (\"set@N:field\" for a version)",
+                                    &S::features)),
+    };
+    return keys;
+}
+
+const std::vector<key_spec<push_source_config>>& push_source_keys() {
+    using S = push_source_config;
+    static const std::vector<key_spec<S>> keys = {
+        required(string_key<S>("name", "the push source's name, as Feast's push_source_name", &S::name,
+                               identifier(max_name_len))),
+        required(string_list_key<S>("feature_sets", "the feature sets its rows are written to", &S::feature_sets)),
+    };
+    return keys;
+}
+
+// A list of objects read with one key table.
+template <class T>
+key_spec<config> object_list_key(std::string name, std::string description, std::vector<T> config::*member,
+                                 const std::vector<key_spec<T>>& (*table)()) {
+    return with_nested(custom_key<config>(std::move(name), std::move(description), value_default("[]"), kind::array,
+                                          [member, table](config& c, const json& v, const std::string& p, diagnostics& d) {
+                                              auto& out = c.*member;
+                                              out.clear();
+                                              for (std::size_t i = 0; i < v.size(); ++i) {
+                                                  T item;
+                                                  read_object(v[i], index_path(p, i), table(), item, d);
+                                                  out.push_back(std::move(item));
+                                              }
+                                          }),
+                       keys_of(table, "[]"));
+}
+
 // A section read into its member of config.
 template <class T>
 key_spec<config> section_key(std::string name, std::string description, T config::*member,
@@ -820,6 +879,10 @@ const std::vector<key_spec<config>>& root_keys() {
                     &S::quality, quality_keys),
         section_key("training", "point-in-time training sets: POST /v1/training-sets and sluice export", &S::training,
                     training_keys),
+        object_list_key("feature_services", "Feast feature services: named lists of features", &S::feature_services,
+                        feature_service_keys),
+        object_list_key("push_sources", "Feast push sources: POST /push writes their rows to feature sets",
+                        &S::push_sources, push_source_keys),
     };
     return keys;
 }

@@ -44,6 +44,46 @@ void check_across(const config& c, diagnostics& d) {
                 d.add("feature_sets[" + std::to_string(s) + "].expectations[" + std::to_string(e) + "].window",
                       "must be one of quality.windows (" + windows + "), got " + quote(format_duration(w)));
         }
+    // Feast's feature services name features of configured sets; push sources write to them.
+    auto find_set = [&](const std::string& name) -> const feature_set_config* {
+        for (const auto& fs : c.feature_sets)
+            if (fs.name == name || fs.versioned_name() == name) return &fs;
+        return nullptr;
+    };
+    for (std::size_t i = 0; i < c.feature_services.size(); ++i) {
+        const auto& svc = c.feature_services[i];
+        const std::string p = "feature_services[" + std::to_string(i) + "]";
+        for (std::size_t j = 0; j < i; ++j)
+            if (c.feature_services[j].name == svc.name) d.add(p + ".name", "names the service " + quote(svc.name) + " twice");
+        for (std::size_t f = 0; f < svc.features.size(); ++f) {
+            const std::string& name = svc.features[f];
+            const auto colon = name.find(':');
+            const std::string fp = p + ".features[" + std::to_string(f) + "]";
+            if (colon == std::string::npos) {
+                d.add(fp, "must be \"set:field\", got " + quote(name));
+                continue;
+            }
+            const auto* fs = find_set(name.substr(0, colon));
+            const std::string column = name.substr(colon + 1);
+            if (fs == nullptr) {
+                d.add(fp, "names no feature set: " + quote(name.substr(0, colon)));
+                continue;
+            }
+            const bool field = std::any_of(fs->fields.begin(), fs->fields.end(), [&](const field_config& x) { return x.name == column; });
+            const bool agg = std::any_of(fs->aggregations.begin(), fs->aggregations.end(),
+                                         [&](const aggregation_config& a) { return a.name == column; });
+            if (!field && !agg) d.add(fp, "the set " + quote(fs->name) + " has no field or aggregation " + quote(column));
+        }
+    }
+    for (std::size_t i = 0; i < c.push_sources.size(); ++i) {
+        const auto& src = c.push_sources[i];
+        const std::string p = "push_sources[" + std::to_string(i) + "]";
+        for (std::size_t j = 0; j < i; ++j)
+            if (c.push_sources[j].name == src.name) d.add(p + ".name", "names the push source " + quote(src.name) + " twice");
+        for (std::size_t f = 0; f < src.feature_sets.size(); ++f)
+            if (find_set(src.feature_sets[f]) == nullptr)
+                d.add(p + ".feature_sets[" + std::to_string(f) + "]", "names no feature set: " + quote(src.feature_sets[f]));
+    }
     const std::string& dlq = c.kafka.dead_letter_topic;
     if (dlq.empty()) return;
     for (const auto& fs : c.feature_sets)

@@ -77,6 +77,8 @@ constexpr std::array live_paths{
     live_rule{"http.max_lookup_keys", "requests from now on"},
     live_rule{"http.ingest_timeout_ms", "pushes from now on"},
     live_rule{"training", "exports started from now on"},
+    live_rule{"feature_services", "requests from now on"},
+    live_rule{"push_sources", "pushes from now on"},
 };
 
 const live_rule* live_rule_for(const std::string& path) {
@@ -129,6 +131,8 @@ void apply_live_sections(config& into, const config& from) {
     h.max_lookup_keys = n.max_lookup_keys;
     h.ingest_timeout_ms = n.ingest_timeout_ms;
     into.training = from.training;
+    into.feature_services = from.feature_services;
+    into.push_sources = from.push_sources;
 }
 
 // "added ops; removed ci; scopes or digest of reader changed": names only, never digests.
@@ -368,6 +372,13 @@ nlohmann::ordered_json config_to_json(const config& cfg) {
                      {"chunk_rows", t.chunk_rows},
                      {"statement_timeout_ms", t.statement_timeout_ms},
                      {"max_line_bytes", t.max_line_bytes}};
+    ojson services = ojson::array();
+    for (const auto& svc : cfg.feature_services)
+        services.push_back({{"name", svc.name}, {"description", svc.description}, {"features", svc.features}});
+    j["feature_services"] = std::move(services);
+    ojson pushes = ojson::array();
+    for (const auto& src : cfg.push_sources) pushes.push_back({{"name", src.name}, {"feature_sets", src.feature_sets}});
+    j["push_sources"] = std::move(pushes);
     return j;
 }
 

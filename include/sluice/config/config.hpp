@@ -326,6 +326,25 @@ struct activity_config {
     bool operator==(const activity_config&) const = default;
 };
 
+/// A Feast feature service (JSON "feature_services"): a name for a list of features, read with
+/// POST /get-online-features {"feature_service": name} and listed by `sluice feast-definitions`.
+struct feature_service_config {
+    std::string name;
+    std::string description;
+    std::vector<std::string> features;  // "set:field" or "set:aggregation" ("set@N:field" for a version)
+
+    bool operator==(const feature_service_config&) const = default;
+};
+
+/// A Feast push source (JSON "push_sources"): POST /push {"push_source_name": name, "df": ...} writes
+/// its rows to these feature sets, through the same validation and durability as /v1/ingest.
+struct push_source_config {
+    std::string name;
+    std::vector<std::string> feature_sets;
+
+    bool operator==(const push_source_config&) const = default;
+};
+
 /// Point-in-time training sets (JSON "training"): POST /v1/training-sets and `sluice export`.
 struct training_config {
     std::int64_t max_concurrent = 2;             // exports running at once; more are answered 429
@@ -372,6 +391,8 @@ struct config {
     activity_config activity;
     quality_config quality;
     training_config training;
+    std::vector<feature_service_config> feature_services;
+    std::vector<push_source_config> push_sources;
     config_origin origin;             // not a key of the file
 
     /// Index of the feature set with this name, or -1.

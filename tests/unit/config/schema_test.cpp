@@ -33,7 +33,9 @@ json full_scaffold() {
       "postgres": {"dsn": "host=127.0.0.1"},
       "redis": {},
       "http": {"auth": {"api_keys": [{"name": "ops", "scopes": ["read"],
-        "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}]}}
+        "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}]}},
+      "feature_services": [{"name": "svc", "features": ["s:f"]}],
+      "push_sources": [{"name": "src", "feature_sets": ["s"]}]
     })");
 }
 
@@ -47,9 +49,9 @@ json scaffold_for(const std::string& path) {
     for (const std::string part : {"aggregations", "transforms", "dedup", "expectations"})
         if (!under(path, "feature_sets[]." + part)) set.erase(part);
     if (!under(path, "feature_sets[].fields") && !set.contains("aggregations") && !set.contains("transforms") &&
-        !set.contains("dedup") && !set.contains("expectations"))
+        !set.contains("dedup") && !set.contains("expectations") && !under(path, "feature_services"))
         set.erase("fields");
-    for (const std::string section : {"postgres", "redis", "http"})
+    for (const std::string section : {"postgres", "redis", "http", "feature_services", "push_sources"})
         if (!under(path, section)) doc.erase(section);
     return doc;
 }
