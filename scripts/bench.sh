@@ -4,17 +4,22 @@
 # Every service starts on a free loopback port in a temporary directory and is stopped on exit.
 #
 # Usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only LIST] [--keep] [--profile DIR]
-#   (default)  3 runs x 10 s per row (median), 1,000,000 ingest messages     ~12 minutes
-#   --quick    1 run x 3 s per row, 200,000 ingest messages                   ~4 minutes
-#   --smoke    the Sluice side of three rows for ~2 s each, no reference servers, no installs;
-#              fails only when a row printed no figure (ctest test bench_smoke, label bench)
+#   (default)  3 runs x 10 s per row (median), 1,000,000 ingest messages, an export of 1,000,000
+#              entity rows against 5,000,000 history rows                      ~22 minutes
+#   --quick    1 run x 3 s per row, 200,000 ingest messages, 200,000 entity rows  ~5 minutes
+#   --smoke    the Sluice side of four rows for ~2 s each (an export of 10,000 rows), no reference
+#              servers, no installs; fails only when a row printed no figure (ctest test
+#              bench_smoke, label bench)
 #   --build-dir DIR  use (and build, unless --smoke) the binaries of DIR (default build-bench, Release)
 #   --no-build use the binaries of the build directory as they are
 #   --only LIST  run only these groups of rows: serve (GET, lookup, Feast, Redis path), memory,
 #              reload (GET under a config reload every 2 s against the same GET without), ingest
 #              (ingest, COPY, freshness), freshness (freshness alone, at BENCH_FRESHNESS_RATE),
 #              underload (GET and lookup at fixed rates with no ingest and with ingest at 80 % of the
-#              maximum the ingest rows measured, or at BENCH_UNDERLOAD_RATE); comma-separated
+#              maximum the ingest rows measured, or at BENCH_UNDERLOAD_RATE), export (a point-in-time
+#              training set over HTTP and with sluice export against psql running the same LATERAL
+#              joins, the daemon's RSS, GET under an export, the join as LATERAL vs sort-merge);
+#              comma-separated
 #   --keep     keep the temporary directory (configs, logs, raw outputs)
 #   --profile DIR  also record the daemon with perf (linux-perf) during the first run of the memory
 #              GET, Feast and ingest rows, and write DIR/<row>.txt (self and inclusive hotspots)
@@ -27,16 +32,18 @@
 # BENCH_FRESHNESS_RATE (msg/s) runs the freshness row at that rate instead of half the measured
 # ingest maximum (needed by --only freshness, which skips the ingest and COPY rows);
 # BENCH_UNDERLOAD_RATE (msg/s) likewise runs the underload rows' ingest at that rate instead of
-# 80 % of the measured maximum (needed by --only underload without ingest).
+# 80 % of the measured maximum (needed by --only underload without ingest);
+# BENCH_TRAINING (a JSON object, e.g. '{"chunk_rows":20000}') is the daemon's training section.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/scripts/lib/services.sh"
+source "$ROOT/bench/export/export_rows.sh"
 
 mode=full
 build=$ROOT/build-bench
 keep=0
 no_build=0
-only=",serve,memory,reload,ingest,underload,"
+only=",serve,memory,reload,ingest,underload,export,"
 profile_dir=""
 while (($#)); do
   case $1 in
@@ -47,17 +54,18 @@ while (($#)); do
     --no-build) no_build=1 ;;
     --only) only=",$2,"; shift ;;
     --profile) profile_dir=$(mkdir -p "$2" && realpath "$2"); shift ;;
-    *) echo "usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only serve,memory,reload,ingest,freshness,underload] [--keep] [--profile DIR]" >&2
+    *) echo "usage: bash scripts/bench.sh [--quick | --smoke] [--build-dir DIR] [--no-build] [--only serve,memory,reload,ingest,freshness,underload,export] [--keep] [--profile DIR]" >&2
        exit 2 ;;
   esac
   shift
 done
 
 case $mode in
-  full)  RUNS=3; SECS=10; INGEST_MSGS=1000000; MEM_KEYS=1000000; SERVE_KEYS=100000 ;;
-  quick) RUNS=1; SECS=3;  INGEST_MSGS=200000;  MEM_KEYS=1000000; SERVE_KEYS=100000 ;;
-  smoke) RUNS=1; SECS=2;  INGEST_MSGS=20000;   MEM_KEYS=0;       SERVE_KEYS=10000 ;;
+  full)  RUNS=3; SECS=10; INGEST_MSGS=1000000; MEM_KEYS=1000000; SERVE_KEYS=100000; EXPORT_ROWS=1000000; EXPORT_KEYS=100000 ;;
+  quick) RUNS=1; SECS=3;  INGEST_MSGS=200000;  MEM_KEYS=1000000; SERVE_KEYS=100000; EXPORT_ROWS=200000;  EXPORT_KEYS=20000 ;;
+  smoke) RUNS=1; SECS=2;  INGEST_MSGS=20000;   MEM_KEYS=0;       SERVE_KEYS=10000;  EXPORT_ROWS=10000;   EXPORT_KEYS=1000 ;;
 esac
+EXPORT_EVENTS=50  # history rows per key of the export rows' feature set, over one day
 INGEST_KEYS=100000
 ((INGEST_KEYS > INGEST_MSGS)) && INGEST_KEYS=$INGEST_MSGS
 HTTP_THREADS=${BENCH_HTTP_THREADS:-2}
@@ -136,6 +144,13 @@ write_config() {
         local fields="" i
         for ((i = 0; i < 250; i++)); do fields+="${fields:+,}\"w$i\":{\"type\":\"double\"}"; done
         sets+=("{\"name\":\"wide\",\"topic\":\"bench-wide\",\"key\":\"id\",\"event_time\":\"ts\",\"fields\":{$fields},\"ttl\":\"24h\"}") ;;
+      # The export rows' set: 10 fields of four types and a sum over 1 h; its history is filled by
+      # SQL (bench/export/fill.sql), over one day, so a TTL of 7 days expires nothing.
+      activity) sets+=('{"name":"activity","topic":"bench-activity","key":"user_id","event_time":"ts","fields":{
+            "c0":{"type":"int"},"c1":{"type":"int"},"c2":{"type":"int"},
+            "d0":{"type":"double"},"d1":{"type":"double"},"d2":{"type":"double"},
+            "s0":{"type":"string"},"s1":{"type":"string"},"s2":{"type":"string"},"b0":{"type":"bool"}},"ttl":"7d",
+            "aggregations":[{"name":"d0_sum_1h","field":"d0","op":"sum","window":"1h"}]}') ;;
     esac
   done
   local joined
@@ -153,6 +168,7 @@ write_config() {
     if [[ -n ${BENCH_PIPELINE:-} ]]; then
       echo "\"pipeline\":$BENCH_PIPELINE,"
     fi
+    [[ -n ${BENCH_TRAINING:-} ]] && echo "\"training\":$BENCH_TRAINING,"
     echo "\"feature_sets\":[$joined],"
     # BENCH_QUALITY_OFF=1: the same daemon without data quality statistics and expectations.
     [[ ${BENCH_QUALITY_OFF:-0} == 1 ]] && echo '"quality":{"enabled":false},'
@@ -261,6 +277,41 @@ met() { if "$@"; then echo met; else echo "not met"; fi; }
 fmt() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a + 0 >= 100) printf "%\047.0f", a; else printf "%.2f", a }'; }
 need() { # smoke: a figure must have come out
   if [[ -z $2 || $2 == 0 ]]; then log "no figure for $1"; failed_rows=$((failed_rows + 1)); fi
+}
+
+# --- PostgreSQL, for the rows that read or write it -------------------------------------------
+# postgres_up: starts PostgreSQL on a free port (once), with the settings those rows share.
+postgres_up() {
+  [[ -n $pg_port ]] && return 0
+  local kv
+  pg_port=$(free_port)
+  start_postgres "$WORK/pg" "$pg_port" >&2
+  export PGOPTIONS="-c client_min_messages=warning"
+  PSQL=(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d sluice -v ON_ERROR_STOP=1 -qtA)
+  # A fresh cluster has no WAL segments to recycle, so every 16 MB of WAL (about once a second at
+  # 20,000 rows/s) a new segment is zero-filled and synced inside a commit, a ~50 ms stall a server
+  # that has been running (recycling its segments) does not have. The same for the COPY reference.
+  "${PSQL[@]}" -c "ALTER SYSTEM SET wal_init_zero = off" -c "SELECT pg_reload_conf()" >/dev/null
+  # BENCH_PG_CONF="name=value ...": more server settings for both sides (applied with a restart).
+  if [[ -n ${BENCH_PG_CONF:-} ]]; then
+    for kv in $BENCH_PG_CONF; do "${PSQL[@]}" -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null; done
+    stop_postgres "$WORK/pg"
+    start_postgres "$WORK/pg" "$pg_port" >&2
+    log "PostgreSQL settings: $BENCH_PG_CONF"
+  fi
+}
+# CPU ticks (user + system) so far: of one process; of PostgreSQL (the postmaster, its exited
+# children, which it reaped, and its live ones).
+ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+redis_ticks() { ticks_of "$(cat "$WORK/redis/redis.pid")"; }
+# us_per TICKS COUNT: the ticks in microseconds per one of COUNT.
+us_per() { awk -v x="$1" -v t="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.1f", x * 1e6 / t / n }'; }
+pg_ticks() {
+  local pm c sum
+  pm=$(head -1 "$WORK/pg/data/postmaster.pid")
+  sum=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat")
+  for c in $(pgrep -P "$pm"); do sum=$((sum + $(ticks_of "$c"))); done
+  echo "$sum"
 }
 
 # === serving: memory index, Redis path, batch lookup, Feast route ==============================
@@ -473,40 +524,13 @@ fi
 
 # === ingest: Kafka (mock cluster) → PostgreSQL history + latest, Redis, memory ===================
 if want ingest || want freshness || want underload; then
-pg_port=$(free_port)
-start_postgres "$WORK/pg" "$pg_port" >&2
-export PGOPTIONS="-c client_min_messages=warning"
-PSQL=(psql -h 127.0.0.1 -p "$pg_port" -U postgres -d sluice -v ON_ERROR_STOP=1 -qtA)
-# A fresh cluster has no WAL segments to recycle, so every 16 MB of WAL (about once a second at
-# 20,000 rows/s) a new segment is zero-filled and synced inside a commit, a ~50 ms stall a server
-# that has been running (recycling its segments) does not have. The same for the COPY reference.
-"${PSQL[@]}" -c "ALTER SYSTEM SET wal_init_zero = off" -c "SELECT pg_reload_conf()" >/dev/null
-# BENCH_PG_CONF="name=value ...": more server settings for both sides (applied with a restart).
-if [[ -n ${BENCH_PG_CONF:-} ]]; then
-  for kv in $BENCH_PG_CONF; do "${PSQL[@]}" -c "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null; done
-  stop_postgres "$WORK/pg"
-  start_postgres "$WORK/pg" "$pg_port" >&2
-  log "PostgreSQL settings: $BENCH_PG_CONF"
-fi
+postgres_up
 ingest_port=$(free_port)
 fresh_state() { # drop what a previous run wrote
   "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS sluice CASCADE" -c "SELECT pg_stat_reset()" \
     -c "SELECT pg_stat_reset_shared('wal')" -c "SELECT pg_stat_reset_shared('bgwriter')" >/dev/null
   redis-cli -p "$redis_port" flushall >/dev/null
   redis-cli -p "$redis_port" config resetstat >/dev/null
-}
-# CPU ticks (user + system) so far: of one process; of PostgreSQL (the postmaster, its exited
-# children, which it reaped, and its live ones).
-ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-redis_ticks() { ticks_of "$(cat "$WORK/redis/redis.pid")"; }
-# us_per TICKS COUNT: the ticks in microseconds per one of COUNT.
-us_per() { awk -v x="$1" -v t="$(getconf CLK_TCK)" -v n="$2" 'BEGIN { printf "%.1f", x * 1e6 / t / n }'; }
-pg_ticks() {
-  local pm c sum
-  pm=$(head -1 "$WORK/pg/data/postmaster.pid")
-  sum=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat")
-  for c in $(pgrep -P "$pm"); do sum=$((sum + $(ticks_of "$c"))); done
-  echo "$sum"
 }
 # run_stats NAME MESSAGES PG_TICKS REDIS_TICKS DAEMON_TICKS: what PostgreSQL and Redis did during
 # the run (kept with --keep): CPU per message of each process, Redis's calls and microseconds per
@@ -756,6 +780,12 @@ fi
 
 fi
 
+# === export: a point-in-time training set against psql's LATERAL joins (bench/export/) ===========
+if want export; then
+  postgres_up
+  export_rows
+fi
+
 if [[ -n $profile_dir ]]; then
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   for n in get-memory feast ingest; do profile_report "$n"; done
@@ -771,6 +801,10 @@ printf '%s\n' "${rows[@]}"
 if [[ -n ${stage_block:-} ]]; then
   echo
   echo "$stage_block"
+fi
+if [[ -n ${export_block:-} ]]; then
+  echo
+  echo "$export_block"
 fi
 if [[ $mode == smoke ]] && ((failed_rows)); then
   echo "bench: $failed_rows row(s) produced no figure" >&2
