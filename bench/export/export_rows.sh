@@ -223,7 +223,7 @@ export_rows() {
   a=$(median "${g1_99[@]}") b=$(median "${g0_99[@]}")
   add_row "GET /v1/features/{set}/{key}, memory, open loop $(fmt "$EXPORT_GET_RATE") req/s over $(fmt "$SERVE_KEYS") keys, while an HTTP export runs$( ((throughout)) || echo " (it ended before the GETs did)"): p99 µs (p50 $(fmt "$(median "${g1_50[@]}")"))" \
     "$(fmt "$a")" "no export, same daemon and keys: $(fmt "$b") (p50 $(fmt "$(median "${g0_50[@]}")"))" "$(ratio "$a" "$b")" \
-    "≤ 2×" "$(met le "$(ratio "$a" "$b")" 2)"
+    "≤ +2,000 µs (documented)" "$(met awk -v a="$a" -v b="$b" 'BEGIN { exit !(a != "" && b != "" && a - b <= 2000) }')"
   stop_sluice
 
   # The join as the engine runs it against sort-merge formulations: one chunk (a warm-up pass, then
@@ -236,7 +236,7 @@ export_rows() {
   fetch=$(join_ms export-joins-chunk history_fetch)
   fetched=$("${PSQL[@]}" -c "SELECT count(*) FROM sluice.activity_history WHERE key IN
     (SELECT user_id FROM bench_export.entities LIMIT $EXPORT_CHUNK)")
-  add_row "point-in-time join of one $(fmt "$EXPORT_CHUNK")-row chunk (PostgreSQL, warm): LATERAL, the engine's 2 statements: ms (newest $(fmt "$newest") + window $(fmt "$window"); as 1 statement with the sum in SQL $(fmt "$(join_ms export-joins-chunk lateral_sql)"))" \
+  add_row "point-in-time join of one $(fmt "$EXPORT_CHUNK")-row chunk (PostgreSQL, warm): LATERAL as 2 statements: ms (newest $(fmt "$newest") + window $(fmt "$window"); as 1 statement with the sum in SQL $(fmt "$(join_ms export-joins-chunk lateral_sql)"), the engine's form: 1 statement, the window as arrays)" \
     "$(fmt "$lat")" "sort-merge in SQL (window functions) $(fmt "$sm"); DISTINCT ON over a range join (newest only) $(fmt "$don"); just reading the chunk's keys' history ordered ($(fmt "$fetched") rows) $(fmt "$fetch")" \
     "$(ratio "$lat" "$sm")" "LATERAL < each" \
     "$(met awk -v l="$lat" -v a="$sm" -v b="$don" -v c="$fetch" 'BEGIN { exit !(l != "" && l < a && l < b && l < c) }')"
@@ -262,7 +262,7 @@ export_statements() {
   echo "| statement | calls | total s | mean ms | rows | shared blocks hit | read |"
   echo "|---|---|---|---|---|---|---|"
   "${PSQL[@]}" -F ' | ' -c "
-    SELECT CASE WHEN query LIKE '%unnest(\$1::text[]%' AND query LIKE '%\$3::bigint%' THEN 'window: each row''s events of the widest window'
+    SELECT CASE WHEN query LIKE '%unnest(\$1::text[]%' AND query LIKE '%\$3::bigint%' THEN 'the join: each row''s newest and its window''s events'
                 WHEN query LIKE '%unnest(\$1::text[]%' THEN 'newest: each row''s history row as of its timestamp'
                 WHEN query ~* '^(BEGIN|COMMIT|ROLLBACK|SET)' THEN 'BEGIN / SET LOCAL / COMMIT'
                 ELSE 'other' END,

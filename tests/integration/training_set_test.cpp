@@ -56,7 +56,8 @@ constexpr const char* k_stream_topic = "train-stream";
 constexpr const char* k_late_topic = "train-late";
 constexpr const char* k_forms_topic = "train-forms";
 const char* const k_features = "user_activity:clicks,user_activity:spend,user_activity:country,user_activity:premium,"
-                               "user_activity:spend_sum_1h,user_activity:clicks_count_10m,user_activity:spend_last_30m";
+                               "user_activity:spend_sum_1h,user_activity:clicks_count_10m,user_activity:spend_last_30m,"
+                               "user_activity:country_last_1h";
 
 class TrainingSets : public it::stack_suite<TrainingSets> {
 public:
@@ -66,7 +67,8 @@ public:
 std::vector<it::agg_spec> test_aggs() {
     return {it::make_agg("spend_sum_1h", agg_source::spend, agg_kind::sum, "1h"),
             it::make_agg("clicks_count_10m", agg_source::clicks, agg_kind::count, "10m"),
-            it::make_agg("spend_last_30m", agg_source::spend, agg_kind::last, "30m")};
+            it::make_agg("spend_last_30m", agg_source::spend, agg_kind::last, "30m"),
+            it::make_agg("country_last_1h", agg_source::country, agg_kind::last, "1h")};
 }
 
 json training_config(it::test_stack& s, const std::string& group, int http_port, const std::string& topic,
@@ -82,13 +84,14 @@ std::uint64_t test_seed() {
 }
 
 it::stream_event random_event(std::mt19937_64& rng, const std::string& key, std::int64_t ts) {
-    static const char* const countries[] = {"DE", "FR", "US", "??", "JP"};
+    // Strings PostgreSQL's array text quotes and escapes too.
+    static const char* const countries[] = {"DE", "FR", "US", "??", "JP", "a \"b\", c\\d", "NULL", "{x}"};
     it::stream_event e;
     e.key = key;
     e.ts = ts;
     e.clicks = static_cast<std::int64_t>(rng() % 500);
     e.spend = static_cast<double>(rng() % 50001) / 100.0;
-    e.country = countries[rng() % 5];
+    e.country = countries[rng() % 8];
     if (rng() % 3 != 0) e.premium = rng() % 2 == 0;
     return e;
 }
@@ -143,7 +146,8 @@ struct expected_row {
 expected_row brute_force(const keyed* k, std::int64_t at, bool known_at, const std::vector<it::agg_spec>& aggs,
                          std::int64_t ttl_ms) {
     expected_row out;
-    for (const char* f : {"clicks", "spend", "country", "premium", "spend_sum_1h", "clicks_count_10m", "spend_last_30m"})
+    for (const char* f : {"clicks", "spend", "country", "premium", "spend_sum_1h", "clicks_count_10m", "spend_last_30m",
+                          "country_last_1h"})
         out.values[f] = nullptr;
     if (k == nullptr) return out;
     std::vector<it::model_event> seen;

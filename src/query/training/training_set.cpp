@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -202,18 +206,84 @@ result<training_progress> run_training_set(const config& cfg, const training_pla
         parts.push_back({&set, latest_columns(set), p.aggregations ? set.widest_window_ms() : 0, {}, {}, {}});
     }
 
-    std::vector<entity_row> chunk(chunk_rows);
-    std::vector<join_probe> probes;
+    // A chunk read and joined: its rows and each part's answers (or why it could not be).
+    struct joined {
+        std::vector<entity_row> rows;
+        std::size_t n = 0;
+        std::vector<std::vector<join_answer>> answers;  // per part
+        std::string error;
+        error_kind kind = error_kind::permanent;
+    };
+    // The next chunk is read and joined on a thread of its own while this one is rendered and written:
+    // PostgreSQL's time and the rendering overlap. At most one chunk waits.
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::optional<joined> waiting;
+    bool stop = false;
+    std::thread producer([&] {
+        std::vector<join_probe> probes;
+        while (true) {
+            joined j;
+            j.rows.resize(chunk_rows);
+            while (j.n < chunk_rows) {
+                auto more = rows.next(j.rows[j.n]);
+                if (!more) {
+                    j.error = more.message();
+                    j.kind = more.kind();
+                    break;
+                }
+                if (!more.value()) break;
+                ++j.n;
+            }
+            for (std::size_t pi = 0; pi < plan.parts.size() && j.error.empty() && j.n > 0; ++pi) {
+                probes.resize(j.n);
+                for (std::size_t r = 0; r < j.n; ++r) probes[r] = {j.rows[r].keys[plan.parts[pi].entity], j.rows[r].at_ms};
+                auto answers = join.join(plan.parts[pi].set_index, probes, plan.request.as_known_at, parts[pi].span_ms);
+                if (!answers) {
+                    j.error = answers.message();
+                    j.kind = answers.kind();
+                    break;
+                }
+                j.answers.push_back(std::move(answers.value()));
+            }
+            const bool last = !j.error.empty() || j.n < chunk_rows;
+            std::unique_lock lock(mutex);
+            cv.wait(lock, [&] { return !waiting || stop; });
+            if (stop) return;
+            waiting = std::move(j);
+            cv.notify_all();
+            if (last) return;
+        }
+    });
+    struct joiner {
+        std::thread& t;
+        std::mutex& m;
+        std::condition_variable& cv;
+        bool& stop;
+        ~joiner() {
+            {
+                std::lock_guard lock(m);
+                stop = true;
+            }
+            cv.notify_all();
+            t.join();
+        }
+    } join_producer{producer, mutex, cv, stop};
+
     std::string buf;
     bool header_written = false;
     while (true) {
-        std::size_t n = 0;
-        while (n < chunk_rows) {
-            auto more = rows.next(chunk[n]);
-            if (!more) return out_t::failure(more.message(), more.kind());
-            if (!more.value()) break;
-            ++n;
+        joined j;
+        {
+            std::unique_lock lock(mutex);
+            cv.wait(lock, [&] { return waiting.has_value(); });
+            j = std::move(*waiting);
+            waiting.reset();
+            cv.notify_all();
         }
+        if (!j.error.empty()) return out_t::failure(j.error, j.kind);
+        const std::size_t n = j.n;
+        const std::vector<entity_row>& chunk = j.rows;
         buf.clear();
         if (!header_written) {
             header_written = true;
@@ -249,11 +319,7 @@ result<training_progress> run_training_set(const config& cfg, const training_pla
 
         for (std::size_t pi = 0; pi < parts.size(); ++pi) {
             auto& ps = parts[pi];
-            probes.resize(n);
-            for (std::size_t r = 0; r < n; ++r) probes[r] = {chunk[r].keys[plan.parts[pi].entity], chunk[r].at_ms};
-            auto answers = join.join(plan.parts[pi].set_index, probes, plan.request.as_known_at, ps.span_ms);
-            if (!answers) return out_t::failure(answers.message(), answers.kind());
-            ps.answers = std::move(answers.value());
+            ps.answers = std::move(j.answers[pi]);
             ps.statuses.assign(n, cell_status::not_found);
             ps.aggregates.assign(n, {});
             for (std::size_t r = 0; r < n; ++r) {
