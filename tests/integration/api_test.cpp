@@ -234,13 +234,19 @@ TEST_F(Api, as_of_lookups_single_and_batch_return_values_and_aggregates_of_that_
               400);
 }
 
+// Feast's Python feature server as feast-dev/feast f0bc0700 defines it: sdk/python/feast/
+// feature_server.py (the routes, the request model at 122-127, the error handler at 1070-1084),
+// feature_server_utils.py (the response: 27-67, timestamps: 131-152), utils.py (statuses:
+// 1712-1744; columns: 1116-1130, 1755-1762), errors.py (the error detail: 38-69; status codes),
+// and sdk/python/tests/unit/test_feature_server.py (the assertions reproduced here).
 TEST_F(Api, feast_route_answers_like_feasts_feature_server) {
-    const std::int64_t now = it::now_ms();
+    const std::int64_t now = it::now_ms() / 1000 * 1000 + 123;  // a time with milliseconds
     // Entities as Feast's examples send them: integers.
     json activity = json::array({event("1001", now - 5000, 7), event("1002", now - 5000, 8, {{"spend", nullptr}}),
                                  event("1004", now - 3 * 24 * k_hour, 9)});
     ASSERT_EQ(push("user_activity", activity.dump()).status, 200);
-    json profiles = json::array({{{"user_id", "1001"}, {"ts", now - 1000}, {"tier", "gold"}, {"age", 31}}});
+    const std::int64_t whole_second = now / 1000 * 1000 - 1000;
+    json profiles = json::array({{{"user_id", "1001"}, {"ts", whole_second}, {"tier", "gold"}, {"age", 31}}});
     ASSERT_EQ(push("user_profile", profiles.dump()).status, 200);
 
     // The request of Feast's documentation, sent the way its curl example sends it (curl -d).
@@ -251,43 +257,90 @@ TEST_F(Api, feast_route_answers_like_feasts_feature_server) {
     auto r = it::http_request(port_, "POST", "/get-online-features", request,
                               {{"Content-Type", "application/x-www-form-urlencoded"}});
     ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body.rfind("{\"results\":", 0), 0u) << "Feast writes results before metadata (feature_server_utils.py:39-62)";
     json body = parse(r);
     EXPECT_EQ(body["metadata"]["feature_names"], json({"user_id", "clicks", "tier", "spend"}));
     json results = body["results"];
     ASSERT_EQ(results.size(), 4u);
-    // The entity column echoes the entities.
+    // The entity column echoes the entities: PRESENT, the zero timestamp (utils.py:1116-1130;
+    // test_feature_server.py:150-154 checks results[0].values == [123] and "PRESENT").
     EXPECT_EQ(results[0]["values"], json({1001, 1002, 1003, 1004}));
     EXPECT_EQ(results[0]["statuses"], json({"PRESENT", "PRESENT", "PRESENT", "PRESENT"}));
-    // clicks across the four rows.
-    EXPECT_EQ(results[1]["values"], json({7, 8, nullptr, nullptr}));
+    EXPECT_EQ(results[0]["event_timestamps"][0], "1970-01-01T00:00:00Z");
+    // clicks across the four rows: row 3 unknown (NOT_FOUND, null, the zero timestamp); row 4 older
+    // than the TTL: OUTSIDE_MAX_AGE with its value kept, as Feast's Go and Java servers mark it.
+    EXPECT_EQ(results[1]["values"], json({7, 8, nullptr, 9}));
     EXPECT_EQ(results[1]["statuses"], json({"PRESENT", "PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"}));
     EXPECT_EQ(results[1]["event_timestamps"][0], it::rfc3339_ms(now - 5000));
     EXPECT_EQ(results[1]["event_timestamps"][2], "1970-01-01T00:00:00Z");
-    // tier comes from the other feature set, joined on the same entity.
+    // tier from the other feature set, joined on the same entity; a whole second has no fraction.
     EXPECT_EQ(results[2]["values"], json({"gold", nullptr, nullptr, nullptr}));
     EXPECT_EQ(results[2]["statuses"], json({"PRESENT", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND"}));
-    // spend: a value, and an explicit null (spend has no default).
+    std::string second = it::rfc3339_ms(whole_second);
+    second.replace(second.size() - 5, 5, "Z");
+    EXPECT_EQ(results[2]["event_timestamps"][0], second);
+    // spend: a value, and a stored null: PRESENT with null, as Feast's Python server answers it
+    // (utils.py:1712-1744 never emits NULL_VALUE).
     EXPECT_EQ(results[3]["values"][0], 1.5);
-    EXPECT_EQ(results[3]["statuses"][1], "NULL_VALUE");
+    EXPECT_TRUE(results[3]["values"][1].is_null());
+    EXPECT_EQ(results[3]["statuses"][1], "PRESENT");
     for (const auto& res : results) {
         EXPECT_EQ(res["values"].size(), 4u);
         EXPECT_EQ(res["statuses"].size(), 4u);
         EXPECT_EQ(res["event_timestamps"].size(), 4u);
     }
 
-    // full_feature_names tells sets apart; without it, the same name twice is refused.
+    // full_feature_names tells sets apart.
     r = post("/get-online-features", {{"features", {"user_activity:clicks", "user_profile:age"}},
                                       {"entities", {{"user_id", {"1001"}}}},
                                       {"full_feature_names", true}});
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(parse(r)["metadata"]["feature_names"], json({"user_id", "user_activity__clicks", "user_profile__age"}));
     EXPECT_EQ(parse(r)["results"][2]["values"], json({31}));
-    EXPECT_EQ(post("/get-online-features", {{"features", {"user_activity:clicks", "user_activity:clicks"}},
-                                            {"entities", {{"user_id", {"1001"}}}}})
-                  .status,
-              400);
-    EXPECT_EQ(post("/get-online-features", {{"features", {"nope:clicks"}}, {"entities", {{"user_id", {"1"}}}}}).status, 404);
-    EXPECT_EQ(post("/get-online-features", {{"features", {"clicks"}}, {"entities", {{"user_id", {"1"}}}}}).status, 400);
+
+    // Errors as Feast's server gives them, and as its client decodes them (rest_error_handler.py:
+    // response.json() must be a string that FeastError.from_error_detail turns into the class).
+    auto feast_error = [&](const json& req, int status, const std::string& cls, const std::string& message) {
+        SCOPED_TRACE(req.dump());
+        const auto e = post("/get-online-features", req);
+        EXPECT_EQ(e.status, status) << e.body;
+        const json outer = json::parse(e.body, nullptr, false);
+        ASSERT_TRUE(outer.is_string()) << "the body is a JSON string: " << e.body;
+        const json detail = json::parse(outer.get<std::string>(), nullptr, false);
+        ASSERT_TRUE(detail.is_object()) << outer;
+        EXPECT_EQ(detail.value("module", ""), "feast.errors");
+        EXPECT_EQ(detail.value("class", ""), cls);
+        EXPECT_EQ(detail.value("message", ""), message);
+    };
+    // The same name twice: FeatureNameCollisionError, a FeastError without its own status: 500.
+    feast_error({{"features", {"user_activity:clicks", "user_activity:clicks"}}, {"entities", {{"user_id", {"1001"}}}}}, 500,
+                "FeatureNameCollisionError",
+                "Duplicate features named clicks found.\nTo resolve this collision, either use the full feature name by "
+                "setting 'full_feature_names=True', or ensure that the features in question have different names.");
+    feast_error({{"features", {"nope:clicks"}}, {"entities", {{"user_id", {"1"}}}}}, 404, "FeatureViewNotFoundException",
+                "Feature view nope does not exist in project default");
+    feast_error({{"feature_service", "nope"}, {"entities", {{"user_id", {"1"}}}}}, 404, "FeatureServiceNotFoundException",
+                "Feature service nope does not exist in project default");
+    // An entity column no set uses: an error here (Feast drops it silently).
+    feast_error({{"features", {"user_activity:clicks"}}, {"entities", {{"user_id", {"1"}}, {"userid", {"1"}}}}}, 404,
+                "EntityNotFoundException", "Entity userid does not exist in project default");
+    // Not Feast errors: 500 with the message as a JSON string (feature_server.py:1083).
+    auto plain = post("/get-online-features", {{"features", {"user_activity:nope"}}, {"entities", {{"user_id", {"1"}}}}});
+    EXPECT_EQ(plain.status, 500);
+    EXPECT_EQ(json::parse(plain.body, nullptr, false), json("'Feature nope not found in projection user_activity'"));
+    plain = post("/get-online-features", {{"entities", {{"user_id", {"1"}}}}});
+    EXPECT_EQ(plain.status, 500);
+    EXPECT_EQ(json::parse(plain.body, nullptr, false), json("No features specified for retrieval"));
+    // A body the request model refuses: FastAPI's 422.
+    auto invalid = post("/get-online-features", {{"features", {"user_activity:clicks"}}});
+    EXPECT_EQ(invalid.status, 422);
+    EXPECT_EQ(parse(invalid)["detail"][0]["loc"], json({"body", "entities"}));
+    EXPECT_EQ(parse(invalid)["detail"][0]["type"], "missing");
+
+    // GET /health, the Feast operator's probe: 200, empty.
+    const auto health = it::http_get(port_, "/health");
+    EXPECT_EQ(health.status, 200);
+    EXPECT_EQ(health.body, "");
 }
 
 TEST_F(Api, history_pages_newest_first_with_a_cursor) {

@@ -46,6 +46,7 @@ const std::vector<route_case>& served_routes() {
         {"GET", "/v1/feature-sets", "/v1/feature-sets", "admin"},
         {"GET", "/v1/feature-sets/{set}", "/v1/feature-sets/user_activity", "admin"},
         {"GET", "/healthz", "/healthz", ""},
+        {"GET", "/health", "/health", ""},
         {"GET", "/readyz", "/readyz", ""},
         {"GET", "/metrics", "/metrics", "admin"},
         {"GET", "/openapi.json", "/openapi.json", ""},

@@ -25,6 +25,15 @@ void add_feast_routes(router& routes, const serve_context& ctx, const std::share
 /// POST /v1/ingest/{set} (scope "write").
 void add_ingest_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
 /// GET /v1/feature-sets[/{set}], GET /metrics (scope "admin").
+/// Feast's answers (feast.cpp): a Feast error (status, the body a JSON string holding {"module":
+/// "feast.errors", "class", "message"}, as Feast's client decodes it); any other failure (500, the
+/// message as a JSON string); FastAPI's 422 for a body the request model refuses; a timestamp in
+/// Feast's adaptive precision.
+response feast_error(unsigned status, std::string_view cls, std::string_view message);
+response feast_failure(std::string_view message);
+response feast_invalid(std::string_view type, const ordered_json& loc, std::string_view msg, const ordered_json& input);
+std::string feast_timestamp(std::int64_t epoch_ms);
+
 /// POST /v1/training-sets (training.cpp).
 void add_training_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
 void add_catalog_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog);
