@@ -62,6 +62,8 @@ protected:
                                        {"ttl", "30d"}});
         cfg["http"]["max_lookup_keys"] = 50;
         cfg["http"]["ingest_timeout_ms"] = 3000;
+        cfg["feature_services"] = json::array({{{"name", "ranker"}, {"features", {"user_activity:clicks", "user_profile:tier"}}}});
+        cfg["push_sources"] = json::array({{{"name", "activity_push"}, {"feature_sets", {"user_activity"}}}});
         feature_sets_ = cfg["feature_sets"];
         daemon_ = std::make_unique<it::daemon_process>(cfg);
         daemon_->start();
@@ -341,6 +343,77 @@ TEST_F(Api, feast_route_answers_like_feasts_feature_server) {
     const auto health = it::http_get(port_, "/health");
     EXPECT_EQ(health.status, 200);
     EXPECT_EQ(health.body, "");
+}
+
+// Feast's writes: POST /push (feature_server.py:812-908) and POST /write-to-online-store
+// (feature_server.py:920-933) as Feast's remote online store sends it (remote.py:246-296), and a
+// feature service read back; the cases of sdk/python/tests/unit/test_feature_server.py.
+TEST_F(Api, feast_push_write_to_online_store_and_feature_services) {
+    const std::string now_text = it::rfc3339_ms(it::now_ms() - 2000);
+    // test_push_and_get (test_feature_server.py:119-135): a push, then a read of what it pushed.
+    auto r = post("/push", {{"push_source_name", "activity_push"},
+                            {"df", {{"user_id", {"fp-1", "fp-2"}}, {"clicks", {55, 56}}, {"spend", {1.25, 2.5}},
+                                    {"event_timestamp", {now_text, now_text}}}},
+                            {"to", "online"}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, "") << "Feast answers a push with an empty body";
+    r = post("/get-online-features", {{"feature_service", "ranker"}, {"entities", {{"user_id", {"fp-1", "fp-2"}}}}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    json body = parse(r);
+    EXPECT_EQ(body["metadata"]["feature_names"], json({"user_id", "clicks", "tier"}));
+    EXPECT_EQ(body["results"][1]["values"], json({55, 56}));
+    EXPECT_EQ(body["results"][1]["statuses"], json({"PRESENT", "PRESENT"}));
+    // "offline" and "online_and_offline" write through the same pipeline (history is the offline store).
+    for (const char* to : {"offline", "online_and_offline"}) {
+        r = post("/push", {{"push_source_name", "activity_push"},
+                           {"df", {{"user_id", {std::string("fp-") + to}}, {"clicks", {1}}, {"ts", {it::now_ms()}}}},
+                           {"to", to}});
+        EXPECT_EQ(r.status, 200) << to << ": " << r.body;
+    }
+    // test_push_source_does_not_exist (test_feature_server.py:157-171): PushSourceNotFoundException, 422.
+    r = post("/push", {{"push_source_name", "push_source_does_not_exist"},
+                       {"df", {{"any_data", {1}}, {"event_timestamp", {now_text}}}}});
+    EXPECT_EQ(r.status, 422) << r.body;
+    const json outer = json::parse(r.body, nullptr, false);
+    ASSERT_TRUE(outer.is_string()) << r.body;
+    const json detail = json::parse(outer.get<std::string>());
+    EXPECT_EQ(detail["class"], "PushSourceNotFoundException");
+    EXPECT_EQ(detail["message"], "Unable to find push source 'push_source_does_not_exist'.");
+    // A push format Feast does not know; columns of unequal lengths; a row the set refuses.
+    r = post("/push", {{"push_source_name", "activity_push"}, {"df", {{"user_id", {"x"}}}}, {"to", "sideways"}});
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(json::parse(r.body, nullptr, false),
+              json("sideways is not a supported push format. Please specify one of these ['online', 'offline', "
+                   "'online_and_offline']."));
+    r = post("/push", {{"push_source_name", "activity_push"}, {"df", {{"user_id", {"x", "y"}}, {"clicks", {1}}}}});
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(json::parse(r.body, nullptr, false), json("All arrays must be of the same length"));
+    r = post("/push", {{"push_source_name", "activity_push"},
+                       {"df", {{"user_id", {"fp-bad"}}, {"spend", {1.0}}, {"event_timestamp", {now_text}}}}});
+    EXPECT_EQ(r.status, 500);
+    EXPECT_NE(r.body.find("1 of 1 rows rejected (kept as dead letters)"), std::string::npos) << r.body;
+    r = post("/push", {{"df", {}}});
+    EXPECT_EQ(r.status, 422);
+    EXPECT_EQ(parse(r)["detail"][0]["loc"], json({"body", "push_source_name"}));
+
+    // What Feast's remote online store sends (remote.py:279-283): naive UTC isoformat() times in
+    // "event_timestamp", a "created" column; the answer is 200 with the body null.
+    const std::int64_t at = it::now_ms() / 1000 * 1000 - 3000;
+    std::string naive = it::rfc3339_ms(at);
+    naive.resize(naive.size() - 5);  // "2026-12-08T04:00:00"
+    r = post("/write-to-online-store", {{"feature_view_name", "user_profile"},
+                                        {"allow_registry_cache", false},
+                                        {"df", {{"user_id", {"fp-1"}}, {"tier", {"silver"}}, {"age", {40}},
+                                                {"event_timestamp", {naive}}, {"created", {nullptr}}}}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, "null");
+    auto g = it::http_get(port_, "/v1/features/user_profile/fp-1");
+    ASSERT_EQ(g.status, 200) << g.body;
+    EXPECT_EQ(parse(g)["values"]["tier"], "silver");
+    EXPECT_EQ(parse(g)["event_time"], it::rfc3339_ms(at)) << "a naive time is UTC";
+    r = post("/write-to-online-store", {{"feature_view_name", "nope"}, {"df", {{"user_id", {"x"}}}}});
+    EXPECT_EQ(r.status, 404);
+    EXPECT_EQ(json::parse(json::parse(r.body).get<std::string>())["class"], "FeastObjectNotFoundException");
 }
 
 TEST_F(Api, history_pages_newest_first_with_a_cursor) {

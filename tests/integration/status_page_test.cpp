@@ -40,6 +40,8 @@ const std::vector<route_case>& served_routes() {
         {"GET", "/v1/features/{set}/{key}", "/v1/features/user_activity/u1", "read"},
         {"POST", "/v1/features/lookup", "/v1/features/lookup", "read"},
         {"POST", "/get-online-features", "/get-online-features", "read"},
+        {"POST", "/push", "/push", "write"},
+        {"POST", "/write-to-online-store", "/write-to-online-store", "write"},
         {"GET", "/v1/features/{set}/{key}/history", "/v1/features/user_activity/u1/history", "read"},
         {"POST", "/v1/ingest/{set}", "/v1/ingest/user_activity", "write"},
         {"POST", "/v1/training-sets", "/v1/training-sets", "read"},

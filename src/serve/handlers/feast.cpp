@@ -24,6 +24,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
+#include <optional>
 #include <exception>
 #include <mutex>
 #include <unordered_set>
@@ -401,6 +403,166 @@ void get_online_features(const serve_context& ctx, const set_catalog& catalog, c
     }
 }
 
+// A timestamp as Python writes a naive UTC datetime ("2026-12-08 04:39:08.123456", isoformat()
+// without a zone): Feast takes it as UTC (utils.py make_tzaware); so does Sluice, with a "Z".
+nlohmann::json utc_if_naive(const nlohmann::json& v) {
+    if (!v.is_string()) return v;
+    const std::string& t = v.get_ref<const std::string&>();
+    if (t.size() < 19 || (t[10] != 'T' && t[10] != ' ')) return v;
+    const auto tail = t.find_first_of("Zz+-", 19);
+    if (tail != std::string::npos) return v;
+    return t + "Z";
+}
+
+// A columnar DataFrame ({"col": [...], ...}) as one JSON object per row, for `set`: the set's
+// event-time field from "event_timestamp" when the frame names it so (Feast's default column), naive
+// timestamps as UTC. nullopt (and `error` set) when the columns' lengths differ.
+std::optional<std::vector<std::string>> frame_rows(const nlohmann::json& df, const feature_set_config& set, std::string& error) {
+    std::size_t rows = 0;
+    bool first = true;
+    for (const auto& [name, column] : df.items()) {
+        const std::size_t n = column.is_array() ? column.size() : 1;
+        if (!first && n != rows) {
+            error = "All arrays must be of the same length";  // pandas' message for pd.DataFrame(df)
+            return std::nullopt;
+        }
+        rows = n;
+        first = false;
+    }
+    const bool rename_time = !df.contains(set.event_time_field) && df.contains("event_timestamp");
+    std::vector<std::string> out;
+    out.reserve(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+        nlohmann::json row = nlohmann::json::object();
+        for (const auto& [name, column] : df.items()) {
+            const nlohmann::json& v = column.is_array() ? column[r] : column;
+            const bool is_time = name == set.event_time_field || (rename_time && name == "event_timestamp");
+            row[rename_time && name == "event_timestamp" ? set.event_time_field : name] = is_time ? utc_if_naive(v) : v;
+        }
+        out.push_back(row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    return out;
+}
+
+// Writes `payloads` to each set through the push path (validation, durability: as /v1/ingest), then
+// calls done once with "" or why not everything was accepted.
+void write_frames(const serve_context& ctx, std::vector<std::pair<std::uint32_t, std::vector<std::string>>> writes,
+                  std::function<void(std::string)> done) {
+    struct fan_in {
+        std::mutex mutex;
+        std::size_t left;
+        std::string problems;
+        std::function<void(std::string)> done;
+    };
+    auto f = std::make_shared<fan_in>();
+    f->left = writes.size();
+    f->done = std::move(done);
+    if (writes.empty()) return f->done("");
+    for (auto& [set, payloads] : writes) {
+        const std::string name = ctx.cfg->feature_sets[set].display_name();
+        ctx.ingest->push(set, std::move(payloads), [f, name](result<push_outcome> r) {
+            std::string problem;
+            if (!r.ok()) {
+                problem = name + ": " + r.message();
+            } else if (!r.value().errors.empty()) {
+                problem = name + ": " + std::to_string(r.value().errors.size()) + " of " +
+                          std::to_string(r.value().accepted + r.value().skipped + r.value().errors.size()) +
+                          " rows rejected (kept as dead letters), the first: row " +
+                          std::to_string(r.value().errors.front().first) + ": " + r.value().errors.front().second;
+            }
+            std::unique_lock lock(f->mutex);
+            if (!problem.empty()) f->problems += (f->problems.empty() ? "" : "; ") + problem;
+            if (--f->left > 0) return;
+            std::string all = std::move(f->problems);
+            lock.unlock();
+            f->done(std::move(all));
+        });
+    }
+}
+
+// POST /push (feature_server.py:812-908): {"push_source_name", "df", "to"?}; 200 with an empty body.
+void push(const serve_context& ctx, const set_catalog& catalog, const request_context& rc, const responder& respond) {
+    if (auto bad = check_content_type(rc.req, {"application/json"})) return respond(std::move(*bad));
+    const auto body = nlohmann::json::parse(rc.req.body(), nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded())
+        return respond(feast_invalid("json_invalid", {"body", 0}, "JSON decode error", ordered_json::object()));
+    if (!body.is_object())
+        return respond(feast_invalid("model_attributes_type", {"body"},
+                                     "Input should be a valid dictionary or object to extract fields from",
+                                     ordered_json::parse(body.dump())));
+    for (const char* required : {"push_source_name", "df"})
+        if (!body.contains(required))
+            return respond(feast_invalid("missing", {"body", required}, "Field required", ordered_json::parse(body.dump())));
+    if (!body["push_source_name"].is_string())
+        return respond(feast_invalid("string_type", {"body", "push_source_name"}, "Input should be a valid string",
+                                     ordered_json::parse(body["push_source_name"].dump())));
+    if (!body["df"].is_object())
+        return respond(feast_invalid("dict_type", {"body", "df"}, "Input should be a valid dictionary",
+                                     ordered_json::parse(body["df"].dump())));
+    const std::string to = body.value("to", std::string("online"));
+    if (to != "online" && to != "offline" && to != "online_and_offline")
+        return respond(feast_failure(to + " is not a supported push format. Please specify one of these ['online', "
+                                          "'offline', 'online_and_offline']."));
+    const std::string name = body["push_source_name"].get<std::string>();
+    const auto& sources = ctx.cfg->push_sources;
+    const auto source = std::find_if(sources.begin(), sources.end(), [&](const push_source_config& p) { return p.name == name; });
+    if (source == sources.end())
+        return respond(feast_error(422, "PushSourceNotFoundException", "Unable to find push source '" + name + "'."));
+    if (ctx.ingest == nullptr) return respond(feast_failure("push ingestion is not available"));
+    std::vector<std::pair<std::uint32_t, std::vector<std::string>>> writes;
+    for (const auto& set_name : source->feature_sets) {
+        const set_view* view = catalog.find(set_name);
+        if (view == nullptr) return respond(feast_failure("push source " + name + ": no feature set " + set_name));
+        std::string error;
+        auto rows = frame_rows(body["df"], *view->set, error);
+        if (!rows) return respond(feast_failure(error));
+        writes.emplace_back(view->index, std::move(*rows));
+    }
+    // One store serves both: history is the offline store, latest/Redis/memory the online one; every
+    // "to" writes through the same pipeline.
+    write_frames(ctx, std::move(writes), [respond](std::string problems) {
+        if (!problems.empty()) return respond(feast_failure(problems));
+        respond(response{http::status::ok, 11});
+    });
+}
+
+// POST /write-to-online-store (feature_server.py:920-933), as Feast's remote online store sends it
+// (remote.py:246-296): {"feature_view_name", "df"}; 200 with the body null.
+void write_to_online_store(const serve_context& ctx, const set_catalog& catalog, const request_context& rc,
+                           const responder& respond) {
+    if (auto bad = check_content_type(rc.req, {"application/json"})) return respond(std::move(*bad));
+    const auto body = nlohmann::json::parse(rc.req.body(), nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded())
+        return respond(feast_invalid("json_invalid", {"body", 0}, "JSON decode error", ordered_json::object()));
+    if (!body.is_object())
+        return respond(feast_invalid("model_attributes_type", {"body"},
+                                     "Input should be a valid dictionary or object to extract fields from",
+                                     ordered_json::parse(body.dump())));
+    for (const char* required : {"feature_view_name", "df"})
+        if (!body.contains(required))
+            return respond(feast_invalid("missing", {"body", required}, "Field required", ordered_json::parse(body.dump())));
+    if (!body["feature_view_name"].is_string())
+        return respond(feast_invalid("string_type", {"body", "feature_view_name"}, "Input should be a valid string",
+                                     ordered_json::parse(body["feature_view_name"].dump())));
+    if (!body["df"].is_object())
+        return respond(feast_invalid("dict_type", {"body", "df"}, "Input should be a valid dictionary",
+                                     ordered_json::parse(body["df"].dump())));
+    const std::string name = body["feature_view_name"].get<std::string>();
+    const set_view* view = catalog.find(name);
+    if (view == nullptr)
+        return respond(feast_error(404, "FeastObjectNotFoundException", "Can't recognize feast object with a name " + name));
+    if (ctx.ingest == nullptr) return respond(feast_failure("push ingestion is not available"));
+    std::string error;
+    auto rows = frame_rows(body["df"], *view->set, error);
+    if (!rows) return respond(feast_failure(error));
+    std::vector<std::pair<std::uint32_t, std::vector<std::string>>> writes;
+    writes.emplace_back(view->index, std::move(*rows));
+    write_frames(ctx, std::move(writes), [respond](std::string problems) {
+        if (!problems.empty()) return respond(feast_failure(problems));
+        respond(json_text_response(http::status::ok, "null"));
+    });
+}
+
 }  // namespace
 
 void add_feast_routes(router& routes, const serve_context& ctx, const std::shared_ptr<const set_catalog>& catalog) {
@@ -411,6 +573,13 @@ void add_feast_routes(router& routes, const serve_context& ctx, const std::share
         response res{http::status::ok, 11};
         respond(std::move(res));
     });
+    routes.add(http::verb::post, "/push", "write", [ctx, catalog](const request_context& rc, const responder& respond) {
+        push(ctx, *catalog, rc, respond);
+    });
+    routes.add(http::verb::post, "/write-to-online-store", "write",
+               [ctx, catalog](const request_context& rc, const responder& respond) {
+                   write_to_online_store(ctx, *catalog, rc, respond);
+               });
     routes.add(http::verb::post, "/get-online-features", "read",
                [ctx, catalog](const request_context& rc, const responder& respond) {
                    get_online_features(ctx, *catalog, rc, respond);
