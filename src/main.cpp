@@ -11,6 +11,7 @@
 #include "sluice/app/daemon.hpp"
 #include "sluice/app/definition_commands.hpp"
 #include "sluice/app/export_command.hpp"
+#include "sluice/app/feast_definitions.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/config/schema.hpp"
 #include "sluice/core/log.hpp"
@@ -37,6 +38,7 @@ void usage(std::FILE* out) {
                  "                     [--as-known-at] [--full-feature-names] [--statuses] [--timestamp-column C]\n"
                  "                     [--entity-format csv|ndjson] [--format csv|ndjson] [--no-progress]\n"
                  "                     a point-in-time training set: exit 0 written, 1 error\n"
+                 "       sluice feast-definitions --config FILE   Feast repository objects describing the feature sets\n"
                  "       sluice --version\n");
 }
 
@@ -157,6 +159,10 @@ int run_command(const std::string& command, int argc, char** argv) {
         quality.json = json;
         return sluice::run_quality(quality);
     }
+    if (command == "feast-definitions") {
+        if (config_path.empty()) return fail("--config FILE is required");
+        return sluice::run_feast_definitions(config_path);
+    }
     if (command == "export") {
         if (config_path.empty() || exporting.features.empty() || exporting.output.empty())
             return fail("--config, --features and --output are required");
@@ -180,7 +186,7 @@ int main(int argc, char** argv) {
     if (argc > 1) {
         const std::string command = argv[1];
         if (command == "plan" || command == "promote" || command == "drop" || command == "try" || command == "quality" ||
-            command == "export")
+            command == "export" || command == "feast-definitions")
             return run_command(command, argc, argv);
     }
     std::string config_path;

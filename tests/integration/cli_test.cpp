@@ -175,3 +175,30 @@ TEST_F(Cli, the_example_config_holds_every_key_of_the_schema_outside_feature_set
     walk(walk, example, "");
     EXPECT_EQ(shown, schema);
 }
+
+// `sluice feast-definitions`: Python that parses, with an Entity per key, a FeatureView per set
+// (its fields and aggregations with Feast's types, its TTL), the push sources and feature services.
+TEST_F(Cli, feast_definitions_prints_a_feast_repository_module) {
+    it::temp_dir dir("sluice-feast-");
+    auto cfg = nlohmann::json::parse(valid_config(), nullptr, true, /*ignore_comments=*/true);
+    cfg["feature_sets"][0]["aggregations"] = {{{"name", "spend_sum_1h"}, {"field", "spend"}, {"op", "sum"}, {"window", "1h"}}};
+    cfg["feature_services"] = {{{"name", "ranker"}, {"description", "what the ranker reads"},
+                                {"features", {"user_activity:clicks", "user_activity:spend_sum_1h"}}}};
+    cfg["push_sources"] = {{{"name", "activity_push"}, {"feature_sets", {"user_activity"}}}};
+    it::write_file(dir / "sluice.json", cfg.dump());
+    auto r = it::run_command({it::sluice_binary(), "feast-definitions", "--config", (dir / "sluice.json").string()}, 30s);
+    ASSERT_TRUE(r.status.ok()) << r.output;
+    for (const std::string expected :
+         {"user_id = Entity(name=\"user_id\", join_keys=[\"user_id\"]",
+          "activity_push = PushSource(name=\"activity_push\"", "user_activity = FeatureView(",
+          "ttl=timedelta(milliseconds=86400000)", "Field(name=\"clicks\", dtype=Int64)",
+          "Field(name=\"spend_sum_1h\", dtype=Float64)", "source=activity_push",
+          "ranker = FeatureService(", "user_activity[[\"clicks\", \"spend_sum_1h\"]]"})
+        EXPECT_NE(r.output.find(expected), std::string::npos) << expected << "\n" << r.output;
+    // It is Python: it parses.
+    it::write_file(dir / "repo.py", r.output);
+    auto parsed = it::run_command({"python3", "-c", "import ast,sys; ast.parse(open(sys.argv[1]).read())",
+                                   (dir / "repo.py").string()},
+                                  30s);
+    EXPECT_TRUE(parsed.status.ok()) << parsed.output;
+}
