@@ -71,6 +71,8 @@ Try:
   curl -s http://127.0.0.1:$http_port/v1/feature-sets/user_activity   # the definition: version, revision, spec hash (environment "demo")
   curl -s http://127.0.0.1:$http_port/v1/feature-sets/user_activity/quality | head -c 600; echo   # windows, expectations, the gate
   curl -s http://127.0.0.1:$http_port/v1/admin/quarantine/user_activity                          # records held for review
+  curl -s http://127.0.0.1:$http_port/get-online-features -H 'Content-Type: application/json' -d '{"feature_service": "ranker", "entities": {"user_id": ["$key"]}}'   # as Feast asks
+  $ROOT/build-release/sluice feast-definitions --config $ROOT/config/demo.json | head -20   # the Feast repository objects
 
 Change the definition (README, "Changing a feature set"), with these variables set in your shell:
   export SLUICE_PG_DSN="$SLUICE_PG_DSN" SLUICE_REDIS_PORT=$redis_port SLUICE_HTTP_LISTEN=127.0.0.1:0
