@@ -223,6 +223,13 @@ result<training_progress> run_training_set(const config& cfg, const training_pla
     std::thread producer([&] {
         std::vector<join_probe> probes;
         while (true) {
+            {
+                // The next chunk is read only once the last one was taken: one chunk ahead of the
+                // writer at most, joined while the writer renders the one before.
+                std::unique_lock lock(mutex);
+                cv.wait(lock, [&] { return !waiting || stop; });
+                if (stop) return;
+            }
             joined j;
             j.rows.resize(chunk_rows);
             while (j.n < chunk_rows) {
@@ -248,7 +255,6 @@ result<training_progress> run_training_set(const config& cfg, const training_pla
             }
             const bool last = !j.error.empty() || j.n < chunk_rows;
             std::unique_lock lock(mutex);
-            cv.wait(lock, [&] { return !waiting || stop; });
             if (stop) return;
             waiting = std::move(j);
             cv.notify_all();
