@@ -240,19 +240,25 @@ void answer(feast_query& q) {
     }
 }
 
+// The body as FastAPI reads it for a request model: JSON, an object; else its 422.
+std::optional<response> model_body(const request& req, nlohmann::json& body) {
+    body = nlohmann::json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded())
+        return feast_invalid("json_invalid", {"body", 0}, "JSON decode error", ordered_json::object());
+    if (!body.is_object())
+        return feast_invalid("model_attributes_type", {"body"},
+                             "Input should be a valid dictionary or object to extract fields from",
+                             ordered_json::parse(body.dump()));
+    return std::nullopt;
+}
+
 void get_online_features(const serve_context& ctx, const set_catalog& catalog, const request_context& rc,
                          const responder& respond) {
     if (auto bad = check_content_type(rc.req, {"application/json"})) return respond(std::move(*bad));
     auto q = std::make_shared<feast_query>();
-    q->body = nlohmann::json::parse(rc.req.body(), nullptr, /*allow_exceptions=*/false);
-    const nlohmann::json& body = q->body;
     // The request model (feature_server.py:122-127), refused as FastAPI refuses it.
-    if (body.is_discarded())
-        return respond(feast_invalid("json_invalid", {"body", 0}, "JSON decode error", ordered_json::object()));
-    if (!body.is_object())
-        return respond(feast_invalid("model_attributes_type", {"body"},
-                                     "Input should be a valid dictionary or object to extract fields from",
-                                     ordered_json::parse(body.dump())));
+    if (auto bad = model_body(rc.req, q->body)) return respond(std::move(*bad));
+    const nlohmann::json& body = q->body;
     const auto entities = body.find("entities");
     if (entities == body.end())
         return respond(feast_invalid("missing", {"body", "entities"}, "Field required", ordered_json::parse(body.dump())));
@@ -480,25 +486,27 @@ void write_frames(const serve_context& ctx, std::vector<std::pair<std::uint32_t,
     }
 }
 
+// The write models (PushFeaturesRequest, WriteToFeatureStoreRequest: feature_server.py:79-91): a
+// string under `name_key` and a "df" object, both required; else FastAPI's 422.
+std::optional<response> frame_model(const nlohmann::json& body, const char* name_key) {
+    for (const char* required : {name_key, "df"})
+        if (!body.contains(required))
+            return feast_invalid("missing", {"body", required}, "Field required", ordered_json::parse(body.dump()));
+    if (!body[name_key].is_string())
+        return feast_invalid("string_type", {"body", name_key}, "Input should be a valid string",
+                             ordered_json::parse(body[name_key].dump()));
+    if (!body["df"].is_object())
+        return feast_invalid("dict_type", {"body", "df"}, "Input should be a valid dictionary",
+                             ordered_json::parse(body["df"].dump()));
+    return std::nullopt;
+}
+
 // POST /push (feature_server.py:812-908): {"push_source_name", "df", "to"?}; 200 with an empty body.
 void push(const serve_context& ctx, const set_catalog& catalog, const request_context& rc, const responder& respond) {
     if (auto bad = check_content_type(rc.req, {"application/json"})) return respond(std::move(*bad));
-    const auto body = nlohmann::json::parse(rc.req.body(), nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded())
-        return respond(feast_invalid("json_invalid", {"body", 0}, "JSON decode error", ordered_json::object()));
-    if (!body.is_object())
-        return respond(feast_invalid("model_attributes_type", {"body"},
-                                     "Input should be a valid dictionary or object to extract fields from",
-                                     ordered_json::parse(body.dump())));
-    for (const char* required : {"push_source_name", "df"})
-        if (!body.contains(required))
-            return respond(feast_invalid("missing", {"body", required}, "Field required", ordered_json::parse(body.dump())));
-    if (!body["push_source_name"].is_string())
-        return respond(feast_invalid("string_type", {"body", "push_source_name"}, "Input should be a valid string",
-                                     ordered_json::parse(body["push_source_name"].dump())));
-    if (!body["df"].is_object())
-        return respond(feast_invalid("dict_type", {"body", "df"}, "Input should be a valid dictionary",
-                                     ordered_json::parse(body["df"].dump())));
+    nlohmann::json body;
+    if (auto bad = model_body(rc.req, body)) return respond(std::move(*bad));
+    if (auto bad = frame_model(body, "push_source_name")) return respond(std::move(*bad));
     const std::string to = body.value("to", std::string("online"));
     if (to != "online" && to != "offline" && to != "online_and_offline")
         return respond(feast_failure(to + " is not a supported push format. Please specify one of these ['online', "
@@ -531,22 +539,9 @@ void push(const serve_context& ctx, const set_catalog& catalog, const request_co
 void write_to_online_store(const serve_context& ctx, const set_catalog& catalog, const request_context& rc,
                            const responder& respond) {
     if (auto bad = check_content_type(rc.req, {"application/json"})) return respond(std::move(*bad));
-    const auto body = nlohmann::json::parse(rc.req.body(), nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded())
-        return respond(feast_invalid("json_invalid", {"body", 0}, "JSON decode error", ordered_json::object()));
-    if (!body.is_object())
-        return respond(feast_invalid("model_attributes_type", {"body"},
-                                     "Input should be a valid dictionary or object to extract fields from",
-                                     ordered_json::parse(body.dump())));
-    for (const char* required : {"feature_view_name", "df"})
-        if (!body.contains(required))
-            return respond(feast_invalid("missing", {"body", required}, "Field required", ordered_json::parse(body.dump())));
-    if (!body["feature_view_name"].is_string())
-        return respond(feast_invalid("string_type", {"body", "feature_view_name"}, "Input should be a valid string",
-                                     ordered_json::parse(body["feature_view_name"].dump())));
-    if (!body["df"].is_object())
-        return respond(feast_invalid("dict_type", {"body", "df"}, "Input should be a valid dictionary",
-                                     ordered_json::parse(body["df"].dump())));
+    nlohmann::json body;
+    if (auto bad = model_body(rc.req, body)) return respond(std::move(*bad));
+    if (auto bad = frame_model(body, "feature_view_name")) return respond(std::move(*bad));
     const std::string name = body["feature_view_name"].get<std::string>();
     const set_view* view = catalog.find(name);
     if (view == nullptr)

@@ -73,6 +73,8 @@ private:
 
 bool dispatcher::streamed(const request& header, bool& body_streams) const {
     body_streams = false;
+    // Streamed routes take POST only: every other request (the GETs of the hot path) is told at once.
+    if (header.method() != http::verb::post) return false;
     const auto [path, query_text] = split_target(header.target());
     const router::match m = router_.find(header.method(), path);
     if (m.result != router::match::outcome::found || !m.matched->stream_fn) return false;

@@ -113,6 +113,8 @@ void router::add(http::verb method, std::string_view pattern, std::string scope,
 }
 
 void router::add_streamed(http::verb method, std::string_view pattern, std::string scope, stream_handler fn) {
+    // dispatcher::streamed looks only at POST requests.
+    if (method != http::verb::post) throw std::invalid_argument("a streamed route takes POST: " + std::string(pattern));
     add(method, pattern, std::move(scope), nullptr);
     routes_.back().stream_fn = std::move(fn);
 }

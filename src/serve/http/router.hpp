@@ -79,7 +79,7 @@ public:
     /// pattern: "/v1/features/{set}/{key}". Throws std::invalid_argument on a malformed pattern
     /// (start-up only).
     void add(http::verb method, std::string_view pattern, std::string scope, handler fn);
-    /// A streamed route (add_training_routes).
+    /// A streamed route (add_training_routes); POST only (std::invalid_argument otherwise).
     void add_streamed(http::verb method, std::string_view pattern, std::string scope, stream_handler fn);
 
     /// Matches a path (no query string). Each segment is URL-decoded after splitting on '/',

@@ -161,6 +161,7 @@ void session<Stream>::read_request() {
     parser_->body_limit(std::max<std::uint64_t>(l.body_limit_bytes, gen_->dispatch.streamed_body_limit));
     request_bytes_ = 0;
     route_ = unmatched_route;
+    streamed_route_ = false;
     method_ = http::verb::unknown;
     started_ = std::chrono::steady_clock::now();
     // A header already whole in the buffer (the usual case: one read brought the request) is
@@ -193,7 +194,8 @@ void session<Stream>::on_header(beast::error_code ec, std::size_t bytes) {
         return fail(http::status::bad_request, "bad_request", std::string(why));
 
     bool body_streams = false;
-    const bool streamed = gen_->dispatch.streamed(req, body_streams) && body_streams;
+    streamed_route_ = gen_->dispatch.streamed(req, body_streams);
+    const bool streamed = streamed_route_ && body_streams;
     const std::uint64_t limit = streamed ? gen_->dispatch.streamed_body_limit : gen_->limits.body_limit_bytes;
     if (const auto length = parser_->content_length(); length && *length > limit)
         return fail(http::status::payload_too_large, "payload_too_large",
@@ -270,8 +272,7 @@ void session<Stream>::on_read_error(beast::error_code ec) {
 
 template <class Stream>
 void session<Stream>::handle_request() {
-    bool body_streams = false;
-    if (gen_->dispatch.streamed(parser_->get(), body_streams)) return start_exchange(false);
+    if (streamed_route_) return start_exchange(false);  // on_header found the route streams
     const request& req = parser_->get();
     request_id_ = request_id_of(req);
     keep_alive_ = req.keep_alive();

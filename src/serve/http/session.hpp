@@ -95,6 +95,7 @@ private:
     std::uint64_t request_bytes_ = 0;  // bytes of the current request consumed by the parser
     std::uint64_t linger_bytes_ = 0;
     bool keep_alive_ = false;
+    bool streamed_route_ = false;  // the current request goes to a streamed route (on_header)
     unsigned version_ = 11;
     std::string_view route_ = unmatched_route;  // the answering route's pattern, for metrics
     http::verb method_ = http::verb::unknown;
